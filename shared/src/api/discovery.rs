@@ -1,0 +1,56 @@
+//! `GET /.well-known/jwks.json` and `GET /.well-known/oauth-authorization-server` (RFC 8414).
+//! Both documents are rendered once at start-up.
+
+use http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+
+use super::response::{Caching, raw_json_response};
+use super::{JWKS_PATH, METADATA_PATH, TOKEN_PATH};
+use crate::error::Error;
+use crate::keys::KeySet;
+
+/// How long resource servers may cache the JWKS. Short, so a rotated-in key is seen quickly.
+const JWKS_MAX_AGE: u32 = 300;
+const METADATA_MAX_AGE: u32 = 3600;
+
+pub struct Discovery {
+    jwks: Vec<u8>,
+    metadata: Vec<u8>,
+}
+
+impl Discovery {
+    pub fn new(issuer: &str, keys: &KeySet) -> Self {
+        let algorithms: Vec<&str> = keys.algorithms().iter().map(|alg| alg.as_str()).collect();
+        let metadata = json!({
+            "issuer": issuer,
+            "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
+            "jwks_uri": format!("{issuer}{JWKS_PATH}"),
+            "grant_types_supported": ["client_credentials"],
+            "response_types_supported": [],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            // Not registered by RFC 8414: the algorithms access tokens are signed with.
+            "access_token_signing_alg_values_supported": algorithms,
+        });
+        Self {
+            jwks: serde_json::to_vec(&keys.jwks()).unwrap_or_default(),
+            metadata: serde_json::to_vec(&metadata).unwrap_or_default(),
+        }
+    }
+
+    pub fn handle(&self, request: &Request) -> Result<Response<Body>, Error> {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return Err(Error::MethodNotAllowed);
+        }
+        let (document, max_age) = match request.uri().path() {
+            JWKS_PATH => (&self.jwks, JWKS_MAX_AGE),
+            METADATA_PATH => (&self.metadata, METADATA_MAX_AGE),
+            _ => return Err(Error::NotFound),
+        };
+        Ok(raw_json_response(
+            StatusCode::OK,
+            document.clone(),
+            Caching::Public(max_age),
+        ))
+    }
+}

@@ -1,0 +1,58 @@
+//! The HTTP layer: `lambda_http` requests in, responses out. Each Lambda function calls one
+//! handler; the local server calls [`Router::handle`], which dispatches to the same handlers, so
+//! both run one code path.
+
+pub mod client_auth;
+pub mod discovery;
+pub mod form;
+pub mod response;
+pub mod token;
+
+use std::time::Instant;
+
+use lambda_http::{Body, Request, Response};
+
+pub use self::discovery::Discovery;
+use self::response::error_response;
+use crate::error::Error;
+use crate::token::TokenService;
+
+pub const TOKEN_PATH: &str = "/oauth2/token";
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+
+/// Runs a handler and turns its error into a response, logging one line per request.
+pub async fn respond<F>(request: &Request, handler: F) -> Response<Body>
+where
+    F: AsyncFnOnce(&Request) -> Result<Response<Body>, Error>,
+{
+    let started = Instant::now();
+    let response = handler(request)
+        .await
+        .unwrap_or_else(|error| error_response(&error));
+    tracing::info!(
+        method = %request.method(),
+        route = request.uri().path(),
+        status = response.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+/// Every route, for the local server.
+pub struct Router {
+    pub token: TokenService,
+    pub discovery: Discovery,
+}
+
+impl Router {
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        respond(&request, async |request| match request.uri().path() {
+            TOKEN_PATH => token::handle(&self.token, request).await,
+            JWKS_PATH | METADATA_PATH => self.discovery.handle(request),
+            _ => Err(Error::NotFound),
+        })
+        .await
+    }
+}

@@ -1,0 +1,26 @@
+//! `POST /oauth2/token`.
+
+use http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+
+use super::client_auth::presented_client;
+use super::form::Form;
+use super::response::{Caching, json_response};
+use crate::error::Error;
+use crate::token::{TokenParams, TokenService};
+
+pub async fn handle(service: &TokenService, request: &Request) -> Result<Response<Body>, Error> {
+    if request.method() != Method::POST {
+        return Err(Error::MethodNotAllowed);
+    }
+    let form = Form::parse(request.headers(), request.body().as_ref())?;
+    let presented = presented_client(request.headers(), &form)?;
+    let client = service.authenticate(&presented).await?;
+    let params = TokenParams {
+        grant_type: form.get("grant_type"),
+        scope: form.get("scope"),
+        access_token_lifetime: form.get("access-token-lifetime"),
+    };
+    let response = service.issue(&client, &params).await?;
+    Ok(json_response(StatusCode::OK, &response, Caching::NoStore))
+}

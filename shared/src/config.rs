@@ -1,0 +1,112 @@
+//! Configuration, read once per process from the environment.
+
+use std::path::PathBuf;
+
+use crate::keys::SigningAlgorithm;
+
+pub const DEFAULT_AUDIENCE: &str = "api";
+pub const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 3600;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `ISSUER`: the exact `iss` of every token and the base of every endpoint URL.
+    pub issuer: String,
+    /// `AUDIENCE`: the `aud` of every token (default `api`).
+    pub audience: String,
+    /// `SIGNING_ALG`: `ES256` (default), `RS256` or `EdDSA`.
+    pub signing_alg: SigningAlgorithm,
+    /// `ACCESS_TOKEN_LIFETIME`: seconds, when the request does not ask (default 3600); always
+    /// lowered to the client's maximum.
+    pub default_access_token_lifetime: u64,
+    /// `SIGNING_KEYS_FILE`: a key set document (see `keys::KeySetDocument`).
+    pub signing_keys_file: Option<PathBuf>,
+    /// `SEED_FILE`: clients and tenants for the in-memory store.
+    pub seed_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration variable {name}: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let error = |name, reason: &str| ConfigError {
+            name,
+            reason: reason.to_owned(),
+        };
+        let issuer = lookup("ISSUER").ok_or_else(|| error("ISSUER", "is required"))?;
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
+            || issuer.ends_with('/')
+        {
+            return Err(error(
+                "ISSUER",
+                "must be an http(s) URL without a trailing slash",
+            ));
+        }
+        let signing_alg = match lookup("SIGNING_ALG") {
+            Some(raw) => raw
+                .parse()
+                .map_err(|e| error("SIGNING_ALG", &format!("{e}")))?,
+            None => SigningAlgorithm::ES256,
+        };
+        let default_access_token_lifetime = match lookup("ACCESS_TOKEN_LIFETIME") {
+            Some(raw) => raw
+                .parse()
+                .ok()
+                .filter(|secs| *secs > 0)
+                .ok_or_else(|| error("ACCESS_TOKEN_LIFETIME", "must be a positive integer"))?,
+            None => DEFAULT_ACCESS_TOKEN_LIFETIME,
+        };
+        Ok(Self {
+            issuer,
+            audience: lookup("AUDIENCE").unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned()),
+            signing_alg,
+            default_access_token_lifetime,
+            signing_keys_file: lookup("SIGNING_KEYS_FILE").map(PathBuf::from),
+            seed_file: lookup("SEED_FILE").map(PathBuf::from),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_issuer_is_set() {
+        let config = config(&[("ISSUER", "https://auth.example.com")]).unwrap();
+        assert_eq!(config.audience, DEFAULT_AUDIENCE);
+        assert_eq!(config.signing_alg, SigningAlgorithm::ES256);
+        assert_eq!(config.default_access_token_lifetime, 3600);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        assert_eq!(config(&[]).unwrap_err().name, "ISSUER");
+        assert_eq!(
+            config(&[("ISSUER", "https://x/")]).unwrap_err().name,
+            "ISSUER"
+        );
+        let bad_alg = config(&[("ISSUER", "https://x"), ("SIGNING_ALG", "HS256")]);
+        assert_eq!(bad_alg.unwrap_err().name, "SIGNING_ALG");
+        let bad_lifetime = config(&[("ISSUER", "https://x"), ("ACCESS_TOKEN_LIFETIME", "0")]);
+        assert_eq!(bad_lifetime.unwrap_err().name, "ACCESS_TOKEN_LIFETIME");
+    }
+}

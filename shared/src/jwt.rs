@@ -1,0 +1,310 @@
+//! RFC 9068 access tokens: signing with the current key, and the signature and claims checks of
+//! verification (RFC 8725). Revocation checks build on [`AccessTokens::verify`].
+
+use jsonwebtoken::{Header, Validation, decode, decode_header, encode};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::keys::KeySet;
+
+/// The media type RFC 9068 §2.1 puts in `typ`.
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+/// Clock skew tolerated on `exp` and `nbf`, in seconds. Small on purpose (RFC 8725 §3.10).
+pub const CLOCK_LEEWAY_SECS: u64 = 10;
+/// Tokens longer than this are rejected before any decoding.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// The claims of an access token. Field types are strict: a string `exp` fails to deserialize.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    pub iat: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    pub jti: String,
+    pub client_id: String,
+    pub scope: String,
+    pub tenant: String,
+    /// The grant (session) id shared by every token of one password or refresh grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+/// Why a presented token was not accepted. Logged, never shown to the caller beyond
+/// "invalid_token".
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRejected {
+    #[error("token too long")]
+    TooLong,
+    #[error("malformed token")]
+    Malformed,
+    #[error("typ is not at+jwt")]
+    WrongType,
+    #[error("token carries a critical header extension")]
+    CriticalHeader,
+    #[error("unknown kid")]
+    UnknownKey,
+    #[error("alg does not match the key")]
+    AlgorithmMismatch,
+    #[error("signature or claims invalid: {0}")]
+    Invalid(String),
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+}
+
+impl From<TokenRejected> for Error {
+    fn from(_: TokenRejected) -> Self {
+        Error::InvalidToken("the access token is invalid, expired or revoked".into())
+    }
+}
+
+/// Signs and verifies access tokens for one issuer and audience.
+#[derive(Clone)]
+pub struct AccessTokens {
+    keys: KeySet,
+    issuer: String,
+    audience: String,
+}
+
+impl AccessTokens {
+    pub fn new(keys: KeySet, issuer: String, audience: String) -> Self {
+        Self {
+            keys,
+            issuer,
+            audience,
+        }
+    }
+
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    pub fn sign(&self, claims: &AccessTokenClaims) -> Result<String, Error> {
+        let key = self.keys.current();
+        let mut header = Header::new(key.alg.jwt());
+        header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
+        header.kid = Some(key.kid.clone());
+        encode(&header, claims, &key.encoding).map_err(|e| Error::Internal(format!("signing: {e}")))
+    }
+
+    /// Checks the header against the allow-list, the signature with the key named by `kid`
+    /// (bound to its one algorithm), then `iss`, `aud`, `exp` and `nbf` against `now`.
+    pub fn verify(&self, token: &str, now: u64) -> Result<AccessTokenClaims, TokenRejected> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenRejected::TooLong);
+        }
+        let header = decode_header(token).map_err(|_| TokenRejected::Malformed)?;
+        let typ_ok = header.typ.as_deref().is_some_and(|typ| {
+            typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE)
+                || typ.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if !typ_ok {
+            return Err(TokenRejected::WrongType);
+        }
+        if header.crit.is_some() {
+            return Err(TokenRejected::CriticalHeader);
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.find(kid))
+            .ok_or(TokenRejected::UnknownKey)?;
+        if header.alg != key.alg.jwt() {
+            return Err(TokenRejected::AlgorithmMismatch);
+        }
+        let mut validation = Validation::new(key.alg.jwt());
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // Time is checked below against the caller's clock, so tests and replays are exact.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        let claims = decode::<AccessTokenClaims>(token, &key.decoding, &validation)
+            .map_err(|e| TokenRejected::Invalid(e.to_string()))?
+            .claims;
+        if now >= claims.exp.saturating_add(CLOCK_LEEWAY_SECS) {
+            return Err(TokenRejected::Expired);
+        }
+        let not_before = claims.nbf.unwrap_or(claims.iat);
+        if not_before > now.saturating_add(CLOCK_LEEWAY_SECS) {
+            return Err(TokenRejected::NotYetValid);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+    use crate::keys::SigningAlgorithm;
+
+    fn tokens(alg: SigningAlgorithm) -> AccessTokens {
+        AccessTokens::new(
+            KeySet::generate(alg).unwrap(),
+            "https://issuer".into(),
+            "api".into(),
+        )
+    }
+
+    fn claims() -> AccessTokenClaims {
+        AccessTokenClaims {
+            iss: "https://issuer".into(),
+            sub: "client".into(),
+            aud: "api".into(),
+            exp: 2_000,
+            iat: 1_000,
+            nbf: None,
+            jti: "jti".into(),
+            client_id: "client".into(),
+            scope: "read".into(),
+            tenant: "/acme".into(),
+            sid: None,
+        }
+    }
+
+    fn b64(json: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(json).unwrap())
+    }
+
+    #[test]
+    fn round_trips_with_every_algorithm() {
+        for alg in SigningAlgorithm::ALL {
+            let tokens = tokens(alg);
+            let jwt = tokens.sign(&claims()).unwrap();
+            let header = decode_header(&jwt).unwrap();
+            assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+            assert_eq!(
+                header.kid.as_deref(),
+                Some(tokens.keys().current().kid.as_str())
+            );
+            assert_eq!(tokens.verify(&jwt, 1_500).unwrap(), claims());
+        }
+    }
+
+    #[test]
+    fn expiry_allows_only_the_small_leeway() {
+        let tokens = tokens(SigningAlgorithm::ES256);
+        let jwt = tokens.sign(&claims()).unwrap();
+        assert!(tokens.verify(&jwt, 2_000 + CLOCK_LEEWAY_SECS - 1).is_ok());
+        assert_eq!(
+            tokens.verify(&jwt, 2_000 + CLOCK_LEEWAY_SECS),
+            Err(TokenRejected::Expired)
+        );
+        assert_eq!(tokens.verify(&jwt, 900), Err(TokenRejected::NotYetValid));
+    }
+
+    #[test]
+    fn wrong_issuer_or_audience_is_rejected() {
+        let tokens = tokens(SigningAlgorithm::ES256);
+        for tweak in [
+            |c: &mut AccessTokenClaims| c.iss = "https://issuer/".into(),
+            |c: &mut AccessTokenClaims| c.aud = "other".into(),
+        ] {
+            let mut c = claims();
+            tweak(&mut c);
+            let jwt = tokens.sign(&c).unwrap();
+            assert!(matches!(
+                tokens.verify(&jwt, 1_500),
+                Err(TokenRejected::Invalid(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn another_key_set_does_not_verify() {
+        let jwt = tokens(SigningAlgorithm::ES256).sign(&claims()).unwrap();
+        assert_eq!(
+            tokens(SigningAlgorithm::ES256).verify(&jwt, 1_500),
+            Err(TokenRejected::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn forged_headers_are_rejected() {
+        let tokens = tokens(SigningAlgorithm::ES256);
+        let jwt = tokens.sign(&claims()).unwrap();
+        let (_, rest) = jwt.split_once('.').unwrap();
+        let kid = tokens.keys().current().kid.clone();
+        let cases = [
+            (
+                serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": kid}),
+                "alg none",
+            ),
+            (
+                serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": kid}),
+                "hmac",
+            ),
+            (
+                serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": kid}),
+                "alg swap",
+            ),
+            (
+                serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": kid}),
+                "typ",
+            ),
+            (
+                serde_json::json!({"alg": "ES256", "typ": "at+jwt"}),
+                "no kid",
+            ),
+            (
+                serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": "x"}),
+                "unknown kid",
+            ),
+            (
+                serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": kid, "crit": ["exp"]}),
+                "crit",
+            ),
+        ];
+        for (header, case) in cases {
+            let forged = format!("{}.{rest}", b64(&header));
+            assert!(tokens.verify(&forged, 1_500).is_err(), "{case}");
+        }
+    }
+
+    #[test]
+    fn tampered_payload_and_wrongly_typed_claims_are_rejected() {
+        let tokens = tokens(SigningAlgorithm::ES256);
+        let jwt = tokens.sign(&claims()).unwrap();
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let mut tampered = serde_json::to_value(claims()).unwrap();
+        tampered["scope"] = "admin".into();
+        let forged = format!("{}.{}.{}", parts[0], b64(&tampered), parts[2]);
+        assert!(matches!(
+            tokens.verify(&forged, 1_500),
+            Err(TokenRejected::Invalid(_))
+        ));
+
+        let mut string_exp = serde_json::to_value(claims()).unwrap();
+        string_exp["exp"] = "2000".into();
+        let key = tokens.keys().current();
+        let mut header = Header::new(key.alg.jwt());
+        header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
+        header.kid = Some(key.kid.clone());
+        let jwt = encode(&header, &string_exp, &key.encoding).unwrap();
+        assert!(matches!(
+            tokens.verify(&jwt, 1_500),
+            Err(TokenRejected::Invalid(_))
+        ));
+        assert!(tokens.verify("not.a.jwt", 1_500).is_err());
+        assert_eq!(
+            tokens.verify(&"a".repeat(MAX_TOKEN_LEN + 1), 0),
+            Err(TokenRejected::TooLong)
+        );
+    }
+}

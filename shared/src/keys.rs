@@ -1,0 +1,410 @@
+//! Signing keys: generation, the key set (one current key plus previous keys kept for
+//! verification), its stored form, and the public JWKS.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::error::Unspecified;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use serde::{Deserialize, Serialize};
+
+/// The signing algorithms this service issues and accepts. Anything else, `none` and every HMAC
+/// algorithm included, is rejected before a signature is looked at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SigningAlgorithm {
+    ES256,
+    RS256,
+    EdDSA,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("unsupported signing algorithm {0:?}: use ES256, RS256 or EdDSA")]
+    UnsupportedAlgorithm(String),
+    #[error("key generation failed: {0}")]
+    Generation(String),
+    #[error("key {kid} is not a valid {alg} private key: {reason}")]
+    InvalidKey {
+        kid: String,
+        alg: SigningAlgorithm,
+        reason: String,
+    },
+    #[error("key set names current key {0:?}, which it does not contain")]
+    MissingCurrent(String),
+    #[error("key set document is malformed: {0}")]
+    Malformed(String),
+    #[error("key file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl SigningAlgorithm {
+    pub const ALL: [SigningAlgorithm; 3] = [Self::ES256, Self::RS256, Self::EdDSA];
+
+    pub fn jwt(self) -> Algorithm {
+        match self {
+            Self::ES256 => Algorithm::ES256,
+            Self::RS256 => Algorithm::RS256,
+            Self::EdDSA => Algorithm::EdDSA,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ES256 => "ES256",
+            Self::RS256 => "RS256",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+
+    /// A new private key for this algorithm: PKCS#8 v1 DER for ES256 and EdDSA, PKCS#1 DER for
+    /// RS256 (the forms `jsonwebtoken` reads).
+    fn generate_pkcs8(self) -> Result<Vec<u8>, KeyError> {
+        let der = match self {
+            Self::ES256 => EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+                .and_then(|pair| pair.to_pkcs8v1())
+                .map(|doc| doc.as_ref().to_vec()),
+            Self::RS256 => aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa2048)
+                .and_then(|pair| pair.as_der())
+                .and_then(|der| pkcs8_to_pkcs1(der.as_ref()).ok_or(Unspecified)),
+            Self::EdDSA => Ed25519KeyPair::generate()
+                .and_then(|pair| pair.to_pkcs8v1())
+                .map(|doc| doc.as_ref().to_vec()),
+        };
+        der.map_err(|e| KeyError::Generation(e.to_string()))
+    }
+
+    fn encoding_key(self, pkcs8: &[u8]) -> EncodingKey {
+        match self {
+            Self::ES256 => EncodingKey::from_ec_der(pkcs8),
+            Self::RS256 => EncodingKey::from_rsa_der(pkcs8),
+            Self::EdDSA => EncodingKey::from_ed_der(pkcs8),
+        }
+    }
+}
+
+impl FromStr for SigningAlgorithm {
+    type Err = KeyError;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|alg| alg.as_str() == raw)
+            .ok_or_else(|| KeyError::UnsupportedAlgorithm(raw.to_owned()))
+    }
+}
+
+impl fmt::Display for SigningAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One private key in its stored form.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: SigningAlgorithm,
+    /// Private key DER, standard base64: PKCS#8 v1 for ES256 and EdDSA, PKCS#1 for RS256.
+    pub private_key: String,
+    pub created_at: u64,
+}
+
+/// The stored form of a key set: a JSON document in a git-ignored file locally, or in a
+/// SecureString parameter in production.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct KeySetDocument {
+    pub current: String,
+    pub keys: Vec<StoredKey>,
+}
+
+impl KeySetDocument {
+    pub fn generate(alg: SigningAlgorithm, now: u64) -> Result<Self, KeyError> {
+        let key = generate_key(alg, now)?;
+        Ok(Self {
+            current: key.kid.clone(),
+            keys: vec![key],
+        })
+    }
+
+    /// Makes a new key of `alg` current and keeps every earlier key for verification.
+    pub fn rotate(&mut self, alg: SigningAlgorithm, now: u64) -> Result<(), KeyError> {
+        let key = generate_key(alg, now)?;
+        self.current = key.kid.clone();
+        self.keys.insert(0, key);
+        Ok(())
+    }
+
+    pub fn current_algorithm(&self) -> Option<SigningAlgorithm> {
+        self.keys
+            .iter()
+            .find(|key| key.kid == self.current)
+            .map(|key| key.alg)
+    }
+
+    /// Loads the document at `path`, creating it with a fresh `alg` key if it does not exist, and
+    /// rotating to a fresh `alg` key if the current one uses another algorithm.
+    pub fn load_or_create(path: &Path, alg: SigningAlgorithm, now: u64) -> Result<Self, KeyError> {
+        let io = |source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let document = match std::fs::read(path) {
+            Ok(bytes) => {
+                let mut document: Self = serde_json::from_slice(&bytes)
+                    .map_err(|e| KeyError::Malformed(e.to_string()))?;
+                if document.current_algorithm() == Some(alg) {
+                    return Ok(document);
+                }
+                document.rotate(alg, now)?;
+                document
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::generate(alg, now)?,
+            Err(e) => return Err(io(e)),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let json =
+            serde_json::to_vec_pretty(&document).map_err(|e| KeyError::Malformed(e.to_string()))?;
+        write_private(path, &json).map_err(io)?;
+        Ok(document)
+    }
+}
+
+/// Unwraps the PKCS#1 `RSAPrivateKey` from a PKCS#8 `PrivateKeyInfo`
+/// (`SEQUENCE { INTEGER version, SEQUENCE algorithm, OCTET STRING privateKey }`).
+fn pkcs8_to_pkcs1(pkcs8: &[u8]) -> Option<Vec<u8>> {
+    fn read_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let count = usize::from(first & 0x7f);
+            if count == 0 || count > 4 || rest.len() < count {
+                return None;
+            }
+            let len = rest[..count]
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            (len, &rest[count..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+    let (0x30, info, _) = read_tlv(pkcs8)? else {
+        return None;
+    };
+    let (0x02, _version, rest) = read_tlv(info)? else {
+        return None;
+    };
+    let (0x30, _algorithm, rest) = read_tlv(rest)? else {
+        return None;
+    };
+    let (0x04, private_key, _) = read_tlv(rest)? else {
+        return None;
+    };
+    Some(private_key.to_vec())
+}
+
+fn generate_key(alg: SigningAlgorithm, now: u64) -> Result<StoredKey, KeyError> {
+    let pkcs8 = alg.generate_pkcs8()?;
+    let jwk = Jwk::from_encoding_key(&alg.encoding_key(&pkcs8), alg.jwt())
+        .map_err(|e| KeyError::Generation(e.to_string()))?;
+    let kid = jwk
+        .thumbprint(ThumbprintHash::SHA256)
+        .map_err(|e| KeyError::Generation(e.to_string()))?;
+    Ok(StoredKey {
+        kid,
+        alg,
+        private_key: STANDARD.encode(pkcs8),
+        created_at: now,
+    })
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+/// A parsed key, ready to sign (if current) and to verify.
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: SigningAlgorithm,
+    pub(crate) encoding: EncodingKey,
+    /// Built from the published JWK, so verification uses exactly what resource servers see.
+    pub(crate) decoding: DecodingKey,
+    pub public_jwk: Jwk,
+}
+
+impl SigningKey {
+    fn from_stored(stored: &StoredKey) -> Result<Self, KeyError> {
+        let invalid = |reason: String| KeyError::InvalidKey {
+            kid: stored.kid.clone(),
+            alg: stored.alg,
+            reason,
+        };
+        let pkcs8 = STANDARD
+            .decode(&stored.private_key)
+            .map_err(|e| invalid(e.to_string()))?;
+        let encoding = stored.alg.encoding_key(&pkcs8);
+        let mut public_jwk = Jwk::from_encoding_key(&encoding, stored.alg.jwt())
+            .map_err(|e| invalid(e.to_string()))?;
+        public_jwk.common.key_id = Some(stored.kid.clone());
+        public_jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        let decoding = DecodingKey::from_jwk(&public_jwk).map_err(|e| invalid(e.to_string()))?;
+        Ok(Self {
+            kid: stored.kid.clone(),
+            alg: stored.alg,
+            encoding,
+            decoding,
+            public_jwk,
+        })
+    }
+}
+
+/// The keys in force: the current key signs; it and every previous key verify.
+#[derive(Clone)]
+pub struct KeySet {
+    current: Arc<SigningKey>,
+    by_kid: Arc<HashMap<String, Arc<SigningKey>>>,
+}
+
+impl KeySet {
+    pub fn from_document(document: &KeySetDocument) -> Result<Self, KeyError> {
+        let by_kid: HashMap<String, Arc<SigningKey>> = document
+            .keys
+            .iter()
+            .map(|stored| {
+                Ok((
+                    stored.kid.clone(),
+                    Arc::new(SigningKey::from_stored(stored)?),
+                ))
+            })
+            .collect::<Result<_, KeyError>>()?;
+        let current = by_kid
+            .get(&document.current)
+            .cloned()
+            .ok_or_else(|| KeyError::MissingCurrent(document.current.clone()))?;
+        Ok(Self {
+            current,
+            by_kid: Arc::new(by_kid),
+        })
+    }
+
+    /// A key set with one fresh key; for tests and first runs.
+    pub fn generate(alg: SigningAlgorithm) -> Result<Self, KeyError> {
+        Self::from_document(&KeySetDocument::generate(alg, 0)?)
+    }
+
+    pub fn current(&self) -> &SigningKey {
+        &self.current
+    }
+
+    /// Looks a key up by `kid` in memory only; remote key references are never followed.
+    pub fn find(&self, kid: &str) -> Option<&SigningKey> {
+        self.by_kid.get(kid).map(Arc::as_ref)
+    }
+
+    /// The public JWK Set, current key first.
+    pub fn jwks(&self) -> JwkSet {
+        let mut keys = vec![self.current.public_jwk.clone()];
+        keys.extend(
+            self.by_kid
+                .values()
+                .filter(|key| key.kid != self.current.kid)
+                .map(|key| key.public_jwk.clone()),
+        );
+        JwkSet { keys }
+    }
+
+    pub fn algorithms(&self) -> Vec<SigningAlgorithm> {
+        let mut algs: Vec<SigningAlgorithm> = Vec::new();
+        for key in std::iter::once(&self.current).chain(self.by_kid.values()) {
+            if !algs.contains(&key.alg) {
+                algs.push(key.alg);
+            }
+        }
+        algs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_algorithm_generates_a_usable_key_with_a_thumbprint_kid() {
+        for alg in SigningAlgorithm::ALL {
+            let keys = KeySet::generate(alg).unwrap();
+            let current = keys.current();
+            assert_eq!(current.alg, alg);
+            assert_eq!(current.kid.len(), 43, "base64url SHA-256 thumbprint");
+            assert_eq!(
+                current.public_jwk.common.key_id.as_deref(),
+                Some(current.kid.as_str())
+            );
+            assert!(keys.find(&current.kid).is_some());
+        }
+    }
+
+    #[test]
+    fn rotation_keeps_previous_keys_for_verification() {
+        let mut document = KeySetDocument::generate(SigningAlgorithm::ES256, 1).unwrap();
+        let first = document.current.clone();
+        document.rotate(SigningAlgorithm::EdDSA, 2).unwrap();
+        let keys = KeySet::from_document(&document).unwrap();
+        assert_ne!(keys.current().kid, first);
+        assert!(keys.find(&first).is_some());
+        let jwks = keys.jwks();
+        assert_eq!(jwks.keys.len(), 2);
+        assert_eq!(
+            jwks.keys[0].common.key_id.as_deref(),
+            Some(keys.current().kid.as_str())
+        );
+    }
+
+    #[test]
+    fn load_or_create_persists_and_reuses_the_key() {
+        let dir = std::env::temp_dir().join(format!("keys-test-{}", std::process::id()));
+        let path = dir.join("keys.json");
+        let _ = std::fs::remove_file(&path);
+        let created = KeySetDocument::load_or_create(&path, SigningAlgorithm::ES256, 5).unwrap();
+        let reloaded = KeySetDocument::load_or_create(&path, SigningAlgorithm::ES256, 6).unwrap();
+        assert_eq!(created.current, reloaded.current);
+        let rotated = KeySetDocument::load_or_create(&path, SigningAlgorithm::RS256, 7).unwrap();
+        assert_ne!(rotated.current, created.current);
+        assert_eq!(rotated.keys.len(), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_algorithms_are_refused() {
+        for name in ["HS256", "none", "es256", "RS512", ""] {
+            assert!(name.parse::<SigningAlgorithm>().is_err(), "{name}");
+        }
+    }
+}
