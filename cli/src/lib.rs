@@ -1,1 +1,3 @@
-pub fn x() {}
+//! `tokenctl`: the local server and the admin commands of the token service.
+
+pub mod server;

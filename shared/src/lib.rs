@@ -10,6 +10,7 @@ pub mod error;
 pub mod jwt;
 pub mod keys;
 pub mod seed;
+pub mod setup;
 pub mod store;
 pub mod token;
 

@@ -1,1 +1,142 @@
+//! Helpers for the integration tests: an in-process local server on an ephemeral port, API
+//! Gateway event fixtures, and the store contract suite.
 
+pub mod contract;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use token_service::api::Router;
+use token_service::config::Config;
+use token_service::keys::{KeySet, SigningAlgorithm};
+use token_service::seed::Seed;
+use token_service::setup;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const CC_CLIENT: (&str, &str) = ("cc-client", "cc-client-secret-0123456789abcdefghij");
+pub const PASSWORD_ONLY_CLIENT: (&str, &str) =
+    ("password-only", "password-only-secret-0123456789abcdef");
+pub const SPECIAL_CLIENT: (&str, &str) = ("svc.a~b_c-d", "s3cr:t+with%special&chars/0123456789 é");
+pub const AUDIENCE: &str = "https://api.test";
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+pub fn test_config(issuer: &str, alg: SigningAlgorithm) -> Config {
+    Config::from_lookup(|name| match name {
+        "ISSUER" => Some(issuer.to_owned()),
+        "AUDIENCE" => Some(AUDIENCE.to_owned()),
+        "SIGNING_ALG" => Some(alg.as_str().to_owned()),
+        _ => None,
+    })
+    .expect("test configuration is valid")
+}
+
+/// Every route over the test seed, with fresh keys.
+pub async fn router(issuer: &str, alg: SigningAlgorithm) -> (Router, KeySet) {
+    let config = test_config(issuer, alg);
+    let keys = KeySet::generate(alg).expect("key generation");
+    let seed = Seed::load(&repo_path("seed.toml")).expect("test seed loads");
+    let store = setup::memory_store(&seed)
+        .await
+        .expect("seeding the memory store");
+    let router = Router {
+        discovery: setup::discovery(&config, &keys),
+        token: setup::token_service(&config, keys.clone(), store),
+    };
+    (router, keys)
+}
+
+/// The local server, in-process on an ephemeral port, stopped when dropped.
+pub struct TestServer {
+    pub base_url: String,
+    pub http: reqwest::Client,
+    pub keys: KeySet,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(SigningAlgorithm::ES256).await
+    }
+
+    pub async fn start_with(alg: SigningAlgorithm) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding a port");
+        let base_url = format!("http://{}", listener.local_addr().expect("bound address"));
+        let (router, keys) = router(&base_url, alg).await;
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(tokenctl::server::serve(listener, Arc::new(router), async {
+            let _ = stopped.await;
+        }));
+        Self {
+            base_url,
+            http: reqwest::Client::new(),
+            keys,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// POSTs a form to the token endpoint, with HTTP Basic credentials when given.
+    pub async fn token(
+        &self,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(self.url("/oauth2/token")).form(form);
+        if let Some((id, secret)) = basic {
+            request = request.header("authorization", basic_header(id, secret));
+        }
+        request
+            .send()
+            .await
+            .expect("token request reaches the server")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// `Basic base64(urlencode(id) ":" urlencode(secret))`, as RFC 6749 §2.3.1 requires.
+pub fn basic_header(id: &str, secret: &str) -> String {
+    let encode = |s: &str| form_urlencode(s);
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", encode(id), encode(secret)))
+    )
+}
+
+pub fn form_urlencode(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(byte as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// Loads an API Gateway HTTP API (payload v2) event from `tests/events`.
+pub fn event(name: &str) -> lambda_http::Request {
+    let path = repo_path(&format!("events/{name}"));
+    let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    lambda_http::request::from_str(&json).unwrap_or_else(|e| panic!("{name}: {e}"))
+}

@@ -1,1 +1,21 @@
-fn main() {}
+//! `GET /.well-known/jwks.json` and `GET /.well-known/oauth-authorization-server` as a Lambda
+//! function behind API Gateway.
+
+use std::convert::Infallible;
+
+use lambda_http::{Error, Request, run, service_fn};
+use token_service::config::Config;
+use token_service::{api, setup};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let keys = setup::keys_from_config(&config)?;
+    let discovery = setup::discovery(&config, &keys);
+
+    run(service_fn(async |request: Request| {
+        Ok::<_, Infallible>(api::discovery_endpoint(&discovery, request).await)
+    }))
+    .await
+}

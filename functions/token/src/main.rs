@@ -1,1 +1,22 @@
-fn main() {}
+//! `POST /oauth2/token` as a Lambda function behind API Gateway.
+
+use std::convert::Infallible;
+
+use lambda_http::{Error, Request, run, service_fn};
+use token_service::config::Config;
+use token_service::{api, setup};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let keys = setup::keys_from_config(&config)?;
+    let seed = setup::seed_from_config(&config)?;
+    let store = setup::memory_store(&seed).await?;
+    let service = setup::token_service(&config, keys, store);
+
+    run(service_fn(async |request: Request| {
+        Ok::<_, Infallible>(api::token_endpoint(&service, request).await)
+    }))
+    .await
+}

@@ -53,11 +53,13 @@ impl Form {
 
 pub fn check_body_size(body: &[u8]) -> Result<(), Error> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(Error::PayloadTooLarge(
-            format!("the request body exceeds {MAX_BODY_BYTES} bytes").into(),
-        ));
+        return Err(body_too_large());
     }
     Ok(())
+}
+
+pub fn body_too_large() -> Error {
+    Error::PayloadTooLarge(format!("the request body exceeds {MAX_BODY_BYTES} bytes").into())
 }
 
 fn require_form_content_type(headers: &HeaderMap) -> Result<(), Error> {

@@ -22,7 +22,7 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 
 /// Runs a handler and turns its error into a response, logging one line per request.
-pub async fn respond<F>(request: &Request, handler: F) -> Response<Body>
+async fn respond<F>(request: &Request, handler: F) -> Response<Body>
 where
     F: AsyncFnOnce(&Request) -> Result<Response<Body>, Error>,
 {
@@ -40,6 +40,19 @@ where
     response
 }
 
+/// The token function's entry point.
+pub async fn token_endpoint(service: &TokenService, request: Request) -> Response<Body> {
+    respond(&request, async |request| {
+        token::handle(service, request).await
+    })
+    .await
+}
+
+/// The keys function's entry point: JWKS and authorization server metadata.
+pub async fn discovery_endpoint(discovery: &Discovery, request: Request) -> Response<Body> {
+    respond(&request, async |request| discovery.handle(request)).await
+}
+
 /// Every route, for the local server.
 pub struct Router {
     pub token: TokenService,
@@ -48,11 +61,10 @@ pub struct Router {
 
 impl Router {
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        respond(&request, async |request| match request.uri().path() {
-            TOKEN_PATH => token::handle(&self.token, request).await,
-            JWKS_PATH | METADATA_PATH => self.discovery.handle(request),
-            _ => Err(Error::NotFound),
-        })
-        .await
+        match request.uri().path() {
+            TOKEN_PATH => token_endpoint(&self.token, request).await,
+            JWKS_PATH | METADATA_PATH => discovery_endpoint(&self.discovery, request).await,
+            _ => respond(&request, async |_| Err(Error::NotFound)).await,
+        }
     }
 }

@@ -1,0 +1,71 @@
+//! Start-up wiring shared by the Lambda functions and the local server: everything here runs
+//! once per process, before the first request.
+
+use std::sync::Arc;
+
+use crate::api::Discovery;
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::jwt::AccessTokens;
+use crate::keys::{KeyError, KeySet, KeySetDocument};
+use crate::seed::{Seed, SeedError};
+use crate::store::memory::MemoryStore;
+use crate::token::TokenService;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Seed(#[from] SeedError),
+    #[error("{0} is required")]
+    Missing(&'static str),
+}
+
+/// Reads the key set named by `SIGNING_KEYS_FILE`. Never generates: a deployed function without
+/// its keys must fail at init, not sign with a throwaway key.
+pub fn keys_from_config(config: &Config) -> Result<KeySet, SetupError> {
+    let path = config
+        .signing_keys_file
+        .as_deref()
+        .ok_or(SetupError::Missing("SIGNING_KEYS_FILE"))?;
+    let bytes = std::fs::read(path).map_err(|source| KeyError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let document: KeySetDocument =
+        serde_json::from_slice(&bytes).map_err(|e| KeyError::Malformed(e.to_string()))?;
+    Ok(KeySet::from_document(&document)?)
+}
+
+/// The seed file named by `SEED_FILE`.
+pub fn seed_from_config(config: &Config) -> Result<Seed, SetupError> {
+    let path = config
+        .seed_file
+        .as_deref()
+        .ok_or(SetupError::Missing("SEED_FILE"))?;
+    Ok(Seed::load(path)?)
+}
+
+pub async fn memory_store(seed: &Seed) -> Result<Arc<MemoryStore>, SetupError> {
+    let store = Arc::new(MemoryStore::new());
+    seed.install(store.as_ref()).await?;
+    Ok(store)
+}
+
+pub fn token_service(config: &Config, keys: KeySet, store: Arc<MemoryStore>) -> TokenService {
+    let tokens = AccessTokens::new(keys, config.issuer.clone(), config.audience.clone());
+    TokenService::new(
+        store.clone(),
+        store,
+        tokens,
+        Arc::new(SystemClock),
+        config.default_access_token_lifetime,
+    )
+}
+
+pub fn discovery(config: &Config, keys: &KeySet) -> Discovery {
+    Discovery::new(&config.issuer, keys)
+}
