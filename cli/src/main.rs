@@ -12,10 +12,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
-#[command(
-    name = "tokenctl",
-    about = "Local server and admin commands of the OAuth2 token service"
-)]
+#[command(name = "tokenctl", about = "Local server and admin commands of the OAuth2 token service")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,11 +29,7 @@ enum Command {
         #[arg(long, env = "SEED_FILE", default_value = "local/seed.toml")]
         seed: PathBuf,
         /// Created with a fresh key on first run; git-ignored.
-        #[arg(
-            long,
-            env = "SIGNING_KEYS_FILE",
-            default_value = ".local/signing-keys.json"
-        )]
+        #[arg(long, env = "SIGNING_KEYS_FILE", default_value = ".local/signing-keys.json")]
         keys: PathBuf,
     },
 }
@@ -45,12 +38,9 @@ enum Command {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
     match Cli::parse().command {
-        Command::Serve {
-            port,
-            host,
-            seed,
-            keys,
-        } => serve(SocketAddr::new(host, port), seed, keys).await,
+        Command::Serve { port, host, seed, keys } => {
+            serve(SocketAddr::new(host, port), seed, keys).await
+        }
     }
 }
 
@@ -72,21 +62,17 @@ async fn serve(
         KeySetDocument::load_or_create(&keys_path, config.signing_alg, SystemClock.now())?;
     let keys = KeySet::from_document(&document)?;
     let seed = setup::seed_from_config(&config)?;
-    let store = setup::memory_store(&seed).await?;
+    let stores = setup::memory_stores(&seed).await?;
     let router = Arc::new(Router {
         discovery: setup::discovery(&config, &keys),
-        token: setup::token_service(&config, keys, store),
+        token: setup::token_service(&config, keys, stores),
     });
 
     let shutdown = shutdown_signal()?;
     println!("token service listening on {base_url}");
     println!("  token endpoint: {base_url}{TOKEN_PATH}");
     println!("  JWKS:           {base_url}{JWKS_PATH}");
-    println!(
-        "  signing with {} (keys in {})",
-        config.signing_alg,
-        keys_path.display()
-    );
+    println!("  signing with {} (keys in {})", config.signing_alg, keys_path.display());
     for (id, secret) in &seed.demo_credentials {
         println!("  client {id} secret {secret}");
     }

@@ -61,10 +61,7 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
     Ok(())
@@ -79,14 +76,8 @@ async fn handle(
     let response = match Limited::new(body, MAX_BODY_BYTES + 1).collect().await {
         Ok(collected) => {
             let bytes = collected.to_bytes();
-            let body = if bytes.is_empty() {
-                Body::Empty
-            } else {
-                Body::Binary(bytes.to_vec())
-            };
-            router
-                .handle(lambda_http::Request::from_parts(parts, body))
-                .await
+            let body = if bytes.is_empty() { Body::Empty } else { Body::Binary(bytes.to_vec()) };
+            router.handle(lambda_http::Request::from_parts(parts, body)).await
         }
         Err(_) => error_response(&body_too_large()),
     };

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::keys::SigningAlgorithm;
+use crate::password::HashParams;
 
 pub const DEFAULT_AUDIENCE: &str = "api";
 pub const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 3600;
@@ -22,6 +23,9 @@ pub struct Config {
     pub signing_keys_file: Option<PathBuf>,
     /// `SEED_FILE`: clients and tenants for the in-memory store.
     pub seed_file: Option<PathBuf>,
+    /// `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM`: parameters of new password
+    /// hashes (default OWASP's 19456, 2, 1).
+    pub password_hash: HashParams,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,23 +41,15 @@ impl Config {
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let error = |name, reason: &str| ConfigError {
-            name,
-            reason: reason.to_owned(),
-        };
+        let error = |name, reason: &str| ConfigError { name, reason: reason.to_owned() };
         let issuer = lookup("ISSUER").ok_or_else(|| error("ISSUER", "is required"))?;
         if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
             || issuer.ends_with('/')
         {
-            return Err(error(
-                "ISSUER",
-                "must be an http(s) URL without a trailing slash",
-            ));
+            return Err(error("ISSUER", "must be an http(s) URL without a trailing slash"));
         }
         let signing_alg = match lookup("SIGNING_ALG") {
-            Some(raw) => raw
-                .parse()
-                .map_err(|e| error("SIGNING_ALG", &format!("{e}")))?,
+            Some(raw) => raw.parse().map_err(|e| error("SIGNING_ALG", &format!("{e}")))?,
             None => SigningAlgorithm::ES256,
         };
         let default_access_token_lifetime = match lookup("ACCESS_TOKEN_LIFETIME") {
@@ -64,7 +60,21 @@ impl Config {
                 .ok_or_else(|| error("ACCESS_TOKEN_LIFETIME", "must be a positive integer"))?,
             None => DEFAULT_ACCESS_TOKEN_LIFETIME,
         };
+        let number = |name: &'static str, default: u32| match lookup(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| error(name, "must be a positive integer")),
+        };
+        let password_hash = HashParams {
+            memory_kib: number("ARGON2_MEMORY_KIB", HashParams::OWASP.memory_kib)?,
+            iterations: number("ARGON2_ITERATIONS", HashParams::OWASP.iterations)?,
+            parallelism: number("ARGON2_PARALLELISM", HashParams::OWASP.parallelism)?,
+        };
         Ok(Self {
+            password_hash,
             issuer,
             audience: lookup("AUDIENCE").unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned()),
             signing_alg,
@@ -82,10 +92,8 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let vars: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|name| vars.get(name).cloned())
     }
 
@@ -100,10 +108,7 @@ mod tests {
     #[test]
     fn bad_values_name_the_variable() {
         assert_eq!(config(&[]).unwrap_err().name, "ISSUER");
-        assert_eq!(
-            config(&[("ISSUER", "https://x/")]).unwrap_err().name,
-            "ISSUER"
-        );
+        assert_eq!(config(&[("ISSUER", "https://x/")]).unwrap_err().name, "ISSUER");
         let bad_alg = config(&[("ISSUER", "https://x"), ("SIGNING_ALG", "HS256")]);
         assert_eq!(bad_alg.unwrap_err().name, "SIGNING_ALG");
         let bad_lifetime = config(&[("ISSUER", "https://x"), ("ACCESS_TOKEN_LIFETIME", "0")]);

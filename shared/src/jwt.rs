@@ -73,11 +73,7 @@ pub struct AccessTokens {
 
 impl AccessTokens {
     pub fn new(keys: KeySet, issuer: String, audience: String) -> Self {
-        Self {
-            keys,
-            issuer,
-            audience,
-        }
+        Self { keys, issuer, audience }
     }
 
     pub fn keys(&self) -> &KeySet {
@@ -155,11 +151,7 @@ mod tests {
     use crate::keys::SigningAlgorithm;
 
     fn tokens(alg: SigningAlgorithm) -> AccessTokens {
-        AccessTokens::new(
-            KeySet::generate(alg).unwrap(),
-            "https://issuer".into(),
-            "api".into(),
-        )
+        AccessTokens::new(KeySet::generate(alg).unwrap(), "https://issuer".into(), "api".into())
     }
 
     fn claims() -> AccessTokenClaims {
@@ -189,10 +181,7 @@ mod tests {
             let jwt = tokens.sign(&claims()).unwrap();
             let header = decode_header(&jwt).unwrap();
             assert_eq!(header.typ.as_deref(), Some("at+jwt"));
-            assert_eq!(
-                header.kid.as_deref(),
-                Some(tokens.keys().current().kid.as_str())
-            );
+            assert_eq!(header.kid.as_deref(), Some(tokens.keys().current().kid.as_str()));
             assert_eq!(tokens.verify(&jwt, 1_500).unwrap(), claims());
         }
     }
@@ -202,10 +191,7 @@ mod tests {
         let tokens = tokens(SigningAlgorithm::ES256);
         let jwt = tokens.sign(&claims()).unwrap();
         assert!(tokens.verify(&jwt, 2_000 + CLOCK_LEEWAY_SECS - 1).is_ok());
-        assert_eq!(
-            tokens.verify(&jwt, 2_000 + CLOCK_LEEWAY_SECS),
-            Err(TokenRejected::Expired)
-        );
+        assert_eq!(tokens.verify(&jwt, 2_000 + CLOCK_LEEWAY_SECS), Err(TokenRejected::Expired));
         assert_eq!(tokens.verify(&jwt, 900), Err(TokenRejected::NotYetValid));
     }
 
@@ -219,10 +205,7 @@ mod tests {
             let mut c = claims();
             tweak(&mut c);
             let jwt = tokens.sign(&c).unwrap();
-            assert!(matches!(
-                tokens.verify(&jwt, 1_500),
-                Err(TokenRejected::Invalid(_))
-            ));
+            assert!(matches!(tokens.verify(&jwt, 1_500), Err(TokenRejected::Invalid(_))));
         }
     }
 
@@ -242,30 +225,12 @@ mod tests {
         let (_, rest) = jwt.split_once('.').unwrap();
         let kid = tokens.keys().current().kid.clone();
         let cases = [
-            (
-                serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": kid}),
-                "alg none",
-            ),
-            (
-                serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": kid}),
-                "hmac",
-            ),
-            (
-                serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": kid}),
-                "alg swap",
-            ),
-            (
-                serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": kid}),
-                "typ",
-            ),
-            (
-                serde_json::json!({"alg": "ES256", "typ": "at+jwt"}),
-                "no kid",
-            ),
-            (
-                serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": "x"}),
-                "unknown kid",
-            ),
+            (serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": kid}), "alg none"),
+            (serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": kid}), "hmac"),
+            (serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": kid}), "alg swap"),
+            (serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": kid}), "typ"),
+            (serde_json::json!({"alg": "ES256", "typ": "at+jwt"}), "no kid"),
+            (serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": "x"}), "unknown kid"),
             (
                 serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": kid, "crit": ["exp"]}),
                 "crit",
@@ -285,10 +250,7 @@ mod tests {
         let mut tampered = serde_json::to_value(claims()).unwrap();
         tampered["scope"] = "admin".into();
         let forged = format!("{}.{}.{}", parts[0], b64(&tampered), parts[2]);
-        assert!(matches!(
-            tokens.verify(&forged, 1_500),
-            Err(TokenRejected::Invalid(_))
-        ));
+        assert!(matches!(tokens.verify(&forged, 1_500), Err(TokenRejected::Invalid(_))));
 
         let mut string_exp = serde_json::to_value(claims()).unwrap();
         string_exp["exp"] = "2000".into();
@@ -297,14 +259,8 @@ mod tests {
         header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
         header.kid = Some(key.kid.clone());
         let jwt = encode(&header, &string_exp, &key.encoding).unwrap();
-        assert!(matches!(
-            tokens.verify(&jwt, 1_500),
-            Err(TokenRejected::Invalid(_))
-        ));
+        assert!(matches!(tokens.verify(&jwt, 1_500), Err(TokenRejected::Invalid(_))));
         assert!(tokens.verify("not.a.jwt", 1_500).is_err());
-        assert_eq!(
-            tokens.verify(&"a".repeat(MAX_TOKEN_LEN + 1), 0),
-            Err(TokenRejected::TooLong)
-        );
+        assert_eq!(tokens.verify(&"a".repeat(MAX_TOKEN_LEN + 1), 0), Err(TokenRejected::TooLong));
     }
 }

@@ -33,20 +33,13 @@ pub enum KeyError {
     #[error("key generation failed: {0}")]
     Generation(String),
     #[error("key {kid} is not a valid {alg} private key: {reason}")]
-    InvalidKey {
-        kid: String,
-        alg: SigningAlgorithm,
-        reason: String,
-    },
+    InvalidKey { kid: String, alg: SigningAlgorithm, reason: String },
     #[error("key set names current key {0:?}, which it does not contain")]
     MissingCurrent(String),
     #[error("key set document is malformed: {0}")]
     Malformed(String),
     #[error("key file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
 }
 
 impl SigningAlgorithm {
@@ -131,10 +124,7 @@ pub struct KeySetDocument {
 impl KeySetDocument {
     pub fn generate(alg: SigningAlgorithm, now: u64) -> Result<Self, KeyError> {
         let key = generate_key(alg, now)?;
-        Ok(Self {
-            current: key.kid.clone(),
-            keys: vec![key],
-        })
+        Ok(Self { current: key.kid.clone(), keys: vec![key] })
     }
 
     /// Makes a new key of `alg` current and keeps every earlier key for verification.
@@ -146,19 +136,13 @@ impl KeySetDocument {
     }
 
     pub fn current_algorithm(&self) -> Option<SigningAlgorithm> {
-        self.keys
-            .iter()
-            .find(|key| key.kid == self.current)
-            .map(|key| key.alg)
+        self.keys.iter().find(|key| key.kid == self.current).map(|key| key.alg)
     }
 
     /// Loads the document at `path`, creating it with a fresh `alg` key if it does not exist, and
     /// rotating to a fresh `alg` key if the current one uses another algorithm.
     pub fn load_or_create(path: &Path, alg: SigningAlgorithm, now: u64) -> Result<Self, KeyError> {
-        let io = |source| KeyError::Io {
-            path: path.display().to_string(),
-            source,
-        };
+        let io = |source| KeyError::Io { path: path.display().to_string(), source };
         let document = match std::fs::read(path) {
             Ok(bytes) => {
                 let mut document: Self = serde_json::from_slice(&bytes)
@@ -195,9 +179,7 @@ fn pkcs8_to_pkcs1(pkcs8: &[u8]) -> Option<Vec<u8>> {
             if count == 0 || count > 4 || rest.len() < count {
                 return None;
             }
-            let len = rest[..count]
-                .iter()
-                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            let len = rest[..count].iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
             (len, &rest[count..])
         };
         (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
@@ -221,15 +203,9 @@ fn generate_key(alg: SigningAlgorithm, now: u64) -> Result<StoredKey, KeyError> 
     let pkcs8 = alg.generate_pkcs8()?;
     let jwk = Jwk::from_encoding_key(&alg.encoding_key(&pkcs8), alg.jwt())
         .map_err(|e| KeyError::Generation(e.to_string()))?;
-    let kid = jwk
-        .thumbprint(ThumbprintHash::SHA256)
-        .map_err(|e| KeyError::Generation(e.to_string()))?;
-    Ok(StoredKey {
-        kid,
-        alg,
-        private_key: STANDARD.encode(pkcs8),
-        created_at: now,
-    })
+    let kid =
+        jwk.thumbprint(ThumbprintHash::SHA256).map_err(|e| KeyError::Generation(e.to_string()))?;
+    Ok(StoredKey { kid, alg, private_key: STANDARD.encode(pkcs8), created_at: now })
 }
 
 #[cfg(unix)]
@@ -267,22 +243,14 @@ impl SigningKey {
             alg: stored.alg,
             reason,
         };
-        let pkcs8 = STANDARD
-            .decode(&stored.private_key)
-            .map_err(|e| invalid(e.to_string()))?;
+        let pkcs8 = STANDARD.decode(&stored.private_key).map_err(|e| invalid(e.to_string()))?;
         let encoding = stored.alg.encoding_key(&pkcs8);
         let mut public_jwk = Jwk::from_encoding_key(&encoding, stored.alg.jwt())
             .map_err(|e| invalid(e.to_string()))?;
         public_jwk.common.key_id = Some(stored.kid.clone());
         public_jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         let decoding = DecodingKey::from_jwk(&public_jwk).map_err(|e| invalid(e.to_string()))?;
-        Ok(Self {
-            kid: stored.kid.clone(),
-            alg: stored.alg,
-            encoding,
-            decoding,
-            public_jwk,
-        })
+        Ok(Self { kid: stored.kid.clone(), alg: stored.alg, encoding, decoding, public_jwk })
     }
 }
 
@@ -298,21 +266,13 @@ impl KeySet {
         let by_kid: HashMap<String, Arc<SigningKey>> = document
             .keys
             .iter()
-            .map(|stored| {
-                Ok((
-                    stored.kid.clone(),
-                    Arc::new(SigningKey::from_stored(stored)?),
-                ))
-            })
+            .map(|stored| Ok((stored.kid.clone(), Arc::new(SigningKey::from_stored(stored)?))))
             .collect::<Result<_, KeyError>>()?;
         let current = by_kid
             .get(&document.current)
             .cloned()
             .ok_or_else(|| KeyError::MissingCurrent(document.current.clone()))?;
-        Ok(Self {
-            current,
-            by_kid: Arc::new(by_kid),
-        })
+        Ok(Self { current, by_kid: Arc::new(by_kid) })
     }
 
     /// A key set with one fresh key; for tests and first runs.
@@ -363,10 +323,7 @@ mod tests {
             let current = keys.current();
             assert_eq!(current.alg, alg);
             assert_eq!(current.kid.len(), 43, "base64url SHA-256 thumbprint");
-            assert_eq!(
-                current.public_jwk.common.key_id.as_deref(),
-                Some(current.kid.as_str())
-            );
+            assert_eq!(current.public_jwk.common.key_id.as_deref(), Some(current.kid.as_str()));
             assert!(keys.find(&current.kid).is_some());
         }
     }
@@ -381,10 +338,7 @@ mod tests {
         assert!(keys.find(&first).is_some());
         let jwks = keys.jwks();
         assert_eq!(jwks.keys.len(), 2);
-        assert_eq!(
-            jwks.keys[0].common.key_id.as_deref(),
-            Some(keys.current().kid.as_str())
-        );
+        assert_eq!(jwks.keys[0].common.key_id.as_deref(), Some(keys.current().kid.as_str()));
     }
 
     #[test]

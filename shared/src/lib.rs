@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod jwt;
 pub mod keys;
+pub mod password;
 pub mod seed;
 pub mod setup;
 pub mod store;

@@ -7,16 +7,19 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::domain::{
-    Client, ClientId, ClientSecret, GrantType, MIN_SECRET_LEN, Scope, ScopeSet, SecretDigest,
-    TenantPath,
+    Client, ClientId, ClientSecret, DEFAULT_REFRESH_ABSOLUTE_LIFETIME,
+    DEFAULT_REFRESH_IDLE_LIFETIME, GrantType, MIN_SECRET_LEN, Scope, ScopeSet, SecretDigest,
+    TenantPath, User, UserId, Username,
 };
-use crate::store::{ClientStore, StoreError};
+use crate::password::Passwords;
+use crate::store::{ClientStore, StoreError, UserStore};
 
-/// A validated seed: clients hold only secret digests.
+/// A validated seed: clients hold only secret digests, users only password hashes.
 #[derive(Debug)]
 pub struct Seed {
     pub tenants: Vec<TenantPath>,
     pub clients: Vec<Client>,
+    pub users: Vec<User>,
     /// Clients whose plaintext secret is in the file, to print for local use.
     pub demo_credentials: Vec<(ClientId, String)>,
 }
@@ -28,6 +31,8 @@ struct SeedFile {
     tenants: Vec<SeedTenant>,
     #[serde(default)]
     clients: Vec<SeedClient>,
+    #[serde(default)]
+    users: Vec<SeedUser>,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +54,21 @@ struct SeedClient {
     #[serde(default)]
     scopes: Vec<Scope>,
     max_access_token_lifetime: u64,
+    refresh_idle_lifetime: Option<u64>,
+    refresh_absolute_lifetime: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedUser {
+    /// Stable user id (the token's `sub`); derived from tenant and username when absent.
+    id: Option<UserId>,
+    tenant: TenantPath,
+    username: Username,
+    /// Plaintext, for local demos only; hashed with Argon2id on load.
+    password: Option<String>,
+    /// Argon2id PHC string (what `tokenctl add-user` writes).
+    password_hash: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,24 +82,19 @@ pub enum SeedError {
 }
 
 impl Seed {
-    pub fn load(path: &Path) -> Result<Self, SeedError> {
-        let read_error = |reason: String| SeedError::Read {
-            path: path.display().to_string(),
-            reason,
-        };
+    pub fn load(path: &Path, passwords: &Passwords) -> Result<Self, SeedError> {
+        let read_error =
+            |reason: String| SeedError::Read { path: path.display().to_string(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| read_error(e.to_string()))?;
-        Self::parse(&text)
+        Self::parse(&text, passwords)
     }
 
-    pub fn parse(text: &str) -> Result<Self, SeedError> {
+    pub fn parse(text: &str, passwords: &Passwords) -> Result<Self, SeedError> {
         let file: SeedFile = toml::from_str(text).map_err(|e| SeedError::Invalid(e.to_string()))?;
         let invalid = |msg: String| SeedError::Invalid(msg);
         let tenants: Vec<TenantPath> = file.tenants.into_iter().map(|t| t.path).collect();
-        let mut seed = Seed {
-            tenants,
-            clients: Vec::new(),
-            demo_credentials: Vec::new(),
-        };
+        let mut seed =
+            Seed { tenants, clients: Vec::new(), users: Vec::new(), demo_credentials: Vec::new() };
         let mut ids = HashSet::new();
         for client in file.clients {
             let id = client.id;
@@ -93,9 +108,7 @@ impl Seed {
                 )));
             }
             if client.max_access_token_lifetime == 0 {
-                return Err(invalid(format!(
-                    "client {id}: max_access_token_lifetime must be > 0"
-                )));
+                return Err(invalid(format!("client {id}: max_access_token_lifetime must be > 0")));
             }
             let secret_digest = match (client.secret, client.secret_sha256) {
                 (Some(secret), None) if secret.len() >= MIN_SECRET_LEN => {
@@ -110,9 +123,7 @@ impl Seed {
                 }
                 (None, Some(digest)) => digest,
                 _ => {
-                    return Err(invalid(format!(
-                        "client {id}: give one of secret, secret_sha256"
-                    )));
+                    return Err(invalid(format!("client {id}: give one of secret, secret_sha256")));
                 }
             };
             seed.clients.push(Client {
@@ -122,14 +133,57 @@ impl Seed {
                 grants: client.grants,
                 scopes: client.scopes.into_iter().collect::<ScopeSet>(),
                 max_access_token_lifetime: client.max_access_token_lifetime,
+                refresh_idle_lifetime: client
+                    .refresh_idle_lifetime
+                    .unwrap_or(DEFAULT_REFRESH_IDLE_LIFETIME),
+                refresh_absolute_lifetime: client
+                    .refresh_absolute_lifetime
+                    .unwrap_or(DEFAULT_REFRESH_ABSOLUTE_LIFETIME),
+            });
+        }
+        let mut names = HashSet::new();
+        for user in file.users {
+            let name = format!("{}:{}", user.tenant, user.username);
+            if !names.insert(name.clone()) {
+                return Err(invalid(format!("user {name} is listed twice")));
+            }
+            if !seed.tenants.contains(&user.tenant) {
+                return Err(invalid(format!("user {name}: tenant is not listed")));
+            }
+            let password_hash = match (user.password, user.password_hash) {
+                (Some(password), None) => {
+                    passwords.hash(&password).map_err(|e| invalid(e.to_string()))?
+                }
+                (None, Some(hash)) => hash,
+                _ => {
+                    return Err(invalid(format!(
+                        "user {name}: give one of password, password_hash"
+                    )));
+                }
+            };
+            seed.users.push(User {
+                id: user.id.unwrap_or_else(|| {
+                    UserId::derived(user.tenant.as_str(), user.username.as_str())
+                }),
+                tenant: user.tenant,
+                username: user.username,
+                password_hash,
             });
         }
         Ok(seed)
     }
 
-    pub async fn install(&self, store: &dyn ClientStore) -> Result<(), SeedError> {
+    /// Writes every client and user. Users that already exist are left as they are.
+    pub async fn install(
+        &self,
+        clients: &dyn ClientStore,
+        users: &dyn UserStore,
+    ) -> Result<(), SeedError> {
         for client in &self.clients {
-            store.put_client(client).await?;
+            clients.put_client(client).await?;
+        }
+        for user in &self.users {
+            users.create_user(user).await?;
         }
         Ok(())
     }
@@ -138,9 +192,11 @@ impl Seed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::password::{HashParams, Verified};
 
     fn parse(text: &str) -> Result<Seed, SeedError> {
-        Seed::parse(text)
+        let cheap = HashParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+        Seed::parse(text, &Passwords::new(cheap))
     }
 
     const VALID: &str = r#"
@@ -153,19 +209,30 @@ mod tests {
         grants = ["client_credentials"]
         scopes = ["read", "write"]
         max_access_token_lifetime = 600
+        [[users]]
+        tenant = "/acme"
+        username = "alice"
+        password = "wonderland"
     "#;
 
     #[test]
     fn a_valid_seed_yields_hashed_clients() {
         let seed = parse(VALID).unwrap();
         let client = &seed.clients[0];
-        assert!(
-            client
-                .secret_digest
-                .matches("0123456789abcdef0123456789abcdef")
-        );
+        assert!(client.secret_digest.matches("0123456789abcdef0123456789abcdef"));
         assert_eq!(client.scopes.to_string(), "read write");
         assert_eq!(seed.demo_credentials.len(), 1);
+        assert_eq!(client.refresh_idle_lifetime, DEFAULT_REFRESH_IDLE_LIFETIME);
+    }
+
+    #[test]
+    fn seed_users_get_hashed_passwords_and_stable_ids() {
+        let seed = parse(VALID).unwrap();
+        let user = &seed.users[0];
+        assert!(user.password_hash.starts_with("$argon2id$"));
+        let hasher = Passwords::new(HashParams { memory_kib: 64, iterations: 1, parallelism: 1 });
+        assert_eq!(hasher.verify(Some(&user.password_hash), "wonderland"), Verified::Yes);
+        assert_eq!(parse(VALID).unwrap().users[0].id, user.id, "same id on every load");
     }
 
     #[test]
@@ -173,16 +240,14 @@ mod tests {
         let cases = [
             VALID.replace("tenant = \"/acme\"", "tenant = \"/other\""),
             VALID.replace("0123456789abcdef0123456789abcdef", "short"),
-            VALID.replace(
-                "max_access_token_lifetime = 600",
-                "max_access_token_lifetime = 0",
-            ),
-            VALID.replace(
-                "grants = [\"client_credentials\"]",
-                "grants = [\"implicit\"]",
-            ),
+            VALID.replace("max_access_token_lifetime = 600", "max_access_token_lifetime = 0"),
+            VALID.replace("grants = [\"client_credentials\"]", "grants = [\"implicit\"]"),
             VALID.replace("path = \"/acme\"", "path = \"acme\""),
             format!("{VALID}\nunknown = 1"),
+            format!(
+                "{VALID}\n[[users]]\ntenant = \"/acme\"\nusername = \"alice\"\npassword = \"x\""
+            ),
+            VALID.replace("username = \"alice\"", "username = \" alice\""),
         ];
         for case in cases {
             assert!(parse(&case).is_err(), "{case}");

@@ -8,7 +8,9 @@ use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::jwt::AccessTokens;
 use crate::keys::{KeyError, KeySet, KeySetDocument};
+use crate::password::Passwords;
 use crate::seed::{Seed, SeedError};
+use crate::store::Stores;
 use crate::store::memory::MemoryStore;
 use crate::token::TokenService;
 
@@ -27,14 +29,10 @@ pub enum SetupError {
 /// Reads the key set named by `SIGNING_KEYS_FILE`. Never generates: a deployed function without
 /// its keys must fail at init, not sign with a throwaway key.
 pub fn keys_from_config(config: &Config) -> Result<KeySet, SetupError> {
-    let path = config
-        .signing_keys_file
-        .as_deref()
-        .ok_or(SetupError::Missing("SIGNING_KEYS_FILE"))?;
-    let bytes = std::fs::read(path).map_err(|source| KeyError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let path =
+        config.signing_keys_file.as_deref().ok_or(SetupError::Missing("SIGNING_KEYS_FILE"))?;
+    let bytes = std::fs::read(path)
+        .map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
     let document: KeySetDocument =
         serde_json::from_slice(&bytes).map_err(|e| KeyError::Malformed(e.to_string()))?;
     Ok(KeySet::from_document(&document)?)
@@ -42,25 +40,23 @@ pub fn keys_from_config(config: &Config) -> Result<KeySet, SetupError> {
 
 /// The seed file named by `SEED_FILE`.
 pub fn seed_from_config(config: &Config) -> Result<Seed, SetupError> {
-    let path = config
-        .seed_file
-        .as_deref()
-        .ok_or(SetupError::Missing("SEED_FILE"))?;
-    Ok(Seed::load(path)?)
+    let path = config.seed_file.as_deref().ok_or(SetupError::Missing("SEED_FILE"))?;
+    Ok(Seed::load(path, &Passwords::new(config.password_hash))?)
 }
 
-pub async fn memory_store(seed: &Seed) -> Result<Arc<MemoryStore>, SetupError> {
+/// An in-memory store holding the seed's clients and users.
+pub async fn memory_stores(seed: &Seed) -> Result<Stores, SetupError> {
     let store = Arc::new(MemoryStore::new());
-    seed.install(store.as_ref()).await?;
-    Ok(store)
+    seed.install(store.as_ref(), store.as_ref()).await?;
+    Ok(Stores::all(store))
 }
 
-pub fn token_service(config: &Config, keys: KeySet, store: Arc<MemoryStore>) -> TokenService {
+pub fn token_service(config: &Config, keys: KeySet, stores: Stores) -> TokenService {
     let tokens = AccessTokens::new(keys, config.issuer.clone(), config.audience.clone());
     TokenService::new(
-        store.clone(),
-        store,
+        stores,
         tokens,
+        Passwords::new(config.password_hash),
         Arc::new(SystemClock),
         config.default_access_token_lifetime,
     )

@@ -1,14 +1,19 @@
-//! The token endpoint's rules (RFC 6749 §4.4, §5), free of HTTP and of any storage technology.
+//! The token endpoint's rules (RFC 6749 §4.3, §4.4, §5, §6; RFC 9700 §4.14), free of HTTP and of
+//! any storage technology.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::domain::{Client, ClientId, GrantType, MAX_SECRET_LEN, ScopeSet, SecretDigest, TokenId};
+use crate::domain::{
+    Client, ClientId, Grant, GrantId, GrantType, MAX_REFRESH_TOKEN_LEN, MAX_SECRET_LEN,
+    RefreshRecord, RefreshToken, ScopeSet, SecretDigest, TenantPath, TokenId, Username,
+};
 use crate::error::Error;
 use crate::jwt::{AccessTokenClaims, AccessTokens};
-use crate::store::{ClientStore, IssuanceLog, IssuedToken, TokenKind};
+use crate::password::{MAX_PASSWORD_LEN, Passwords, Verified};
+use crate::store::{IssuedToken, Rotation, Stores, TokenKind};
 
 /// Longest `access-token-lifetime` value read; longer is malformed, not merely large.
 const MAX_LIFETIME_DIGITS: usize = 32;
@@ -25,6 +30,10 @@ pub struct TokenParams<'a> {
     pub grant_type: Option<&'a str>,
     pub scope: Option<&'a str>,
     pub access_token_lifetime: Option<&'a str>,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub tenant_path: Option<&'a str>,
+    pub refresh_token: Option<&'a str>,
 }
 
 /// The successful token response (RFC 6749 §5.1).
@@ -38,29 +47,38 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
 }
 
+/// Who a token speaks for, and under which grant.
+struct Principal<'a> {
+    subject: &'a str,
+    tenant: &'a TenantPath,
+    grant: Option<&'a GrantId>,
+}
+
+fn bad_credentials() -> Error {
+    Error::InvalidGrant("invalid username or password".into())
+}
+
+fn bad_refresh_token() -> Error {
+    Error::InvalidGrant("the refresh token is invalid, expired or revoked".into())
+}
+
 pub struct TokenService {
-    clients: Arc<dyn ClientStore>,
-    log: Arc<dyn IssuanceLog>,
+    stores: Stores,
     tokens: AccessTokens,
+    passwords: Passwords,
     clock: Arc<dyn Clock>,
     default_lifetime: u64,
 }
 
 impl TokenService {
     pub fn new(
-        clients: Arc<dyn ClientStore>,
-        log: Arc<dyn IssuanceLog>,
+        stores: Stores,
         tokens: AccessTokens,
+        passwords: Passwords,
         clock: Arc<dyn Clock>,
         default_lifetime: u64,
     ) -> Self {
-        Self {
-            clients,
-            log,
-            tokens,
-            clock,
-            default_lifetime,
-        }
+        Self { stores, tokens, passwords, clock, default_lifetime }
     }
 
     /// Checks the client's secret against its stored digest. Every failure is the same
@@ -72,7 +90,7 @@ impl TokenService {
         let Ok(id) = ClientId::parse(&presented.id) else {
             return Err(Error::InvalidClient);
         };
-        match self.clients.client(&id).await? {
+        match self.stores.clients.client(&id).await? {
             Some(client) if client.secret_digest.matches(&presented.secret) => Ok(client),
             Some(_) => Err(Error::InvalidClient),
             None => {
@@ -101,64 +119,225 @@ impl TokenService {
                 format!("this client may not use the {grant} grant").into(),
             ));
         }
-        let scope = granted_scope(client, params.scope)?;
+        let requested_scope = params
+            .scope
+            .map(ScopeSet::parse)
+            .transpose()
+            .map_err(|e| Error::InvalidScope(e.to_string().into()))?;
         let lifetime = self.lifetime(client, params.access_token_lifetime)?;
         match grant {
             GrantType::ClientCredentials => {
-                self.issue_access_token(client, client.id.as_str(), scope, lifetime)
-                    .await
+                let scope = narrow(requested_scope, &client.scopes)?;
+                let principal =
+                    Principal { subject: client.id.as_str(), tenant: &client.tenant, grant: None };
+                let now = self.clock.now();
+                let (access_token, logged) =
+                    self.mint_access_token(client, &principal, &scope, lifetime, now)?;
+                // Recorded before the token leaves: a token the log does not know could not be
+                // counted by a batch revocation.
+                self.stores.issuance.record_issued(&logged).await?;
+                Ok(response(access_token, lifetime, &scope, None))
             }
-            GrantType::Password | GrantType::RefreshToken => Err(Error::UnsupportedGrantType(
-                format!("the {grant} grant is not available yet").into(),
-            )),
+            GrantType::Password => {
+                let scope = narrow(requested_scope, &client.scopes)?;
+                self.password_grant(client, params, scope, lifetime).await
+            }
+            GrantType::RefreshToken => {
+                self.refresh_grant(client, params, requested_scope, lifetime).await
+            }
         }
     }
 
-    async fn issue_access_token(
+    async fn password_grant(
         &self,
         client: &Client,
-        subject: &str,
+        params: &TokenParams<'_>,
         scope: ScopeSet,
         lifetime: u64,
     ) -> Result<TokenResponse, Error> {
+        // Every limit is checked before the expensive hash.
+        let username =
+            params.username.ok_or_else(|| Error::invalid_request("username is required"))?;
+        let password =
+            params.password.ok_or_else(|| Error::invalid_request("password is required"))?;
+        if password.len() > MAX_PASSWORD_LEN {
+            return Err(Error::invalid_request(format!(
+                "password must be at most {MAX_PASSWORD_LEN} bytes"
+            )));
+        }
+        let username =
+            Username::parse(username).map_err(|e| Error::invalid_request(e.to_string()))?;
+        let tenant = match params.tenant_path {
+            None => client.tenant.clone(),
+            Some(raw) => {
+                TenantPath::parse(raw).map_err(|e| Error::invalid_request(e.to_string()))?
+            }
+        };
+        if !tenant.is_within(&client.tenant) {
+            return Err(Error::invalid_request(
+                "tenant_path must be the client's tenant or lie below it",
+            ));
+        }
+
+        let user = self.stores.users.user(&tenant, &username).await?;
+        let passwords = self.passwords.clone();
+        let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+        let password = password.to_owned();
+        let verified = tokio::task::spawn_blocking(move || {
+            passwords.verify(stored_hash.as_deref(), &password)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("password check task: {e}")))?;
+        let user = match (user, verified) {
+            (Some(user), Verified::Yes) => user,
+            (Some(user), Verified::YesRehashed(new_hash)) => {
+                if let Err(error) = self.stores.users.replace_password_hash(&user, &new_hash).await
+                {
+                    tracing::warn!(%error, "storing a rehashed password failed; login proceeds");
+                }
+                user
+            }
+            _ => return Err(bad_credentials()),
+        };
+
         let now = self.clock.now();
+        let grant = Grant {
+            id: GrantId::generate(),
+            client_id: client.id.clone(),
+            tenant,
+            subject: user.id.to_string(),
+            username: Some(user.username),
+            scope: scope.clone(),
+            created_at: now,
+            expires_at: now + client.refresh_absolute_lifetime,
+            revoked_at: None,
+        };
+        let principal =
+            Principal { subject: &grant.subject, tenant: &grant.tenant, grant: Some(&grant.id) };
+        let (access_token, access_logged) =
+            self.mint_access_token(client, &principal, &scope, lifetime, now)?;
+        let (refresh_token, refresh_record, refresh_logged) =
+            self.mint_refresh_token(client, &grant, now);
+        self.stores
+            .grants
+            .start_grant(&grant, &refresh_record, &[access_logged, refresh_logged])
+            .await?;
+        Ok(response(access_token, lifetime, &scope, Some(refresh_token)))
+    }
+
+    async fn refresh_grant(
+        &self,
+        client: &Client,
+        params: &TokenParams<'_>,
+        requested_scope: Option<ScopeSet>,
+        lifetime: u64,
+    ) -> Result<TokenResponse, Error> {
+        let presented = params
+            .refresh_token
+            .ok_or_else(|| Error::invalid_request("refresh_token is required"))?;
+        if presented.len() > MAX_REFRESH_TOKEN_LEN {
+            return Err(bad_refresh_token());
+        }
+        let now = self.clock.now();
+        let digest = SecretDigest::of(presented.as_bytes());
+        let Some((used, grant)) = self.stores.grants.refresh_token(&digest, now).await? else {
+            return Err(bad_refresh_token());
+        };
+        // Bound to its client: another client learns nothing and changes nothing.
+        if used.client_id != client.id || grant.revoked_at.is_some() {
+            return Err(bad_refresh_token());
+        }
+        if used.used_at.is_some() {
+            return self.reuse_detected(&grant, now).await;
+        }
+        let scope = narrow(requested_scope, &grant.scope.intersection(&client.scopes))?;
+        let principal =
+            Principal { subject: &grant.subject, tenant: &grant.tenant, grant: Some(&grant.id) };
+        let (access_token, access_logged) =
+            self.mint_access_token(client, &principal, &scope, lifetime, now)?;
+        let (refresh_token, next, refresh_logged) = self.mint_refresh_token(client, &grant, now);
+        let rotation = self
+            .stores
+            .grants
+            .rotate_refresh_token(&used, &next, &[access_logged, refresh_logged], now)
+            .await?;
+        match rotation {
+            Rotation::Rotated => Ok(response(access_token, lifetime, &scope, Some(refresh_token))),
+            // Lost a race to a concurrent use of the same token: that is a second use too.
+            Rotation::AlreadyUsed => self.reuse_detected(&grant, now).await,
+        }
+    }
+
+    /// A used refresh token came back: it may have been stolen, and the server cannot tell by
+    /// whom, so the whole grant ends (RFC 9700 §4.14.2).
+    async fn reuse_detected(&self, grant: &Grant, now: u64) -> Result<TokenResponse, Error> {
+        tracing::warn!(grant = %grant.id, client = %grant.client_id, "refresh token reused; revoking the grant");
+        self.stores.grants.revoke_grant(&grant.id, now).await?;
+        Err(bad_refresh_token())
+    }
+
+    fn mint_access_token(
+        &self,
+        client: &Client,
+        principal: &Principal<'_>,
+        scope: &ScopeSet,
+        lifetime: u64,
+        now: u64,
+    ) -> Result<(String, IssuedToken), Error> {
         let id = TokenId::generate();
-        let scope = scope.to_string();
         let claims = AccessTokenClaims {
             iss: self.tokens.issuer().to_owned(),
-            sub: subject.to_owned(),
+            sub: principal.subject.to_owned(),
             aud: self.tokens.audience().to_owned(),
             exp: now + lifetime,
             iat: now,
             nbf: None,
             jti: id.to_string(),
             client_id: client.id.to_string(),
-            scope: scope.clone(),
-            tenant: client.tenant.to_string(),
-            sid: None,
+            scope: scope.to_string(),
+            tenant: principal.tenant.to_string(),
+            sid: principal.grant.map(GrantId::to_string),
         };
-        let access_token = self.tokens.sign(&claims)?;
-        // Recorded before the token leaves: a token the log does not know could not be counted
-        // or revoked by a batch revocation.
-        self.log
-            .record_issued(&IssuedToken {
-                id,
-                kind: TokenKind::Access,
-                tenant: client.tenant.clone(),
-                client_id: client.id.clone(),
-                subject: subject.to_owned(),
-                grant: None,
-                issued_at: now,
-                expires_at: claims.exp,
-            })
-            .await?;
-        Ok(TokenResponse {
-            access_token,
-            token_type: "Bearer",
-            expires_in: lifetime,
-            scope,
-            refresh_token: None,
-        })
+        let jwt = self.tokens.sign(&claims)?;
+        let logged = IssuedToken {
+            id,
+            kind: TokenKind::Access,
+            tenant: principal.tenant.clone(),
+            client_id: client.id.clone(),
+            subject: principal.subject.to_owned(),
+            grant: principal.grant.cloned(),
+            issued_at: now,
+            expires_at: claims.exp,
+        };
+        Ok((jwt, logged))
+    }
+
+    fn mint_refresh_token(
+        &self,
+        client: &Client,
+        grant: &Grant,
+        now: u64,
+    ) -> (String, RefreshRecord, IssuedToken) {
+        let token = RefreshToken::generate();
+        let record = RefreshRecord {
+            digest: token.digest(),
+            grant_id: grant.id.clone(),
+            client_id: client.id.clone(),
+            issued_at: now,
+            expires_at: (now + client.refresh_idle_lifetime).min(grant.expires_at),
+            used_at: None,
+        };
+        let logged = IssuedToken {
+            id: record.digest.token_id(),
+            kind: TokenKind::Refresh,
+            tenant: grant.tenant.clone(),
+            client_id: client.id.clone(),
+            subject: grant.subject.clone(),
+            grant: Some(grant.id.clone()),
+            issued_at: now,
+            expires_at: record.expires_at,
+        };
+        (token.into_string(), record, logged)
     }
 
     /// The requested lifetime, or the default, lowered to the client's maximum.
@@ -175,18 +354,28 @@ impl TokenService {
     }
 }
 
-/// Absent means every scope the client is allowed; otherwise a subset of them.
-fn granted_scope(client: &Client, requested: Option<&str>) -> Result<ScopeSet, Error> {
-    let Some(raw) = requested else {
-        return Ok(client.scopes.clone());
-    };
-    let requested = ScopeSet::parse(raw).map_err(|e| Error::InvalidScope(e.to_string().into()))?;
-    if !requested.is_subset(&client.scopes) {
-        return Err(Error::InvalidScope(
-            "a requested scope is not allowed for this client".into(),
-        ));
+fn response(
+    access_token: String,
+    lifetime: u64,
+    scope: &ScopeSet,
+    refresh_token: Option<String>,
+) -> TokenResponse {
+    TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: lifetime,
+        scope: scope.to_string(),
+        refresh_token,
     }
-    Ok(requested)
+}
+
+/// Absent means everything `available`; otherwise a subset of it.
+fn narrow(requested: Option<ScopeSet>, available: &ScopeSet) -> Result<ScopeSet, Error> {
+    match requested {
+        None => Ok(available.clone()),
+        Some(requested) if requested.is_subset(available) => Ok(requested),
+        Some(_) => Err(Error::InvalidScope("a requested scope is not allowed here".into())),
+    }
 }
 
 /// Decimal digits only, not zero; values past `u64::MAX` saturate (they are lowered anyway).
@@ -213,22 +402,8 @@ mod tests {
     fn lifetimes_must_be_positive_decimal_integers() {
         assert_eq!(parse_positive_integer("60"), Some(60));
         assert_eq!(parse_positive_integer("0060"), Some(60));
-        assert_eq!(
-            parse_positive_integer("99999999999999999999999"),
-            Some(u64::MAX)
-        );
-        for bad in [
-            "",
-            "0",
-            "000",
-            "-1",
-            "+5",
-            "1.5",
-            "1e3",
-            " 60",
-            "sixty",
-            &"9".repeat(33),
-        ] {
+        assert_eq!(parse_positive_integer("99999999999999999999999"), Some(u64::MAX));
+        for bad in ["", "0", "000", "-1", "+5", "1.5", "1e3", " 60", "sixty", &"9".repeat(33)] {
             assert_eq!(parse_positive_integer(bad), None, "{bad:?}");
         }
     }

@@ -2,14 +2,19 @@
 //! store, so implementations that share a backend (a DynamoDB table) stay independent.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use token_service::domain::{
-    Client, ClientId, ClientSecret, GrantId, GrantType, ScopeSet, TenantPath, TokenId,
+    Client, ClientId, ClientSecret, Grant, GrantId, GrantType, RefreshRecord, RefreshToken,
+    ScopeSet, TenantPath, TokenId, User, UserId, Username,
 };
-use token_service::store::{ClientStore, IssuanceFilter, IssuanceLog, IssuedToken, TokenKind};
+use token_service::store::{
+    ClientStore, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken, Rotation, TokenKind,
+    UserStore,
+};
 
-pub trait Store: ClientStore + IssuanceLog {}
-impl<T: ClientStore + IssuanceLog> Store for T {}
+pub trait Store: ClientStore + UserStore + GrantStore + IssuanceLog {}
+impl<T: ClientStore + UserStore + GrantStore + IssuanceLog> Store for T {}
 
 fn tenant(path: &str) -> TenantPath {
     TenantPath::parse(path).unwrap()
@@ -23,6 +28,8 @@ fn client(id: &str) -> Client {
         grants: BTreeSet::from([GrantType::ClientCredentials]),
         scopes: ScopeSet::parse("read write").unwrap(),
         max_access_token_lifetime: 600,
+        refresh_idle_lifetime: 3600,
+        refresh_absolute_lifetime: 86400,
     }
 }
 
@@ -45,13 +52,10 @@ fn issued(
     }
 }
 
-pub async fn clients_round_trip(store: &dyn Store) {
+pub async fn clients_round_trip(store: Arc<dyn Store>) {
     let stored = client("contract-client");
     store.put_client(&stored).await.unwrap();
-    assert_eq!(
-        store.client(&stored.id).await.unwrap(),
-        Some(stored.clone())
-    );
+    assert_eq!(store.client(&stored.id).await.unwrap(), Some(stored.clone()));
 
     let mut replaced = stored.clone();
     replaced.max_access_token_lifetime = 60;
@@ -59,17 +63,11 @@ pub async fn clients_round_trip(store: &dyn Store) {
     assert_eq!(store.client(&stored.id).await.unwrap(), Some(replaced));
 }
 
-pub async fn unknown_client_is_absent(store: &dyn Store) {
-    assert_eq!(
-        store
-            .client(&ClientId::parse("nobody").unwrap())
-            .await
-            .unwrap(),
-        None
-    );
+pub async fn unknown_client_is_absent(store: Arc<dyn Store>) {
+    assert_eq!(store.client(&ClientId::parse("nobody").unwrap()).await.unwrap(), None);
 }
 
-pub async fn issuance_count_covers_the_subtree_before_the_cutoff(store: &dyn Store) {
+pub async fn issuance_count_covers_the_subtree_before_the_cutoff(store: Arc<dyn Store>) {
     for token in [
         issued("/acme", "a", "alice", 100, 1_000),
         issued("/acme/sales", "a", "bob", 100, 1_000),
@@ -84,57 +82,20 @@ pub async fn issuance_count_covers_the_subtree_before_the_cutoff(store: &dyn Sto
         client_id: client.map(|c| ClientId::parse(c).unwrap()),
         subject: subject.map(str::to_owned),
     };
+    assert_eq!(store.count_issued(&filter("/acme", None, None), 200, 500).await.unwrap(), 3);
+    assert_eq!(store.count_issued(&filter("/acme", None, None), 201, 500).await.unwrap(), 4);
+    assert_eq!(store.count_issued(&filter("/acme/sales", None, None), 200, 500).await.unwrap(), 2);
+    assert_eq!(store.count_issued(&filter("/acme", Some("b"), None), 200, 500).await.unwrap(), 1);
     assert_eq!(
-        store
-            .count_issued(&filter("/acme", None, None), 200, 500)
-            .await
-            .unwrap(),
-        3
-    );
-    assert_eq!(
-        store
-            .count_issued(&filter("/acme", None, None), 201, 500)
-            .await
-            .unwrap(),
-        4
-    );
-    assert_eq!(
-        store
-            .count_issued(&filter("/acme/sales", None, None), 200, 500)
-            .await
-            .unwrap(),
-        2
-    );
-    assert_eq!(
-        store
-            .count_issued(&filter("/acme", Some("b"), None), 200, 500)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        store
-            .count_issued(&filter("/acme", None, Some("alice")), 300, 500)
-            .await
-            .unwrap(),
+        store.count_issued(&filter("/acme", None, Some("alice")), 300, 500).await.unwrap(),
         2
     );
 }
 
-pub async fn expired_issuance_records_are_not_counted(store: &dyn Store) {
-    store
-        .record_issued(&issued("/expiry", "a", "s", 100, 200))
-        .await
-        .unwrap();
-    store
-        .record_issued(&issued("/expiry", "a", "s", 100, 400))
-        .await
-        .unwrap();
-    let filter = IssuanceFilter {
-        tenant: tenant("/expiry"),
-        client_id: None,
-        subject: None,
-    };
+pub async fn expired_issuance_records_are_not_counted(store: Arc<dyn Store>) {
+    store.record_issued(&issued("/expiry", "a", "s", 100, 200)).await.unwrap();
+    store.record_issued(&issued("/expiry", "a", "s", 100, 400)).await.unwrap();
+    let filter = IssuanceFilter { tenant: tenant("/expiry"), client_id: None, subject: None };
     assert_eq!(store.count_issued(&filter, 1_000, 199).await.unwrap(), 2);
     assert_eq!(
         store.count_issued(&filter, 1_000, 200).await.unwrap(),
@@ -142,6 +103,143 @@ pub async fn expired_issuance_records_are_not_counted(store: &dyn Store) {
         "expired at 200, still stored"
     );
     assert_eq!(store.count_issued(&filter, 1_000, 400).await.unwrap(), 0);
+}
+
+fn user(tenant_path: &str, name: &str, hash: &str) -> User {
+    User {
+        id: UserId::generate(),
+        tenant: tenant(tenant_path),
+        username: Username::parse(name).unwrap(),
+        password_hash: hash.to_owned(),
+    }
+}
+
+pub async fn users_are_unique_per_tenant(store: Arc<dyn Store>) {
+    let alice = user("/acme", "alice", "h1");
+    assert!(store.create_user(&alice).await.unwrap());
+    assert!(!store.create_user(&user("/acme", "alice", "h2")).await.unwrap(), "taken in /acme");
+    assert!(store.create_user(&user("/acme/sales", "alice", "h3")).await.unwrap());
+    let found = store.user(&alice.tenant, &alice.username).await.unwrap();
+    assert_eq!(found, Some(alice), "the first writer's record survives");
+    let nobody = Username::parse("nobody").unwrap();
+    assert_eq!(store.user(&tenant("/acme"), &nobody).await.unwrap(), None);
+}
+
+pub async fn password_rehash_never_overwrites_a_concurrent_change(store: Arc<dyn Store>) {
+    let alice = user("/acme", "alice", "old");
+    store.create_user(&alice).await.unwrap();
+    assert!(store.replace_password_hash(&alice, "rehashed").await.unwrap());
+    // `alice` still carries the old hash: a second, stale replacement must not apply.
+    assert!(!store.replace_password_hash(&alice, "stale").await.unwrap());
+    let stored = store.user(&alice.tenant, &alice.username).await.unwrap().unwrap();
+    assert_eq!(stored.password_hash, "rehashed");
+}
+
+fn grant(now: u64, lifetime: u64) -> Grant {
+    Grant {
+        id: GrantId::generate(),
+        client_id: ClientId::parse("app").unwrap(),
+        tenant: tenant("/acme"),
+        subject: UserId::generate().to_string(),
+        username: Some(Username::parse("alice").unwrap()),
+        scope: ScopeSet::parse("read write").unwrap(),
+        created_at: now,
+        expires_at: now + lifetime,
+        revoked_at: None,
+    }
+}
+
+fn refresh_record(grant: &Grant, now: u64, idle: u64) -> RefreshRecord {
+    RefreshRecord {
+        digest: RefreshToken::generate().digest(),
+        grant_id: grant.id.clone(),
+        client_id: grant.client_id.clone(),
+        issued_at: now,
+        expires_at: (now + idle).min(grant.expires_at),
+        used_at: None,
+    }
+}
+
+pub async fn grants_and_refresh_tokens_round_trip(store: Arc<dyn Store>) {
+    let grant = grant(1_000, 10_000);
+    let first = refresh_record(&grant, 1_000, 500);
+    store.start_grant(&grant, &first, &[]).await.unwrap();
+    let (record, stored_grant) = store.refresh_token(&first.digest, 1_100).await.unwrap().unwrap();
+    assert_eq!((record, stored_grant), (first.clone(), grant.clone()));
+    assert_eq!(store.grant(&grant.id, 1_100).await.unwrap(), Some(grant.clone()));
+    let unknown = RefreshToken::generate().digest();
+    assert_eq!(store.refresh_token(&unknown, 1_100).await.unwrap(), None);
+}
+
+pub async fn expired_refresh_tokens_and_grants_are_absent(store: Arc<dyn Store>) {
+    let grant = grant(1_000, 2_000);
+    let first = refresh_record(&grant, 1_000, 500);
+    store.start_grant(&grant, &first, &[]).await.unwrap();
+    assert!(store.refresh_token(&first.digest, 1_499).await.unwrap().is_some());
+    assert_eq!(store.refresh_token(&first.digest, 1_500).await.unwrap(), None, "idle expiry");
+    assert!(store.grant(&grant.id, 2_999).await.unwrap().is_some());
+    assert_eq!(store.grant(&grant.id, 3_000).await.unwrap(), None, "absolute expiry");
+}
+
+pub async fn rotation_succeeds_once_and_remembers_the_used_token(store: Arc<dyn Store>) {
+    let grant = grant(1_000, 10_000);
+    let first = refresh_record(&grant, 1_000, 500);
+    store.start_grant(&grant, &first, &[]).await.unwrap();
+    let second = refresh_record(&grant, 1_200, 500);
+    let rotated = store.rotate_refresh_token(&first, &second, &[], 1_200).await.unwrap();
+    assert_eq!(rotated, Rotation::Rotated);
+    let third = refresh_record(&grant, 1_300, 500);
+    let again = store.rotate_refresh_token(&first, &third, &[], 1_300).await.unwrap();
+    assert_eq!(again, Rotation::AlreadyUsed);
+    let (used, _) = store.refresh_token(&first.digest, 1_300).await.unwrap().unwrap();
+    assert_eq!(used.used_at, Some(1_200), "kept, marked used, for reuse detection");
+    assert!(store.refresh_token(&second.digest, 1_300).await.unwrap().is_some());
+    assert_eq!(
+        store.refresh_token(&third.digest, 1_300).await.unwrap(),
+        None,
+        "loser stored nothing"
+    );
+}
+
+pub async fn concurrent_rotations_have_exactly_one_winner(store: Arc<dyn Store>) {
+    let grant = grant(1_000, 10_000);
+    let first = refresh_record(&grant, 1_000, 500);
+    store.start_grant(&grant, &first, &[]).await.unwrap();
+    let attempts: Vec<_> = (0..20)
+        .map(|_| {
+            let (store, first, next) =
+                (store.clone(), first.clone(), refresh_record(&grant, 1_100, 500));
+            tokio::spawn(async move { store.rotate_refresh_token(&first, &next, &[], 1_100).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for attempt in attempts {
+        if attempt.await.unwrap().unwrap() == Rotation::Rotated {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+}
+
+pub async fn revoking_a_grant_keeps_the_first_revocation_time(store: Arc<dyn Store>) {
+    let grant = grant(1_000, 10_000);
+    store.start_grant(&grant, &refresh_record(&grant, 1_000, 500), &[]).await.unwrap();
+    store.revoke_grant(&grant.id, 1_100).await.unwrap();
+    store.revoke_grant(&grant.id, 1_200).await.unwrap();
+    let stored = store.grant(&grant.id, 1_300).await.unwrap().unwrap();
+    assert_eq!(stored.revoked_at, Some(1_100));
+    store.revoke_grant(&GrantId::generate(), 1_300).await.unwrap();
+}
+
+pub async fn grant_tokens_are_logged_with_the_grant(store: Arc<dyn Store>) {
+    let grant = grant(1_000, 10_000);
+    let logged = [
+        issued("/grantlog", "app", "s", 1_000, 2_000),
+        issued("/grantlog", "app", "s", 1_000, 1_500),
+    ];
+    store.start_grant(&grant, &refresh_record(&grant, 1_000, 500), &logged).await.unwrap();
+    let filter = IssuanceFilter { tenant: tenant("/grantlog"), client_id: None, subject: None };
+    assert_eq!(store.count_issued(&filter, 1_001, 1_100).await.unwrap(), 2);
 }
 
 /// Declares one test per contract check, each on a fresh store from `$fresh` (an async
@@ -154,14 +252,22 @@ macro_rules! store_contract_tests {
             unknown_client_is_absent,
             issuance_count_covers_the_subtree_before_the_cutoff,
             expired_issuance_records_are_not_counted,
+            users_are_unique_per_tenant,
+            password_rehash_never_overwrites_a_concurrent_change,
+            grants_and_refresh_tokens_round_trip,
+            expired_refresh_tokens_and_grants_are_absent,
+            rotation_succeeds_once_and_remembers_the_used_token,
+            concurrent_rotations_have_exactly_one_winner,
+            revoking_a_grant_keeps_the_first_revocation_time,
+            grant_tokens_are_logged_with_the_grant,
         );
     };
     (@tests $fresh:expr; $($check:ident),* $(,)?) => {
         $(
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $check() {
-                let store = $fresh;
-                $crate::contract::$check(&store).await;
+                let store: std::sync::Arc<dyn $crate::contract::Store> = std::sync::Arc::new($fresh);
+                $crate::contract::$check(store).await;
             }
         )*
     };

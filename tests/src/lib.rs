@@ -9,16 +9,23 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use token_service::api::Router;
+use token_service::clock::{Clock, SystemClock};
 use token_service::config::Config;
+use token_service::jwt::AccessTokens;
 use token_service::keys::{KeySet, SigningAlgorithm};
+use token_service::password::Passwords;
 use token_service::seed::Seed;
 use token_service::setup;
+use token_service::token::TokenService;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub const CC_CLIENT: (&str, &str) = ("cc-client", "cc-client-secret-0123456789abcdefghij");
 pub const PASSWORD_ONLY_CLIENT: (&str, &str) =
     ("password-only", "password-only-secret-0123456789abcdef");
+pub const APP_CLIENT: (&str, &str) = ("app-client", "app-client-secret-0123456789abcdefghij");
+pub const OTHER_APP: (&str, &str) = ("other-app", "other-app-secret-0123456789abcdefghijk");
+pub const SALES_APP: (&str, &str) = ("sales-app", "sales-app-secret-0123456789abcdefghijk");
 pub const SPECIAL_CLIENT: (&str, &str) = ("svc.a~b_c-d", "s3cr:t+with%special&chars/0123456789 é");
 pub const AUDIENCE: &str = "https://api.test";
 
@@ -38,15 +45,30 @@ pub fn test_config(issuer: &str, alg: SigningAlgorithm) -> Config {
 
 /// Every route over the test seed, with fresh keys.
 pub async fn router(issuer: &str, alg: SigningAlgorithm) -> (Router, KeySet) {
+    router_with_clock(issuer, alg, Arc::new(SystemClock)).await
+}
+
+/// Every route over the test seed, with fresh keys and the given clock.
+pub async fn router_with_clock(
+    issuer: &str,
+    alg: SigningAlgorithm,
+    clock: Arc<dyn Clock>,
+) -> (Router, KeySet) {
     let config = test_config(issuer, alg);
     let keys = KeySet::generate(alg).expect("key generation");
-    let seed = Seed::load(&repo_path("seed.toml")).expect("test seed loads");
-    let store = setup::memory_store(&seed)
-        .await
-        .expect("seeding the memory store");
+    let passwords = Passwords::new(config.password_hash);
+    let seed = Seed::load(&repo_path("seed.toml"), &passwords).expect("test seed loads");
+    let stores = setup::memory_stores(&seed).await.expect("seeding the memory store");
+    let tokens = AccessTokens::new(keys.clone(), config.issuer.clone(), config.audience.clone());
     let router = Router {
         discovery: setup::discovery(&config, &keys),
-        token: setup::token_service(&config, keys.clone(), store),
+        token: TokenService::new(
+            stores,
+            tokens,
+            passwords,
+            clock,
+            config.default_access_token_lifetime,
+        ),
     };
     (router, keys)
 }
@@ -65,21 +87,18 @@ impl TestServer {
     }
 
     pub async fn start_with(alg: SigningAlgorithm) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding a port");
+        Self::start_with_clock(alg, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start_with_clock(alg: SigningAlgorithm, clock: Arc<dyn Clock>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding a port");
         let base_url = format!("http://{}", listener.local_addr().expect("bound address"));
-        let (router, keys) = router(&base_url, alg).await;
+        let (router, keys) = router_with_clock(&base_url, alg, clock).await;
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(tokenctl::server::serve(listener, Arc::new(router), async {
             let _ = stopped.await;
         }));
-        Self {
-            base_url,
-            http: reqwest::Client::new(),
-            keys,
-            stop: Some(stop),
-        }
+        Self { base_url, http: reqwest::Client::new(), keys, stop: Some(stop) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -96,10 +115,7 @@ impl TestServer {
         if let Some((id, secret)) = basic {
             request = request.header("authorization", basic_header(id, secret));
         }
-        request
-            .send()
-            .await
-            .expect("token request reaches the server")
+        request.send().await.expect("token request reaches the server")
     }
 }
 
@@ -114,10 +130,7 @@ impl Drop for TestServer {
 /// `Basic base64(urlencode(id) ":" urlencode(secret))`, as RFC 6749 §2.3.1 requires.
 pub fn basic_header(id: &str, secret: &str) -> String {
     let encode = |s: &str| form_urlencode(s);
-    format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", encode(id), encode(secret)))
-    )
+    format!("Basic {}", STANDARD.encode(format!("{}:{}", encode(id), encode(secret))))
 }
 
 pub fn form_urlencode(value: &str) -> String {

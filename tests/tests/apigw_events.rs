@@ -24,20 +24,17 @@ async fn basic_client_credentials_event_returns_a_token() {
     let body = body(&response);
     assert_eq!(body["scope"], "read");
     let verifier = AccessTokens::new(keys, ISSUER.into(), AUDIENCE.into());
-    let claims = verifier
-        .verify(body["access_token"].as_str().unwrap(), SystemClock.now())
-        .unwrap();
+    let claims =
+        verifier.verify(body["access_token"].as_str().unwrap(), SystemClock.now()).unwrap();
     assert_eq!(claims.client_id, "cc-client");
 }
 
 #[tokio::test]
 async fn base64_encoded_form_body_event_is_decoded() {
     let (router, _) = router(ISSUER, SigningAlgorithm::ES256).await;
-    let response = api::token_endpoint(
-        &router.token,
-        event("token-client-credentials-body-base64.json"),
-    )
-    .await;
+    let response =
+        api::token_endpoint(&router.token, event("token-client-credentials-body-base64.json"))
+            .await;
     assert_eq!(response.status(), 200, "{}", body(&response));
     assert_eq!(body(&response)["expires_in"], 120);
 }
@@ -47,10 +44,7 @@ async fn wrong_secret_event_is_401_with_basic_challenge() {
     let (router, _) = router(ISSUER, SigningAlgorithm::ES256).await;
     let response = api::token_endpoint(&router.token, event("token-wrong-secret-basic.json")).await;
     assert_eq!(response.status(), 401);
-    assert_eq!(
-        response.headers()["www-authenticate"],
-        "Basic realm=\"token-service\""
-    );
+    assert_eq!(response.headers()["www-authenticate"], "Basic realm=\"token-service\"");
     assert_eq!(body(&response)["error"], "invalid_client");
 }
 
@@ -77,8 +71,5 @@ async fn metadata_event_names_the_deployed_issuer() {
     let (router, _) = router(ISSUER, SigningAlgorithm::ES256).await;
     let response = api::discovery_endpoint(&router.discovery, event("metadata.json")).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        body(&response)["token_endpoint"],
-        format!("{ISSUER}/oauth2/token")
-    );
+    assert_eq!(body(&response)["token_endpoint"], format!("{ISSUER}/oauth2/token"));
 }

@@ -22,7 +22,7 @@ async fn metadata_names_the_issuer_endpoints_and_methods() {
     assert_eq!(metadata["jwks_uri"], server.url("/.well-known/jwks.json"));
     assert_eq!(
         metadata["grant_types_supported"],
-        serde_json::json!(["client_credentials"])
+        serde_json::json!(["client_credentials", "password", "refresh_token"])
     );
     assert_eq!(
         metadata["token_endpoint_auth_methods_supported"],
@@ -34,19 +34,9 @@ async fn metadata_names_the_issuer_endpoints_and_methods() {
 async fn tokens_of_every_algorithm_verify_against_the_served_jwks() {
     for alg in SigningAlgorithm::ALL {
         let server = TestServer::start_with(alg).await;
-        let response = server
-            .http
-            .get(server.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap();
+        let response = server.http.get(server.url("/.well-known/jwks.json")).send().await.unwrap();
         assert_eq!(response.status(), 200);
-        assert!(
-            response.headers()["cache-control"]
-                .to_str()
-                .unwrap()
-                .starts_with("public")
-        );
+        assert!(response.headers()["cache-control"].to_str().unwrap().starts_with("public"));
         let jwks: JwkSet = response.json().await.unwrap();
         let token: Value = server
             .token(&[("grant_type", "client_credentials")], Some(CC_CLIENT))
@@ -58,13 +48,8 @@ async fn tokens_of_every_algorithm_verify_against_the_served_jwks() {
 
         let header = decode_header(token).unwrap();
         assert_eq!(header.alg, alg.jwt());
-        let jwk = jwks
-            .find(header.kid.as_deref().unwrap())
-            .expect("kid is in the JWKS");
-        assert_eq!(
-            jwk.common.public_key_use,
-            Some(jsonwebtoken::jwk::PublicKeyUse::Signature)
-        );
+        let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("kid is in the JWKS");
+        assert_eq!(jwk.common.public_key_use, Some(jsonwebtoken::jwk::PublicKeyUse::Signature));
         let mut validation = Validation::new(alg.jwt());
         validation.set_audience(&[integration_tests::AUDIENCE]);
         validation.set_issuer(&[&server.base_url]);

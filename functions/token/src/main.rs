@@ -12,8 +12,8 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let keys = setup::keys_from_config(&config)?;
     let seed = setup::seed_from_config(&config)?;
-    let store = setup::memory_store(&seed).await?;
-    let service = setup::token_service(&config, keys, store);
+    let stores = setup::memory_stores(&seed).await?;
+    let service = setup::token_service(&config, keys, stores);
 
     run(service_fn(async |request: Request| {
         Ok::<_, Infallible>(api::token_endpoint(&service, request).await)

@@ -24,10 +24,9 @@ pub fn presented_client(headers: &HeaderMap, form: &Form) -> Result<PresentedCli
             "client_id in the body differs from the one in the Authorization header",
         )),
         (Some(basic), _, None) => Ok(basic),
-        (None, Some(id), Some(secret)) => Ok(PresentedClient {
-            id: id.to_owned(),
-            secret: secret.to_owned(),
-        }),
+        (None, Some(id), Some(secret)) => {
+            Ok(PresentedClient { id: id.to_owned(), secret: secret.to_owned() })
+        }
         (None, _, _) => Err(Error::InvalidClient),
     }
 }
@@ -39,18 +38,14 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<PresentedClient>, Err
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(Error::invalid_request(
-            "only one Authorization header is allowed",
-        ));
+        return Err(Error::invalid_request("only one Authorization header is allowed"));
     }
     let value = value.to_str().map_err(|_| Error::InvalidClient)?;
     let (scheme, encoded) = value.trim().split_once(' ').ok_or(Error::InvalidClient)?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(Error::InvalidClient);
     }
-    let decoded = STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| Error::InvalidClient)?;
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| Error::InvalidClient)?;
     let decoded = String::from_utf8(decoded).map_err(|_| Error::InvalidClient)?;
     let (id, secret) = decoded.split_once(':').ok_or(Error::InvalidClient)?;
     let id = decode_component(id).map_err(|_| Error::InvalidClient)?;
@@ -67,10 +62,7 @@ mod tests {
 
     fn request(authorization: Option<&str>, body: &str) -> (HeaderMap, Form) {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
         if let Some(value) = authorization {
             headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
         }
@@ -106,15 +98,9 @@ mod tests {
     #[test]
     fn both_methods_at_once_are_an_invalid_request() {
         let (headers, form) = request(Some(&basic("id", "s")), "client_secret=s");
-        assert!(matches!(
-            presented_client(&headers, &form),
-            Err(Error::InvalidRequest(_))
-        ));
+        assert!(matches!(presented_client(&headers, &form), Err(Error::InvalidRequest(_))));
         let (headers, form) = request(Some(&basic("id", "s")), "client_id=other");
-        assert!(matches!(
-            presented_client(&headers, &form),
-            Err(Error::InvalidRequest(_))
-        ));
+        assert!(matches!(presented_client(&headers, &form), Err(Error::InvalidRequest(_))));
         let (headers, form) = request(Some(&basic("id", "s")), "client_id=id");
         assert!(presented_client(&headers, &form).is_ok());
     }

@@ -26,7 +26,7 @@ impl Discovery {
             "issuer": issuer,
             "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
             "jwks_uri": format!("{issuer}{JWKS_PATH}"),
-            "grant_types_supported": ["client_credentials"],
+            "grant_types_supported": ["client_credentials", "password", "refresh_token"],
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             // Not registered by RFC 8414: the algorithms access tokens are signed with.
@@ -47,10 +47,6 @@ impl Discovery {
             METADATA_PATH => (&self.metadata, METADATA_MAX_AGE),
             _ => return Err(Error::NotFound),
         };
-        Ok(raw_json_response(
-            StatusCode::OK,
-            document.clone(),
-            Caching::Public(max_age),
-        ))
+        Ok(raw_json_response(StatusCode::OK, document.clone(), Caching::Public(max_age)))
     }
 }

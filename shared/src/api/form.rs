@@ -34,9 +34,7 @@ impl Form {
                 return Err(Error::invalid_request("too many parameters"));
             }
             if params.insert(name.clone(), value).is_some() {
-                return Err(Error::invalid_request(format!(
-                    "parameter {name} is repeated"
-                )));
+                return Err(Error::invalid_request(format!("parameter {name} is repeated")));
             }
         }
         Ok(Self(params))
@@ -44,10 +42,7 @@ impl Form {
 
     /// The parameter's value, or `None` when it is absent or empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|value| !value.is_empty())
+        self.0.get(name).map(String::as_str).filter(|value| !value.is_empty())
     }
 }
 
@@ -106,10 +101,7 @@ mod tests {
     }
 
     fn parse(body: &str) -> Result<Form, Error> {
-        Form::parse(
-            &form_headers("application/x-www-form-urlencoded"),
-            body.as_bytes(),
-        )
+        Form::parse(&form_headers("application/x-www-form-urlencoded"), body.as_bytes())
     }
 
     #[test]
@@ -131,10 +123,7 @@ mod tests {
     fn invalid_utf8_is_an_invalid_request() {
         assert!(matches!(parse("a=%FF"), Err(Error::InvalidRequest(_))));
         let headers = form_headers("application/x-www-form-urlencoded");
-        assert!(matches!(
-            Form::parse(&headers, b"a=\xff"),
-            Err(Error::InvalidRequest(_))
-        ));
+        assert!(matches!(Form::parse(&headers, b"a=\xff"), Err(Error::InvalidRequest(_))));
     }
 
     #[test]
@@ -146,11 +135,9 @@ mod tests {
         ] {
             assert!(Form::parse(&form_headers(ok), b"a=1").is_ok(), "{ok}");
         }
-        for bad in [
-            "application/json",
-            "text/plain",
-            "application/x-www-form-urlencoded; charset=latin1",
-        ] {
+        for bad in
+            ["application/json", "text/plain", "application/x-www-form-urlencoded; charset=latin1"]
+        {
             assert!(Form::parse(&form_headers(bad), b"a=1").is_err(), "{bad}");
         }
         assert!(Form::parse(&HeaderMap::new(), b"a=1").is_err());
@@ -160,10 +147,7 @@ mod tests {
     fn oversized_bodies_are_refused_before_parsing() {
         let body = vec![b'a'; MAX_BODY_BYTES + 1];
         let headers = form_headers("application/x-www-form-urlencoded");
-        assert!(matches!(
-            Form::parse(&headers, &body),
-            Err(Error::PayloadTooLarge(_))
-        ));
+        assert!(matches!(Form::parse(&headers, &body), Err(Error::PayloadTooLarge(_))));
     }
 
     #[test]

@@ -27,9 +27,7 @@ where
     F: AsyncFnOnce(&Request) -> Result<Response<Body>, Error>,
 {
     let started = Instant::now();
-    let response = handler(request)
-        .await
-        .unwrap_or_else(|error| error_response(&error));
+    let response = handler(request).await.unwrap_or_else(|error| error_response(&error));
     tracing::info!(
         method = %request.method(),
         route = request.uri().path(),
@@ -42,10 +40,7 @@ where
 
 /// The token function's entry point.
 pub async fn token_endpoint(service: &TokenService, request: Request) -> Response<Body> {
-    respond(&request, async |request| {
-        token::handle(service, request).await
-    })
-    .await
+    respond(&request, async |request| token::handle(service, request).await).await
 }
 
 /// The keys function's entry point: JWKS and authorization server metadata.

@@ -85,10 +85,7 @@ pub fn error_response(error: &Error) -> Response<Body> {
         )),
         _ => None,
     };
-    let body = ErrorBody {
-        error: code,
-        error_description: description,
-    };
+    let body = ErrorBody { error: code, error_description: description };
     let mut response = json_response(status, &body, Caching::NoStore);
     if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
         response.headers_mut().insert(WWW_AUTHENTICATE, value);
@@ -109,10 +106,7 @@ mod tests {
     fn invalid_client_is_401_with_a_basic_challenge() {
         let response = error_response(&Error::InvalidClient);
         assert_eq!(response.status(), 401);
-        assert_eq!(
-            response.headers()[WWW_AUTHENTICATE],
-            "Basic realm=\"token-service\""
-        );
+        assert_eq!(response.headers()[WWW_AUTHENTICATE], "Basic realm=\"token-service\"");
         assert_eq!(body_json(&response)["error"], "invalid_client");
     }
 

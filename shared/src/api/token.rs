@@ -20,6 +20,10 @@ pub async fn handle(service: &TokenService, request: &Request) -> Result<Respons
         grant_type: form.get("grant_type"),
         scope: form.get("scope"),
         access_token_lifetime: form.get("access-token-lifetime"),
+        username: form.get("username"),
+        password: form.get("password"),
+        tenant_path: form.get("tenant_path"),
+        refresh_token: form.get("refresh_token"),
     };
     let response = service.issue(&client, &params).await?;
     Ok(json_response(StatusCode::OK, &response, Caching::NoStore))

@@ -35,10 +35,7 @@ impl GrantType {
 impl FromStr for GrantType {
     type Err = UnsupportedGrantType;
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|grant| grant.as_str() == raw)
-            .ok_or(UnsupportedGrantType)
+        Self::ALL.into_iter().find(|grant| grant.as_str() == raw).ok_or(UnsupportedGrantType)
     }
 }
 
@@ -58,7 +55,15 @@ pub struct Client {
     pub scopes: ScopeSet,
     /// Upper bound, in seconds, on the lifetime of the access tokens this client receives.
     pub max_access_token_lifetime: u64,
+    /// Seconds a refresh token stays usable if not used (each rotation starts a new period).
+    pub refresh_idle_lifetime: u64,
+    /// Seconds from the password login after which the grant ends, however often refreshed.
+    pub refresh_absolute_lifetime: u64,
 }
+
+/// Refresh lifetimes when a client does not set its own: a week idle, thirty days in all.
+pub const DEFAULT_REFRESH_IDLE_LIFETIME: u64 = 7 * 24 * 3600;
+pub const DEFAULT_REFRESH_ABSOLUTE_LIFETIME: u64 = 30 * 24 * 3600;
 
 impl Client {
     pub fn may_use(&self, grant: GrantType) -> bool {

@@ -74,7 +74,11 @@ macro_rules! random_id {
 
         impl $name {
             pub fn generate() -> Self {
-                Self(URL_SAFE_NO_PAD.encode(random_bytes::<16>()))
+                Self::from_bytes(random_bytes::<16>())
+            }
+
+            pub fn from_bytes(bytes: [u8; 16]) -> Self {
+                Self(URL_SAFE_NO_PAD.encode(bytes))
             }
 
             pub fn parse(raw: &str) -> Result<Self, $error> {
@@ -121,6 +125,22 @@ random_id!(
     GrantId,
     InvalidGrantId
 );
+random_id!(
+    /// A user's stable id: the `sub` of the tokens issued to the user.
+    UserId,
+    InvalidUserId
+);
+
+impl UserId {
+    /// A stable id derived from the tenant and username, for seed users given without one.
+    pub fn derived(tenant: &str, username: &str) -> Self {
+        let digest = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            format!("{tenant}\0{username}").as_bytes(),
+        );
+        Self(URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16]))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -129,14 +149,7 @@ mod tests {
     #[test]
     fn client_ids_are_url_unreserved() {
         assert!(ClientId::parse("demo-client_1.x~").is_ok());
-        for bad in [
-            "",
-            "a b",
-            "a:b",
-            "a/b",
-            "é",
-            &"a".repeat(MAX_CLIENT_ID_LEN + 1),
-        ] {
+        for bad in ["", "a b", "a:b", "a/b", "é", &"a".repeat(MAX_CLIENT_ID_LEN + 1)] {
             assert!(ClientId::parse(bad).is_err(), "{bad:?}");
         }
     }

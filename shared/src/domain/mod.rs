@@ -2,13 +2,22 @@
 //! is known to be well formed wherever it travels.
 
 mod client;
+mod grant;
 mod ids;
 mod scope;
 mod secret;
 mod tenant;
+mod user;
 
-pub use client::{Client, GrantType, UnsupportedGrantType};
-pub use ids::{ClientId, GrantId, InvalidClientId, MAX_CLIENT_ID_LEN, TokenId, random_bytes};
+pub use client::{
+    Client, DEFAULT_REFRESH_ABSOLUTE_LIFETIME, DEFAULT_REFRESH_IDLE_LIFETIME, GrantType,
+    UnsupportedGrantType,
+};
+pub use grant::{Grant, MAX_REFRESH_TOKEN_LEN, RefreshRecord, RefreshToken};
+pub use ids::{
+    ClientId, GrantId, InvalidClientId, MAX_CLIENT_ID_LEN, TokenId, UserId, random_bytes,
+};
 pub use scope::{InvalidScope, MAX_SCOPE_LEN, MAX_SCOPES, Scope, ScopeSet};
 pub use secret::{ClientSecret, MAX_SECRET_LEN, MIN_SECRET_LEN, SecretDigest};
 pub use tenant::{InvalidTenantPath, MAX_TENANT_DEPTH, MAX_TENANT_PATH_LEN, TenantPath};
+pub use user::{InvalidUsername, MAX_USERNAME_LEN, User, Username};

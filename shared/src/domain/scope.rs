@@ -56,10 +56,7 @@ impl ScopeSet {
     /// Parses the space-delimited form of the `scope` parameter. Repeated scopes collapse; empty
     /// tokens (a leading, trailing or doubled space) are malformed.
     pub fn parse(raw: &str) -> Result<Self, InvalidScope> {
-        let scopes = raw
-            .split(' ')
-            .map(Scope::parse)
-            .collect::<Result<BTreeSet<_>, _>>()?;
+        let scopes = raw.split(' ').map(Scope::parse).collect::<Result<BTreeSet<_>, _>>()?;
         if scopes.len() > MAX_SCOPES {
             return Err(InvalidScope::Malformed);
         }
@@ -68,6 +65,10 @@ impl ScopeSet {
 
     pub fn is_subset(&self, other: &ScopeSet) -> bool {
         self.0.is_subset(&other.0)
+    }
+
+    pub fn intersection(&self, other: &ScopeSet) -> ScopeSet {
+        Self(self.0.intersection(&other.0).cloned().collect())
     }
 
     pub fn contains(&self, scope: &str) -> bool {
@@ -109,16 +110,7 @@ mod tests {
 
     #[test]
     fn rejects_malformed_scope_strings() {
-        for bad in [
-            "",
-            " read",
-            "read ",
-            "read  write",
-            "re\"ad",
-            "re\\ad",
-            "réad",
-            "a\tb",
-        ] {
+        for bad in ["", " read", "read ", "read  write", "re\"ad", "re\\ad", "réad", "a\tb"] {
             assert!(ScopeSet::parse(bad).is_err(), "{bad:?}");
         }
         assert!(ScopeSet::parse(&"x".repeat(MAX_SCOPE_LEN + 1)).is_err());

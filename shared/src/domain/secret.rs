@@ -45,8 +45,8 @@ impl fmt::Debug for ClientSecret {
     }
 }
 
-/// SHA-256 of a client secret, serialized as unpadded base64url.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// SHA-256 of a client secret or refresh token, serialized as unpadded base64url.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct SecretDigest([u8; 32]);
 
@@ -59,6 +59,14 @@ impl SecretDigest {
         let mut out = [0u8; 32];
         out.copy_from_slice(digest(&SHA256, secret).as_ref());
         Self(out)
+    }
+
+    /// A token id derived from this digest, naming a refresh token in the issuance log without
+    /// revealing it.
+    pub fn token_id(&self) -> super::TokenId {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&self.0[..16]);
+        super::TokenId::from_bytes(id)
     }
 
     /// Compares a presented secret with this digest in time independent of where they differ.
@@ -76,9 +84,7 @@ impl fmt::Debug for SecretDigest {
 impl TryFrom<String> for SecretDigest {
     type Error = InvalidSecretDigest;
     fn try_from(raw: String) -> Result<Self, Self::Error> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(raw)
-            .map_err(|_| InvalidSecretDigest)?;
+        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| InvalidSecretDigest)?;
         Ok(Self(bytes.try_into().map_err(|_| InvalidSecretDigest)?))
     }
 }

@@ -35,9 +35,7 @@ impl TenantPath {
             depth += 1;
             let valid_segment = !segment.is_empty()
                 && segment.len() <= MAX_SEGMENT_LEN
-                && segment
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !valid_segment || depth > MAX_TENANT_DEPTH {
                 return Err(InvalidTenantPath);
             }
@@ -91,12 +89,7 @@ mod tests {
 
     #[test]
     fn accepts_well_formed_paths() {
-        for ok in [
-            "/acme",
-            "/acme/sub_tenant",
-            "/a-1/B_2/c",
-            "/1/2/3/4/5/6/7/8",
-        ] {
+        for ok in ["/acme", "/acme/sub_tenant", "/a-1/B_2/c", "/1/2/3/4/5/6/7/8"] {
             assert!(TenantPath::parse(ok).is_ok(), "{ok}");
         }
     }

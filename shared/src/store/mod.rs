@@ -9,11 +9,39 @@
 
 pub mod memory;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Client, ClientId, GrantId, TenantPath, TokenId};
+use crate::domain::{
+    Client, ClientId, Grant, GrantId, RefreshRecord, SecretDigest, TenantPath, TokenId, User,
+    Username,
+};
 pub use crate::error::StoreError;
+
+/// The stores a service uses, each behind the trait for its concern.
+#[derive(Clone)]
+pub struct Stores {
+    pub clients: Arc<dyn ClientStore>,
+    pub users: Arc<dyn UserStore>,
+    pub grants: Arc<dyn GrantStore>,
+    pub issuance: Arc<dyn IssuanceLog>,
+}
+
+impl Stores {
+    /// Every concern served by one store.
+    pub fn all<S: ClientStore + UserStore + GrantStore + IssuanceLog + 'static>(
+        store: Arc<S>,
+    ) -> Self {
+        Self {
+            clients: store.clone(),
+            users: store.clone(),
+            grants: store.clone(),
+            issuance: store,
+        }
+    }
+}
 
 /// Client records: read on every token request.
 #[async_trait]
@@ -56,14 +84,8 @@ pub struct IssuanceFilter {
 impl IssuanceFilter {
     pub fn covers(&self, token: &IssuedToken) -> bool {
         token.tenant.is_within(&self.tenant)
-            && self
-                .client_id
-                .as_ref()
-                .is_none_or(|id| *id == token.client_id)
-            && self
-                .subject
-                .as_ref()
-                .is_none_or(|sub| *sub == token.subject)
+            && self.client_id.as_ref().is_none_or(|id| *id == token.client_id)
+            && self.subject.as_ref().is_none_or(|sub| *sub == token.subject)
     }
 }
 
@@ -78,4 +100,63 @@ pub trait IssuanceLog: Send + Sync {
         issued_before: u64,
         now: u64,
     ) -> Result<u64, StoreError>;
+}
+
+/// Users, looked up by tenant and username.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn user(
+        &self,
+        tenant: &TenantPath,
+        username: &Username,
+    ) -> Result<Option<User>, StoreError>;
+    /// Creates the user unless the username is taken in its tenant; `false` when taken.
+    async fn create_user(&self, user: &User) -> Result<bool, StoreError>;
+    /// Replaces the password hash only if it is still `user.password_hash`, so a rehash never
+    /// overwrites a concurrent password change; `false` when it was not.
+    async fn replace_password_hash(&self, user: &User, new_hash: &str) -> Result<bool, StoreError>;
+}
+
+/// How a rotation ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rotation {
+    Rotated,
+    /// The token had already been used (by an earlier or a concurrent request).
+    AlreadyUsed,
+}
+
+/// Grants and their refresh tokens.
+#[async_trait]
+pub trait GrantStore: Send + Sync {
+    /// Stores a new grant, its first refresh token and the log records of the tokens issued
+    /// with it, all or nothing.
+    async fn start_grant(
+        &self,
+        grant: &Grant,
+        refresh: &RefreshRecord,
+        issued: &[IssuedToken],
+    ) -> Result<(), StoreError>;
+
+    /// The refresh token with this digest and its grant. Used tokens are returned (so reuse can
+    /// be recognised); expired tokens and grants are absent.
+    async fn refresh_token(
+        &self,
+        digest: &SecretDigest,
+        now: u64,
+    ) -> Result<Option<(RefreshRecord, Grant)>, StoreError>;
+
+    /// Marks `used` as used and stores `next` with the log records, all or nothing, and only if
+    /// `used` was still unused: of concurrent rotations of one token exactly one succeeds.
+    async fn rotate_refresh_token(
+        &self,
+        used: &RefreshRecord,
+        next: &RefreshRecord,
+        issued: &[IssuedToken],
+        now: u64,
+    ) -> Result<Rotation, StoreError>;
+
+    async fn grant(&self, id: &GrantId, now: u64) -> Result<Option<Grant>, StoreError>;
+
+    /// Revokes the grant and so every token of it. Idempotent; keeps the first revocation time.
+    async fn revoke_grant(&self, id: &GrantId, now: u64) -> Result<(), StoreError>;
 }

@@ -1,0 +1,57 @@
+//! Grants (sessions) and the refresh tokens that carry them forward.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ClientId, GrantId, ScopeSet, SecretDigest, TenantPath, Username, random_bytes};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// Longest refresh token read; ours are 43 characters.
+pub const MAX_REFRESH_TOKEN_LEN: usize = 128;
+
+/// One password grant and every token descended from it by refresh. Revoking it revokes them
+/// all: access tokens carry its id as `sid`, refresh records point at it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub id: GrantId,
+    pub client_id: ClientId,
+    pub tenant: TenantPath,
+    pub subject: String,
+    pub username: Option<Username>,
+    /// The scope the resource owner granted; refreshes may narrow it, never widen it.
+    pub scope: ScopeSet,
+    pub created_at: u64,
+    /// Absolute end of the grant, whatever its refreshes.
+    pub expires_at: u64,
+    pub revoked_at: Option<u64>,
+}
+
+/// What is stored of one refresh token: its digest, never the token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    pub digest: SecretDigest,
+    pub grant_id: GrantId,
+    pub client_id: ClientId,
+    pub issued_at: u64,
+    /// Idle expiry: `issued_at` + the client's idle lifetime, capped at the grant's end.
+    pub expires_at: u64,
+    /// Set when the token is rotated. Kept so that a second use is recognised as reuse.
+    pub used_at: Option<u64>,
+}
+
+/// A refresh token as handed to the client: 256 bits from the OS CSPRNG, base64url.
+pub struct RefreshToken(String);
+
+impl RefreshToken {
+    pub fn generate() -> Self {
+        Self(URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
+    }
+
+    pub fn digest(&self) -> SecretDigest {
+        SecretDigest::of(self.0.as_bytes())
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
