@@ -1,3 +1,4 @@
 //! `tokenctl`: the local server and the admin commands of the token service.
 
+pub mod admin;
 pub mod server;

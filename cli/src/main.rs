@@ -5,11 +5,16 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use token_service::api::{JWKS_PATH, Router, TOKEN_PATH};
 use token_service::clock::{Clock, SystemClock};
-use token_service::config::Config;
+use token_service::config::{Config, ConfigError, password_hash_params};
+use token_service::domain::GrantType;
 use token_service::keys::{KeySet, KeySetDocument};
+use token_service::password::Passwords;
 use token_service::setup;
+use tokenctl::admin::{self, NewClient};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+
+const DEFAULT_SEED: &str = "local/seed.toml";
 
 #[derive(Parser)]
 #[command(name = "tokenctl", about = "Local server and admin commands of the OAuth2 token service")]
@@ -20,13 +25,46 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Add a tenant path to the seed file.
+    AddTenant {
+        #[arg(long, env = "SEED_FILE", default_value = DEFAULT_SEED)]
+        seed: PathBuf,
+        /// e.g. /acme/sales
+        path: String,
+    },
+    /// Register a client; its generated secret is printed once and only its digest is stored.
+    AddClient {
+        #[arg(long, env = "SEED_FILE", default_value = DEFAULT_SEED)]
+        seed: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated: client_credentials, password, refresh_token.
+        #[arg(long, value_delimiter = ',', default_value = "client_credentials")]
+        grants: Vec<GrantType>,
+        /// Space-separated scopes the client may ask for.
+        #[arg(long, default_value = "")]
+        scopes: String,
+        #[arg(long, default_value_t = 3600)]
+        max_access_token_lifetime: u64,
+    },
+    /// Add a user; the password is read from the first line of standard input, never argv.
+    AddUser {
+        #[arg(long, env = "SEED_FILE", default_value = DEFAULT_SEED)]
+        seed: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        username: String,
+    },
     /// Serve every route on localhost with an in-memory store filled from the seed file.
     Serve {
         #[arg(long, env = "PORT", default_value_t = 3000)]
         port: u16,
         #[arg(long, env = "HOST", default_value = "127.0.0.1")]
         host: IpAddr,
-        #[arg(long, env = "SEED_FILE", default_value = "local/seed.toml")]
+        #[arg(long, env = "SEED_FILE", default_value = DEFAULT_SEED)]
         seed: PathBuf,
         /// Created with a fresh key on first run; git-ignored.
         #[arg(long, env = "SIGNING_KEYS_FILE", default_value = ".local/signing-keys.json")]
@@ -35,13 +73,55 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
     lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
-    match Cli::parse().command {
+    match run(Cli::parse().command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tokenctl: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
         Command::Serve { port, host, seed, keys } => {
             serve(SocketAddr::new(host, port), seed, keys).await
         }
+        Command::AddTenant { seed, path } => {
+            admin::add_tenant(&seed, &passwords()?, &path)?;
+            println!("tenant {path} added to {}", seed.display());
+            Ok(())
+        }
+        Command::AddClient { seed, id, tenant, grants, scopes, max_access_token_lifetime } => {
+            let client = NewClient {
+                id: &id,
+                tenant: &tenant,
+                grants: &grants,
+                scopes: &scopes,
+                max_access_token_lifetime,
+            };
+            let secret = admin::add_client(&seed, &passwords()?, &client)?;
+            println!("client {id} added to {}", seed.display());
+            println!("client_secret: {}", secret.expose());
+            println!("This secret is shown once: only its SHA-256 digest was stored.");
+            Ok(())
+        }
+        Command::AddUser { seed, tenant, username } => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let id = admin::add_user(&seed, &passwords()?, &tenant, &username, password)?;
+            println!("user {username} ({id}) added to {tenant} in {}", seed.display());
+            Ok(())
+        }
     }
+}
+
+/// Password hashing at the configured parameters (`ARGON2_*`, OWASP's by default).
+fn passwords() -> Result<Passwords, ConfigError> {
+    Ok(Passwords::new(password_hash_params(&|name| std::env::var(name).ok())?))
 }
 
 async fn serve(

@@ -60,21 +60,8 @@ impl Config {
                 .ok_or_else(|| error("ACCESS_TOKEN_LIFETIME", "must be a positive integer"))?,
             None => DEFAULT_ACCESS_TOKEN_LIFETIME,
         };
-        let number = |name: &'static str, default: u32| match lookup(name) {
-            None => Ok(default),
-            Some(raw) => raw
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| error(name, "must be a positive integer")),
-        };
-        let password_hash = HashParams {
-            memory_kib: number("ARGON2_MEMORY_KIB", HashParams::OWASP.memory_kib)?,
-            iterations: number("ARGON2_ITERATIONS", HashParams::OWASP.iterations)?,
-            parallelism: number("ARGON2_PARALLELISM", HashParams::OWASP.parallelism)?,
-        };
         Ok(Self {
-            password_hash,
+            password_hash: password_hash_params(&lookup)?,
             issuer,
             audience: lookup("AUDIENCE").unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned()),
             signing_alg,
@@ -83,6 +70,26 @@ impl Config {
             seed_file: lookup("SEED_FILE").map(PathBuf::from),
         })
     }
+}
+
+/// The Argon2id parameters for new password hashes, from `ARGON2_MEMORY_KIB`,
+/// `ARGON2_ITERATIONS` and `ARGON2_PARALLELISM` (OWASP's by default).
+pub fn password_hash_params(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<HashParams, ConfigError> {
+    let number = |name: &'static str, default: u32| match lookup(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ConfigError { name, reason: "must be a positive integer".into() }),
+    };
+    Ok(HashParams {
+        memory_kib: number("ARGON2_MEMORY_KIB", HashParams::OWASP.memory_kib)?,
+        iterations: number("ARGON2_ITERATIONS", HashParams::OWASP.iterations)?,
+        parallelism: number("ARGON2_PARALLELISM", HashParams::OWASP.parallelism)?,
+    })
 }
 
 #[cfg(test)]

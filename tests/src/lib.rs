@@ -54,10 +54,20 @@ pub async fn router_with_clock(
     alg: SigningAlgorithm,
     clock: Arc<dyn Clock>,
 ) -> (Router, KeySet) {
+    router_from_seed(issuer, alg, clock, &repo_path("seed.toml")).await
+}
+
+/// Every route over the seed at `seed`, with fresh keys and the given clock.
+pub async fn router_from_seed(
+    issuer: &str,
+    alg: SigningAlgorithm,
+    clock: Arc<dyn Clock>,
+    seed: &std::path::Path,
+) -> (Router, KeySet) {
     let config = test_config(issuer, alg);
     let keys = KeySet::generate(alg).expect("key generation");
     let passwords = Passwords::new(config.password_hash);
-    let seed = Seed::load(&repo_path("seed.toml"), &passwords).expect("test seed loads");
+    let seed = Seed::load(seed, &passwords).expect("test seed loads");
     let stores = setup::memory_stores(&seed).await.expect("seeding the memory store");
     let tokens = AccessTokens::new(keys.clone(), config.issuer.clone(), config.audience.clone());
     let router = Router {
@@ -145,6 +155,18 @@ pub fn form_urlencode(value: &str) -> String {
         }
     }
     out
+}
+
+/// A token request as a `lambda_http::Request`, the shape the handlers receive.
+pub fn event_from_form(form: &str) -> lambda_http::Request {
+    let mut request = lambda_http::Request::new(lambda_http::Body::Text(form.to_owned()));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = "/oauth2/token".parse().expect("static URI");
+    request.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    request
 }
 
 /// Loads an API Gateway HTTP API (payload v2) event from `tests/events`.

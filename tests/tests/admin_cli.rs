@@ -1,0 +1,92 @@
+//! `tokenctl add-tenant`, `add-client` and `add-user`: what they write, and that the server then
+//! accepts the new client and user.
+
+use std::sync::Arc;
+
+use integration_tests::{event_from_form, repo_path, router_from_seed};
+use token_service::api;
+use token_service::clock::SystemClock;
+use token_service::domain::GrantType;
+use token_service::keys::SigningAlgorithm;
+use token_service::password::{HashParams, Passwords};
+use token_service::seed::Seed;
+use tokenctl::admin::{self, NewClient};
+
+fn temp_seed(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tokenctl-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("seed.toml");
+    std::fs::copy(repo_path("seed.toml"), &path).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn added_client_and_user_can_sign_in_and_only_digests_are_written() {
+    let seed = temp_seed("add");
+    let passwords = Passwords::new(HashParams::OWASP);
+    admin::add_tenant(&seed, &passwords, "/initech").unwrap();
+    let secret = admin::add_client(
+        &seed,
+        &passwords,
+        &NewClient {
+            id: "initech-app",
+            tenant: "/initech",
+            grants: &[GrantType::Password, GrantType::RefreshToken],
+            scopes: "read",
+            max_access_token_lifetime: 300,
+        },
+    )
+    .unwrap();
+    admin::add_user(&seed, &passwords, "/initech", "peter", "tps-report-cover").unwrap();
+
+    let text = std::fs::read_to_string(&seed).unwrap();
+    assert!(!text.contains(secret.expose()), "the secret itself is never written");
+    assert!(!text.contains("tps-report-cover"), "the password itself is never written");
+    assert_eq!(secret.expose().len(), 43, "256 bits");
+
+    let (router, _) =
+        router_from_seed("https://issuer", SigningAlgorithm::ES256, Arc::new(SystemClock), &seed)
+            .await;
+    let form = format!(
+        "grant_type=password&username=peter&password=tps-report-cover&client_id=initech-app&client_secret={}",
+        secret.expose()
+    );
+    let response = api::token_endpoint(&router.token, event_from_form(&form)).await;
+    assert_eq!(response.status(), 200, "{:?}", response.body());
+}
+
+#[test]
+fn commands_refuse_what_the_server_would_refuse_and_leave_the_file_alone() {
+    let seed = temp_seed("refuse");
+    let passwords = Passwords::new(HashParams::OWASP);
+    let before = std::fs::read_to_string(&seed).unwrap();
+    let client = |id: &'static str, tenant: &'static str| NewClient {
+        id,
+        tenant,
+        grants: &[GrantType::ClientCredentials],
+        scopes: "read",
+        max_access_token_lifetime: 60,
+    };
+    assert!(admin::add_tenant(&seed, &passwords, "/acme").is_err(), "already listed");
+    assert!(admin::add_tenant(&seed, &passwords, "acme/").is_err(), "malformed");
+    assert!(
+        admin::add_client(&seed, &passwords, &client("cc-client", "/acme")).is_err(),
+        "duplicate id"
+    );
+    assert!(
+        admin::add_client(&seed, &passwords, &client("new", "/unlisted")).is_err(),
+        "unknown tenant"
+    );
+    assert!(
+        admin::add_client(&seed, &passwords, &client("bad id", "/acme")).is_err(),
+        "malformed id"
+    );
+    assert!(admin::add_user(&seed, &passwords, "/acme", "alice", "pw").is_err(), "taken in tenant");
+    assert!(
+        admin::add_user(&seed, &passwords, "/unlisted", "zed", "pw").is_err(),
+        "unknown tenant"
+    );
+    assert!(admin::add_user(&seed, &passwords, "/acme", "zed", "").is_err(), "empty password");
+    assert_eq!(std::fs::read_to_string(&seed).unwrap(), before);
+    assert!(Seed::load(&seed, &passwords).is_ok());
+}
