@@ -6,10 +6,12 @@ use std::path::Path;
 
 use serde::Serialize;
 use token_service::domain::{
-    ClientId, ClientSecret, GrantType, ScopeSet, TenantPath, UserId, Username,
+    Client, ClientId, ClientSecret, DEFAULT_REFRESH_ABSOLUTE_LIFETIME,
+    DEFAULT_REFRESH_IDLE_LIFETIME, GrantType, ScopeSet, TenantPath, User, UserId, Username,
 };
 use token_service::password::{MAX_PASSWORD_LEN, Passwords};
 use token_service::seed::{Seed, SeedError};
+use token_service::store::{ClientStore, StoreError, UserStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -17,6 +19,8 @@ pub enum AdminError {
     Invalid(String),
     #[error(transparent)]
     Seed(#[from] SeedError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -76,62 +80,91 @@ pub fn add_tenant(seed: &Path, passwords: &Passwords, path: &str) -> Result<(), 
     append(seed, passwords, &Tenants { tenants: [TenantEntry { path: path.as_str() }] })
 }
 
-/// Registers a client with a fresh 256-bit secret, which is returned to be shown once: only its
-/// digest is written.
-pub fn add_client(
-    seed: &Path,
-    passwords: &Passwords,
-    client: &NewClient<'_>,
-) -> Result<ClientSecret, AdminError> {
-    let invalid = |e: &dyn std::fmt::Display| AdminError::Invalid(e.to_string());
-    let id = ClientId::parse(client.id).map_err(|e| invalid(&e))?;
-    let tenant = TenantPath::parse(client.tenant).map_err(|e| invalid(&e))?;
-    let scopes = if client.scopes.is_empty() {
-        ScopeSet::default()
-    } else {
-        ScopeSet::parse(client.scopes).map_err(|e| invalid(&e))?
-    };
-    let secret = ClientSecret::generate();
-    let entry = ClientEntry {
-        id: id.as_str(),
-        secret_sha256: secret.digest().into(),
-        tenant: tenant.as_str(),
-        grants: client.grants.iter().map(|grant| grant.as_str()).collect(),
-        scopes: scopes
-            .to_string()
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        max_access_token_lifetime: client.max_access_token_lifetime,
-    };
-    append(seed, passwords, &Clients { clients: [entry] })?;
-    Ok(secret)
+fn invalid(e: impl std::fmt::Display) -> AdminError {
+    AdminError::Invalid(e.to_string())
 }
 
-/// Adds a user with an Argon2id hash of `password`; the password itself is never written.
-pub fn add_user(
-    seed: &Path,
+/// A client with a fresh 256-bit secret, returned to be shown once: only its digest is kept.
+pub fn new_client(spec: &NewClient<'_>) -> Result<(Client, ClientSecret), AdminError> {
+    let scopes = if spec.scopes.is_empty() {
+        ScopeSet::default()
+    } else {
+        ScopeSet::parse(spec.scopes).map_err(invalid)?
+    };
+    if spec.max_access_token_lifetime == 0 {
+        return Err(invalid("max_access_token_lifetime must be > 0"));
+    }
+    let secret = ClientSecret::generate();
+    let client = Client {
+        id: ClientId::parse(spec.id).map_err(invalid)?,
+        secret_digest: secret.digest(),
+        tenant: TenantPath::parse(spec.tenant).map_err(invalid)?,
+        grants: spec.grants.iter().copied().collect(),
+        scopes,
+        max_access_token_lifetime: spec.max_access_token_lifetime,
+        refresh_idle_lifetime: DEFAULT_REFRESH_IDLE_LIFETIME,
+        refresh_absolute_lifetime: DEFAULT_REFRESH_ABSOLUTE_LIFETIME,
+    };
+    Ok((client, secret))
+}
+
+/// A user with an Argon2id hash of `password`; the password itself is never kept.
+pub fn new_user(
     passwords: &Passwords,
     tenant: &str,
     username: &str,
     password: &str,
-) -> Result<UserId, AdminError> {
-    let tenant = TenantPath::parse(tenant).map_err(|e| AdminError::Invalid(e.to_string()))?;
-    let username = Username::parse(username).map_err(|e| AdminError::Invalid(e.to_string()))?;
+) -> Result<User, AdminError> {
     if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
-        return Err(AdminError::Invalid(format!("password must be 1-{MAX_PASSWORD_LEN} bytes")));
+        return Err(invalid(format!("password must be 1-{MAX_PASSWORD_LEN} bytes")));
     }
-    let id = UserId::generate();
-    let password_hash = passwords.hash(password).map_err(|e| AdminError::Invalid(e.to_string()))?;
-    let entry = UserEntry {
-        id: id.to_string(),
-        tenant: tenant.as_str(),
-        username: username.as_str(),
-        password_hash,
+    Ok(User {
+        id: UserId::generate(),
+        tenant: TenantPath::parse(tenant).map_err(invalid)?,
+        username: Username::parse(username).map_err(invalid)?,
+        password_hash: passwords.hash(password).map_err(invalid)?,
+    })
+}
+
+pub fn append_client(
+    seed: &Path,
+    passwords: &Passwords,
+    client: &Client,
+) -> Result<(), AdminError> {
+    let entry = ClientEntry {
+        id: client.id.as_str(),
+        secret_sha256: client.secret_digest.clone().into(),
+        tenant: client.tenant.as_str(),
+        grants: client.grants.iter().map(|grant| grant.as_str()).collect(),
+        scopes: client.scopes.iter().map(|scope| scope.as_str().to_owned()).collect(),
+        max_access_token_lifetime: client.max_access_token_lifetime,
     };
-    append(seed, passwords, &Users { users: [entry] })?;
-    Ok(id)
+    append(seed, passwords, &Clients { clients: [entry] })
+}
+
+pub fn append_user(seed: &Path, passwords: &Passwords, user: &User) -> Result<(), AdminError> {
+    let entry = UserEntry {
+        id: user.id.to_string(),
+        tenant: user.tenant.as_str(),
+        username: user.username.as_str(),
+        password_hash: user.password_hash.clone(),
+    };
+    append(seed, passwords, &Users { users: [entry] })
+}
+
+/// Writes a client to a table, refusing to replace one with the same id.
+pub async fn put_new_client(store: &dyn ClientStore, client: &Client) -> Result<(), AdminError> {
+    if store.client(&client.id).await?.is_some() {
+        return Err(invalid(format!("client {} already exists", client.id)));
+    }
+    Ok(store.put_client(client).await?)
+}
+
+pub async fn put_new_user(store: &dyn UserStore, user: &User) -> Result<(), AdminError> {
+    if !store.create_user(user).await? {
+        return Err(invalid(format!("user {} already exists in {}", user.username, user.tenant)));
+    }
+    Ok(())
 }
 
 fn load(seed: &Path, passwords: &Passwords) -> Result<Seed, AdminError> {
@@ -141,7 +174,7 @@ fn load(seed: &Path, passwords: &Passwords) -> Result<Seed, AdminError> {
 fn append(seed: &Path, passwords: &Passwords, table: &impl Serialize) -> Result<(), AdminError> {
     let io = |source| AdminError::Io { path: seed.display().to_string(), source };
     let mut text = std::fs::read_to_string(seed).map_err(io)?;
-    let snippet = toml::to_string(table).map_err(|e| AdminError::Invalid(e.to_string()))?;
+    let snippet = toml::to_string(table).map_err(invalid)?;
     if !text.ends_with('\n') {
         text.push('\n');
     }

@@ -2,14 +2,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use token_service::api::{JWKS_PATH, Router, TOKEN_PATH};
 use token_service::clock::{Clock, SystemClock};
 use token_service::config::{Config, ConfigError, password_hash_params};
 use token_service::domain::GrantType;
 use token_service::keys::{KeySet, KeySetDocument};
 use token_service::password::Passwords;
+use token_service::seed::Seed;
 use token_service::setup;
+use token_service::store::dynamodb::{DynamoStore, table};
 use tokenctl::admin::{self, NewClient};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -23,8 +25,31 @@ struct Cli {
     command: Command,
 }
 
+/// Where admin commands write: the DynamoDB table when one is named, else the seed file.
+#[derive(Args)]
+struct Target {
+    #[arg(long, env = "SEED_FILE", default_value = DEFAULT_SEED)]
+    seed: PathBuf,
+    /// A DynamoDB table (endpoint from the standard AWS variables).
+    #[arg(long, env = "TABLE_NAME")]
+    table: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Serve every route on localhost: DynamoDB when TABLE_NAME is set, else an in-memory store
+    /// filled from the seed file.
+    Serve {
+        #[arg(long, env = "PORT", default_value_t = 3000)]
+        port: u16,
+        #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+        host: IpAddr,
+        #[arg(long, env = "SEED_FILE", default_value = DEFAULT_SEED)]
+        seed: PathBuf,
+        /// Created with a fresh key on first run; git-ignored.
+        #[arg(long, env = "SIGNING_KEYS_FILE", default_value = ".local/signing-keys.json")]
+        keys: PathBuf,
+    },
     /// Add a tenant path to the seed file.
     AddTenant {
         #[arg(long, env = "SEED_FILE", default_value = DEFAULT_SEED)]
@@ -34,8 +59,8 @@ enum Command {
     },
     /// Register a client; its generated secret is printed once and only its digest is stored.
     AddClient {
-        #[arg(long, env = "SEED_FILE", default_value = DEFAULT_SEED)]
-        seed: PathBuf,
+        #[command(flatten)]
+        target: Target,
         #[arg(long)]
         id: String,
         #[arg(long)]
@@ -51,24 +76,24 @@ enum Command {
     },
     /// Add a user; the password is read from the first line of standard input, never argv.
     AddUser {
-        #[arg(long, env = "SEED_FILE", default_value = DEFAULT_SEED)]
-        seed: PathBuf,
+        #[command(flatten)]
+        target: Target,
         #[arg(long)]
         tenant: String,
         #[arg(long)]
         username: String,
     },
-    /// Serve every route on localhost with an in-memory store filled from the seed file.
-    Serve {
-        #[arg(long, env = "PORT", default_value_t = 3000)]
-        port: u16,
-        #[arg(long, env = "HOST", default_value = "127.0.0.1")]
-        host: IpAddr,
+    /// Create the service's table (keys, issuance index, TTL) on the configured endpoint.
+    CreateTable {
+        #[arg(long, env = "TABLE_NAME")]
+        table: String,
+    },
+    /// Copy the seed file's clients and users into a table.
+    ImportSeed {
+        #[arg(long, env = "TABLE_NAME")]
+        table: String,
         #[arg(long, env = "SEED_FILE", default_value = DEFAULT_SEED)]
         seed: PathBuf,
-        /// Created with a fresh key on first run; git-ignored.
-        #[arg(long, env = "SIGNING_KEYS_FILE", default_value = ".local/signing-keys.json")]
-        keys: PathBuf,
     },
 }
 
@@ -94,29 +119,67 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             println!("tenant {path} added to {}", seed.display());
             Ok(())
         }
-        Command::AddClient { seed, id, tenant, grants, scopes, max_access_token_lifetime } => {
-            let client = NewClient {
+        Command::AddClient { target, id, tenant, grants, scopes, max_access_token_lifetime } => {
+            let spec = NewClient {
                 id: &id,
                 tenant: &tenant,
                 grants: &grants,
                 scopes: &scopes,
                 max_access_token_lifetime,
             };
-            let secret = admin::add_client(&seed, &passwords()?, &client)?;
-            println!("client {id} added to {}", seed.display());
+            let (client, secret) = admin::new_client(&spec)?;
+            match &target.table {
+                Some(table) => admin::put_new_client(&dynamo(table).await, &client).await?,
+                None => admin::append_client(&target.seed, &passwords()?, &client)?,
+            }
+            println!("client {id} added to {}", target.describe());
             println!("client_secret: {}", secret.expose());
             println!("This secret is shown once: only its SHA-256 digest was stored.");
             Ok(())
         }
-        Command::AddUser { seed, tenant, username } => {
+        Command::AddUser { target, tenant, username } => {
             let mut password = String::new();
             std::io::stdin().read_line(&mut password)?;
             let password = password.trim_end_matches(['\r', '\n']);
-            let id = admin::add_user(&seed, &passwords()?, &tenant, &username, password)?;
-            println!("user {username} ({id}) added to {tenant} in {}", seed.display());
+            let user = admin::new_user(&passwords()?, &tenant, &username, password)?;
+            match &target.table {
+                Some(table) => admin::put_new_user(&dynamo(table).await, &user).await?,
+                None => admin::append_user(&target.seed, &passwords()?, &user)?,
+            }
+            println!("user {username} ({}) added to {tenant} in {}", user.id, target.describe());
+            Ok(())
+        }
+        Command::CreateTable { table } => {
+            table::create_table(dynamo(&table).await.sdk_client(), &table).await?;
+            println!("table {table} created");
+            Ok(())
+        }
+        Command::ImportSeed { table, seed } => {
+            let store = dynamo(&table).await;
+            let loaded = Seed::load(&seed, &passwords()?)?;
+            loaded.install(&store, &store).await?;
+            println!(
+                "imported {} clients and {} users from {} into {table}",
+                loaded.clients.len(),
+                loaded.users.len(),
+                seed.display()
+            );
             Ok(())
         }
     }
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match &self.table {
+            Some(table) => format!("table {table}"),
+            None => self.seed.display().to_string(),
+        }
+    }
+}
+
+async fn dynamo(table: &str) -> DynamoStore {
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(&setup::aws_config().await), table)
 }
 
 /// Password hashing at the configured parameters (`ARGON2_*`, OWASP's by default).
@@ -141,8 +204,16 @@ async fn serve(
     let document =
         KeySetDocument::load_or_create(&keys_path, config.signing_alg, SystemClock.now())?;
     let keys = KeySet::from_document(&document)?;
-    let seed = setup::seed_from_config(&config)?;
-    let stores = setup::memory_stores(&seed).await?;
+    let (stores, store_description, demo_credentials) = match &config.table_name {
+        Some(table) => {
+            (setup::stores(&config).await?, format!("DynamoDB table {table}"), Vec::new())
+        }
+        None => {
+            let seed = setup::seed_from_config(&config)?;
+            let stores = setup::memory_stores(&seed).await?;
+            (stores, format!("in memory, from {}", seed_path.display()), seed.demo_credentials)
+        }
+    };
     let router = Arc::new(Router {
         discovery: setup::discovery(&config, &keys),
         token: setup::token_service(&config, keys, stores),
@@ -153,10 +224,11 @@ async fn serve(
     println!("  token endpoint: {base_url}{TOKEN_PATH}");
     println!("  JWKS:           {base_url}{JWKS_PATH}");
     println!("  signing with {} (keys in {})", config.signing_alg, keys_path.display());
-    for (id, secret) in &seed.demo_credentials {
+    println!("  store: {store_description}");
+    for (id, secret) in &demo_credentials {
         println!("  client {id} secret {secret}");
     }
-    if let Some((id, secret)) = seed.demo_credentials.first() {
+    if let Some((id, secret)) = demo_credentials.first() {
         println!(
             "try: curl -s -u '{id}:{secret}' -d grant_type=client_credentials {base_url}{TOKEN_PATH}"
         );

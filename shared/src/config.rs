@@ -23,6 +23,9 @@ pub struct Config {
     pub signing_keys_file: Option<PathBuf>,
     /// `SEED_FILE`: clients and tenants for the in-memory store.
     pub seed_file: Option<PathBuf>,
+    /// `TABLE_NAME`: the DynamoDB table. When set it is the store; otherwise the store is in
+    /// memory, filled from `SEED_FILE`. The endpoint comes from the standard AWS variables.
+    pub table_name: Option<String>,
     /// `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM`: parameters of new password
     /// hashes (default OWASP's 19456, 2, 1).
     pub password_hash: HashParams,
@@ -68,6 +71,7 @@ impl Config {
             default_access_token_lifetime,
             signing_keys_file: lookup("SIGNING_KEYS_FILE").map(PathBuf::from),
             seed_file: lookup("SEED_FILE").map(PathBuf::from),
+            table_name: lookup("TABLE_NAME").filter(|name| !name.is_empty()),
         })
     }
 }

@@ -2,6 +2,10 @@
 //! once per process, before the first request.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
 
 use crate::api::Discovery;
 use crate::clock::SystemClock;
@@ -11,6 +15,7 @@ use crate::keys::{KeyError, KeySet, KeySetDocument};
 use crate::password::Passwords;
 use crate::seed::{Seed, SeedError};
 use crate::store::Stores;
+use crate::store::dynamodb::DynamoStore;
 use crate::store::memory::MemoryStore;
 use crate::token::TokenService;
 
@@ -42,6 +47,36 @@ pub fn keys_from_config(config: &Config) -> Result<KeySet, SetupError> {
 pub fn seed_from_config(config: &Config) -> Result<Seed, SetupError> {
     let path = config.seed_file.as_deref().ok_or(SetupError::Missing("SEED_FILE"))?;
     Ok(Seed::load(path, &Passwords::new(config.password_hash))?)
+}
+
+/// Timeouts that keep a stalled DynamoDB from stalling a request: each attempt, and the whole
+/// operation with its retries. Past them the request answers 503.
+const DYNAMODB_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
+const DYNAMODB_OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
+const DYNAMODB_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The SDK configuration from the standard AWS variables (region, credentials,
+/// `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_MAX_ATTEMPTS`). Loading it makes no
+/// network call; credentials are fetched on first use.
+pub async fn aws_config() -> aws_config::SdkConfig {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(DYNAMODB_CONNECT_TIMEOUT)
+        .operation_attempt_timeout(DYNAMODB_ATTEMPT_TIMEOUT)
+        .operation_timeout(DYNAMODB_OPERATION_TIMEOUT)
+        .build();
+    aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts).load().await
+}
+
+/// The store named by the configuration: the DynamoDB table `TABLE_NAME`, or else an in-memory
+/// store filled from `SEED_FILE`.
+pub async fn stores(config: &Config) -> Result<Stores, SetupError> {
+    match &config.table_name {
+        Some(table) => {
+            let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
+            Ok(Stores::all(Arc::new(DynamoStore::new(client, table.clone()))))
+        }
+        None => memory_stores(&seed_from_config(config)?).await,
+    }
 }
 
 /// An in-memory store holding the seed's clients and users.

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::domain::{
-    Client, ClientId, Grant, GrantId, GrantType, MAX_REFRESH_TOKEN_LEN, MAX_SECRET_LEN,
-    RefreshRecord, RefreshToken, ScopeSet, SecretDigest, TenantPath, TokenId, Username,
+    Client, ClientId, Grant, GrantId, GrantType, MAX_SECRET_LEN, RefreshRecord, RefreshToken,
+    ScopeSet, SecretDigest, TenantPath, TokenId, Username,
 };
 use crate::error::Error;
 use crate::jwt::{AccessTokenClaims, AccessTokens};
@@ -235,12 +235,10 @@ impl TokenService {
         let presented = params
             .refresh_token
             .ok_or_else(|| Error::invalid_request("refresh_token is required"))?;
-        if presented.len() > MAX_REFRESH_TOKEN_LEN {
-            return Err(bad_refresh_token());
-        }
+        let (grant_id, digest) = RefreshToken::parse(presented).ok_or_else(bad_refresh_token)?;
         let now = self.clock.now();
-        let digest = SecretDigest::of(presented.as_bytes());
-        let Some((used, grant)) = self.stores.grants.refresh_token(&digest, now).await? else {
+        let Some((used, grant)) = self.stores.grants.refresh_token(&grant_id, &digest, now).await?
+        else {
             return Err(bad_refresh_token());
         };
         // Bound to its client: another client learns nothing and changes nothing.
@@ -318,7 +316,7 @@ impl TokenService {
         grant: &Grant,
         now: u64,
     ) -> (String, RefreshRecord, IssuedToken) {
-        let token = RefreshToken::generate();
+        let token = RefreshToken::generate(&grant.id);
         let record = RefreshRecord {
             digest: token.digest(),
             grant_id: grant.id.clone(),

@@ -151,7 +151,7 @@ fn grant(now: u64, lifetime: u64) -> Grant {
 
 fn refresh_record(grant: &Grant, now: u64, idle: u64) -> RefreshRecord {
     RefreshRecord {
-        digest: RefreshToken::generate().digest(),
+        digest: RefreshToken::generate(&grant.id).digest(),
         grant_id: grant.id.clone(),
         client_id: grant.client_id.clone(),
         issued_at: now,
@@ -164,19 +164,30 @@ pub async fn grants_and_refresh_tokens_round_trip(store: Arc<dyn Store>) {
     let grant = grant(1_000, 10_000);
     let first = refresh_record(&grant, 1_000, 500);
     store.start_grant(&grant, &first, &[]).await.unwrap();
-    let (record, stored_grant) = store.refresh_token(&first.digest, 1_100).await.unwrap().unwrap();
+    let (record, stored_grant) =
+        store.refresh_token(&grant.id, &first.digest, 1_100).await.unwrap().unwrap();
     assert_eq!((record, stored_grant), (first.clone(), grant.clone()));
     assert_eq!(store.grant(&grant.id, 1_100).await.unwrap(), Some(grant.clone()));
-    let unknown = RefreshToken::generate().digest();
-    assert_eq!(store.refresh_token(&unknown, 1_100).await.unwrap(), None);
+    let unknown = RefreshToken::generate(&grant.id).digest();
+    assert_eq!(store.refresh_token(&grant.id, &unknown, 1_100).await.unwrap(), None);
+    let other_grant = GrantId::generate();
+    assert_eq!(
+        store.refresh_token(&other_grant, &first.digest, 1_100).await.unwrap(),
+        None,
+        "a token is found only under the grant it belongs to"
+    );
 }
 
 pub async fn expired_refresh_tokens_and_grants_are_absent(store: Arc<dyn Store>) {
     let grant = grant(1_000, 2_000);
     let first = refresh_record(&grant, 1_000, 500);
     store.start_grant(&grant, &first, &[]).await.unwrap();
-    assert!(store.refresh_token(&first.digest, 1_499).await.unwrap().is_some());
-    assert_eq!(store.refresh_token(&first.digest, 1_500).await.unwrap(), None, "idle expiry");
+    assert!(store.refresh_token(&grant.id, &first.digest, 1_499).await.unwrap().is_some());
+    assert_eq!(
+        store.refresh_token(&grant.id, &first.digest, 1_500).await.unwrap(),
+        None,
+        "idle expiry"
+    );
     assert!(store.grant(&grant.id, 2_999).await.unwrap().is_some());
     assert_eq!(store.grant(&grant.id, 3_000).await.unwrap(), None, "absolute expiry");
 }
@@ -191,11 +202,11 @@ pub async fn rotation_succeeds_once_and_remembers_the_used_token(store: Arc<dyn 
     let third = refresh_record(&grant, 1_300, 500);
     let again = store.rotate_refresh_token(&first, &third, &[], 1_300).await.unwrap();
     assert_eq!(again, Rotation::AlreadyUsed);
-    let (used, _) = store.refresh_token(&first.digest, 1_300).await.unwrap().unwrap();
+    let (used, _) = store.refresh_token(&grant.id, &first.digest, 1_300).await.unwrap().unwrap();
     assert_eq!(used.used_at, Some(1_200), "kept, marked used, for reuse detection");
-    assert!(store.refresh_token(&second.digest, 1_300).await.unwrap().is_some());
+    assert!(store.refresh_token(&grant.id, &second.digest, 1_300).await.unwrap().is_some());
     assert_eq!(
-        store.refresh_token(&third.digest, 1_300).await.unwrap(),
+        store.refresh_token(&grant.id, &third.digest, 1_300).await.unwrap(),
         None,
         "loser stored nothing"
     );

@@ -2,6 +2,7 @@
 //! Gateway event fixtures, and the store contract suite.
 
 pub mod contract;
+pub mod dynamo;
 
 use std::path::PathBuf;
 use std::sync::Arc;

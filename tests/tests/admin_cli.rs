@@ -25,19 +25,17 @@ async fn added_client_and_user_can_sign_in_and_only_digests_are_written() {
     let seed = temp_seed("add");
     let passwords = Passwords::new(HashParams::OWASP);
     admin::add_tenant(&seed, &passwords, "/initech").unwrap();
-    let secret = admin::add_client(
-        &seed,
-        &passwords,
-        &NewClient {
-            id: "initech-app",
-            tenant: "/initech",
-            grants: &[GrantType::Password, GrantType::RefreshToken],
-            scopes: "read",
-            max_access_token_lifetime: 300,
-        },
-    )
+    let (client, secret) = admin::new_client(&NewClient {
+        id: "initech-app",
+        tenant: "/initech",
+        grants: &[GrantType::Password, GrantType::RefreshToken],
+        scopes: "read",
+        max_access_token_lifetime: 300,
+    })
     .unwrap();
-    admin::add_user(&seed, &passwords, "/initech", "peter", "tps-report-cover").unwrap();
+    admin::append_client(&seed, &passwords, &client).unwrap();
+    let peter = admin::new_user(&passwords, "/initech", "peter", "tps-report-cover").unwrap();
+    admin::append_user(&seed, &passwords, &peter).unwrap();
 
     let text = std::fs::read_to_string(&seed).unwrap();
     assert!(!text.contains(secret.expose()), "the secret itself is never written");
@@ -60,33 +58,29 @@ fn commands_refuse_what_the_server_would_refuse_and_leave_the_file_alone() {
     let seed = temp_seed("refuse");
     let passwords = Passwords::new(HashParams::OWASP);
     let before = std::fs::read_to_string(&seed).unwrap();
-    let client = |id: &'static str, tenant: &'static str| NewClient {
-        id,
-        tenant,
-        grants: &[GrantType::ClientCredentials],
-        scopes: "read",
-        max_access_token_lifetime: 60,
+    let add_client = |id: &str, tenant: &str| {
+        let spec = NewClient {
+            id,
+            tenant,
+            grants: &[GrantType::ClientCredentials],
+            scopes: "read",
+            max_access_token_lifetime: 60,
+        };
+        admin::new_client(&spec)
+            .and_then(|(client, _)| admin::append_client(&seed, &passwords, &client))
+    };
+    let add_user = |tenant: &str, username: &str, password: &str| {
+        admin::new_user(&passwords, tenant, username, password)
+            .and_then(|user| admin::append_user(&seed, &passwords, &user))
     };
     assert!(admin::add_tenant(&seed, &passwords, "/acme").is_err(), "already listed");
     assert!(admin::add_tenant(&seed, &passwords, "acme/").is_err(), "malformed");
-    assert!(
-        admin::add_client(&seed, &passwords, &client("cc-client", "/acme")).is_err(),
-        "duplicate id"
-    );
-    assert!(
-        admin::add_client(&seed, &passwords, &client("new", "/unlisted")).is_err(),
-        "unknown tenant"
-    );
-    assert!(
-        admin::add_client(&seed, &passwords, &client("bad id", "/acme")).is_err(),
-        "malformed id"
-    );
-    assert!(admin::add_user(&seed, &passwords, "/acme", "alice", "pw").is_err(), "taken in tenant");
-    assert!(
-        admin::add_user(&seed, &passwords, "/unlisted", "zed", "pw").is_err(),
-        "unknown tenant"
-    );
-    assert!(admin::add_user(&seed, &passwords, "/acme", "zed", "").is_err(), "empty password");
+    assert!(add_client("cc-client", "/acme").is_err(), "duplicate id");
+    assert!(add_client("new", "/unlisted").is_err(), "unknown tenant");
+    assert!(add_client("bad id", "/acme").is_err(), "malformed id");
+    assert!(add_user("/acme", "alice", "pw").is_err(), "taken in tenant");
+    assert!(add_user("/unlisted", "zed", "pw").is_err(), "unknown tenant");
+    assert!(add_user("/acme", "zed", "").is_err(), "empty password");
     assert_eq!(std::fs::read_to_string(&seed).unwrap(), before);
     assert!(Seed::load(&seed, &passwords).is_ok());
 }

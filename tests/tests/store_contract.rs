@@ -1,5 +1,9 @@
-//! The store contract suite against the in-memory store.
+//! The store contract suite, run against both stores.
 
 mod memory {
     integration_tests::store_contract_tests!(token_service::store::memory::MemoryStore::new());
+}
+
+mod dynamodb {
+    integration_tests::store_contract_tests!(integration_tests::dynamo::fresh_store().await);
 }

@@ -11,8 +11,7 @@ async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env()?;
     let keys = setup::keys_from_config(&config)?;
-    let seed = setup::seed_from_config(&config)?;
-    let stores = setup::memory_stores(&seed).await?;
+    let stores = setup::stores(&config).await?;
     let service = setup::token_service(&config, keys, stores);
 
     run(service_fn(async |request: Request| {

@@ -6,7 +6,7 @@ use super::{ClientId, GrantId, ScopeSet, SecretDigest, TenantPath, Username, ran
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// Longest refresh token read; ours are 43 characters.
+/// Longest refresh token read; ours are 66 characters.
 pub const MAX_REFRESH_TOKEN_LEN: usize = 128;
 
 /// One password grant and every token descended from it by refresh. Revoking it revokes them
@@ -39,12 +39,25 @@ pub struct RefreshRecord {
     pub used_at: Option<u64>,
 }
 
-/// A refresh token as handed to the client: 256 bits from the OS CSPRNG, base64url.
+/// A refresh token as handed to the client: `<grant id>.<256 bits from the OS CSPRNG>`, both
+/// base64url. The grant id lets the store read the token and its grant in one round trip; the
+/// random part is what makes it unguessable.
 pub struct RefreshToken(String);
 
 impl RefreshToken {
-    pub fn generate() -> Self {
-        Self(URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
+    pub fn generate(grant: &GrantId) -> Self {
+        Self(format!("{grant}.{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>())))
+    }
+
+    /// The grant a presented token names and the digest it is stored under, or `None` when it
+    /// cannot be one of ours.
+    pub fn parse(presented: &str) -> Option<(GrantId, SecretDigest)> {
+        if presented.len() > MAX_REFRESH_TOKEN_LEN {
+            return None;
+        }
+        let (grant, secret) = presented.split_once('.')?;
+        let grant = GrantId::parse(grant).ok()?;
+        (secret.len() == 43).then(|| (grant, SecretDigest::of(presented.as_bytes())))
     }
 
     pub fn digest(&self) -> SecretDigest {
@@ -53,5 +66,30 @@ impl RefreshToken {
 
     pub fn into_string(self) -> String {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_tokens_name_their_grant_and_parse_back() {
+        let grant = GrantId::generate();
+        let token = RefreshToken::generate(&grant);
+        let digest = token.digest();
+        let text = token.into_string();
+        assert_eq!(text.len(), 22 + 1 + 43);
+        assert_eq!(RefreshToken::parse(&text), Some((grant, digest)));
+    }
+
+    #[test]
+    fn foreign_shapes_do_not_parse() {
+        let grant = GrantId::generate();
+        for bad in
+            [String::new(), "no-dot".into(), format!("{grant}."), format!("x.{}", "a".repeat(43))]
+        {
+            assert_eq!(RefreshToken::parse(&bad), None, "{bad}");
+        }
     }
 }

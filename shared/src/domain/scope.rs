@@ -75,6 +75,10 @@ impl ScopeSet {
         self.0.iter().any(|s| s.as_str() == scope)
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &Scope> {
+        self.0.iter()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

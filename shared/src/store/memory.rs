@@ -135,14 +135,17 @@ impl GrantStore for MemoryStore {
 
     async fn refresh_token(
         &self,
+        grant: &GrantId,
         digest: &SecretDigest,
         now: u64,
     ) -> Result<Option<(RefreshRecord, Grant)>, StoreError> {
         let grants = self.grants.lock().map_err(|_| poisoned())?;
-        let Some(record) = grants.refresh.get(digest).filter(|r| r.expires_at > now) else {
+        let record =
+            grants.refresh.get(digest).filter(|r| r.expires_at > now && r.grant_id == *grant);
+        let Some(record) = record else {
             return Ok(None);
         };
-        let grant = grants.grants.get(&record.grant_id).filter(|g| g.expires_at > now);
+        let grant = grants.grants.get(grant).filter(|g| g.expires_at > now);
         Ok(grant.map(|grant| (record.clone(), grant.clone())))
     }
 

@@ -7,6 +7,7 @@
 //! - a write that can race is conditional, and losing the race is a return value, not an error;
 //! - [`StoreError`] means "unknown outcome": callers answer 503 and never report success.
 
+pub mod dynamodb;
 pub mod memory;
 
 use std::sync::Arc;
@@ -137,10 +138,12 @@ pub trait GrantStore: Send + Sync {
         issued: &[IssuedToken],
     ) -> Result<(), StoreError>;
 
-    /// The refresh token with this digest and its grant. Used tokens are returned (so reuse can
-    /// be recognised); expired tokens and grants are absent.
+    /// The refresh token with this digest and `grant`, the grant it names. Used tokens are
+    /// returned (so reuse can be recognised); expired tokens and grants, and a token that does not
+    /// belong to `grant`, are absent.
     async fn refresh_token(
         &self,
+        grant: &GrantId,
         digest: &SecretDigest,
         now: u64,
     ) -> Result<Option<(RefreshRecord, Grant)>, StoreError>;

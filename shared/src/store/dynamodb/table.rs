@@ -1,0 +1,84 @@
+//! The one table's definition: keys, the issuance index and the TTL attribute. `template.yaml`
+//! declares the same table; a test holds the two to agreement.
+
+use aws_sdk_dynamodb::Client as DynamoClient;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+
+use crate::error::StoreError;
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+/// Epoch seconds after which DynamoDB may delete the item. Deletion is eventual, so every read
+/// also compares it with "now".
+pub const TTL: &str = "ttl";
+/// The issuance log's index: partition `<root tenant>#<shard>`, sort `<tenant path>/#<iat>#<id>`.
+pub const ISSUED_INDEX: &str = "issued_by_tenant";
+pub const ISSUED_PK: &str = "issued_pk";
+pub const ISSUED_SK: &str = "issued_sk";
+/// Attributes the index carries, so a count needs no reads of the base table.
+pub const ISSUED_PROJECTED: [&str; 5] = ["issued_at", TTL, "client_id", "subject", "kind"];
+
+fn build_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("building a table request: {e}"))
+}
+
+/// Creates the table (on-demand, with the issuance index) and turns TTL on.
+pub async fn create_table(client: &DynamoClient, name: &str) -> Result<(), StoreError> {
+    let key = |name: &str, key_type| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .map_err(build_error)
+    };
+    let string_attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(build_error)
+    };
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(ISSUED_INDEX)
+        .key_schema(key(ISSUED_PK, KeyType::Hash)?)
+        .key_schema(key(ISSUED_SK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .set_non_key_attributes(Some(ISSUED_PROJECTED.map(String::from).to_vec()))
+                .build(),
+        )
+        .build()
+        .map_err(build_error)?;
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key(PK, KeyType::Hash)?)
+        .key_schema(key(SK, KeyType::Range)?)
+        .attribute_definitions(string_attribute(PK)?)
+        .attribute_definitions(string_attribute(SK)?)
+        .attribute_definitions(string_attribute(ISSUED_PK)?)
+        .attribute_definitions(string_attribute(ISSUED_SK)?)
+        .global_secondary_indexes(index)
+        .send()
+        .await
+        .map_err(|e| StoreError(format!("creating table {name}: {}", super::describe(&e))))?;
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(TTL)
+                .build()
+                .map_err(build_error)?,
+        )
+        .send()
+        .await
+        .map_err(|e| StoreError(format!("enabling TTL on {name}: {}", super::describe(&e))))?;
+    Ok(())
+}
