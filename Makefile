@@ -7,11 +7,19 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 PORT ?= 3000
 
-.PHONY: run test fmt-check clippy test-rust test-python
+.PHONY: run run-dynamodb test fmt-check clippy test-rust test-python
 
-## Serve every route on 127.0.0.1:$(PORT) with the in-memory store and local/seed.toml.
+## Serve every route on 127.0.0.1:$(PORT): in memory from local/seed.toml, or on DynamoDB when
+## TABLE_NAME is set (endpoint from AWS_ENDPOINT_URL_DYNAMODB).
 run:
 	$(CARGO) run -p tokenctl -- serve --port $(PORT)
+
+## `make run` on a local DynamoDB (moto): creates a table, imports the seed, serves.
+run-dynamodb: $(VENV)/.installed
+	$(CARGO) build -p tokenctl
+	tests/dynamodb-local.sh sh -c 'target/debug/tokenctl create-table --table tokens && \
+	  target/debug/tokenctl import-seed --table tokens && \
+	  TABLE_NAME=tokens target/debug/tokenctl serve --port $(PORT)'
 
 ## fmt check, clippy with warnings denied, every Rust test, and the Python client tests.
 test: fmt-check clippy test-rust test-python
@@ -22,12 +30,13 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test-rust:
-	$(CARGO) test --workspace --locked
+## Rust and Python tests run with a local DynamoDB server (moto) that the script starts and stops.
+test-rust: $(VENV)/.installed
+	tests/dynamodb-local.sh $(CARGO) test --workspace --locked
 
 test-python: $(VENV)/.installed
 	$(CARGO) build -p tokenctl --locked
-	TOKENCTL=target/debug/tokenctl $(VENV_PY) -m pytest tests/python -q
+	TOKENCTL=target/debug/tokenctl tests/dynamodb-local.sh $(VENV_PY) -m pytest tests/python -q
 
 $(VENV)/.installed: tests/python/requirements.txt
 	$(PYTHON) -m venv $(VENV)

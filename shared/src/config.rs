@@ -7,6 +7,7 @@ use crate::password::HashParams;
 
 pub const DEFAULT_AUDIENCE: &str = "api";
 pub const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 3600;
+pub const DEFAULT_CLIENT_CACHE_TTL: u64 = 30;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -26,6 +27,9 @@ pub struct Config {
     /// `TABLE_NAME`: the DynamoDB table. When set it is the store; otherwise the store is in
     /// memory, filled from `SEED_FILE`. The endpoint comes from the standard AWS variables.
     pub table_name: Option<String>,
+    /// `CLIENT_CACHE_TTL`: seconds a warm instance reuses a client record before reading it
+    /// again (default 30; 0 turns the cache off). The bound on how stale a client can be.
+    pub client_cache_ttl: u64,
     /// `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM`: parameters of new password
     /// hashes (default OWASP's 19456, 2, 1).
     pub password_hash: HashParams,
@@ -63,7 +67,14 @@ impl Config {
                 .ok_or_else(|| error("ACCESS_TOKEN_LIFETIME", "must be a positive integer"))?,
             None => DEFAULT_ACCESS_TOKEN_LIFETIME,
         };
+        let client_cache_ttl = match lookup("CLIENT_CACHE_TTL") {
+            Some(raw) => {
+                raw.parse().map_err(|_| error("CLIENT_CACHE_TTL", "must be a whole number"))?
+            }
+            None => DEFAULT_CLIENT_CACHE_TTL,
+        };
         Ok(Self {
+            client_cache_ttl,
             password_hash: password_hash_params(&lookup)?,
             issuer,
             audience: lookup("AUDIENCE").unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned()),

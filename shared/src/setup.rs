@@ -8,13 +8,14 @@ use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 
 use crate::api::Discovery;
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::jwt::AccessTokens;
 use crate::keys::{KeyError, KeySet, KeySetDocument};
 use crate::password::Passwords;
 use crate::seed::{Seed, SeedError};
 use crate::store::Stores;
+use crate::store::cache::CachedClients;
 use crate::store::dynamodb::DynamoStore;
 use crate::store::memory::MemoryStore;
 use crate::token::TokenService;
@@ -86,13 +87,19 @@ pub async fn memory_stores(seed: &Seed) -> Result<Stores, SetupError> {
     Ok(Stores::all(store))
 }
 
-pub fn token_service(config: &Config, keys: KeySet, stores: Stores) -> TokenService {
+/// The token endpoint's service, with client records cached for `CLIENT_CACHE_TTL`.
+pub fn token_service(config: &Config, keys: KeySet, mut stores: Stores) -> TokenService {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    if config.client_cache_ttl > 0 {
+        stores.clients =
+            Arc::new(CachedClients::new(stores.clients, clock.clone(), config.client_cache_ttl));
+    }
     let tokens = AccessTokens::new(keys, config.issuer.clone(), config.audience.clone());
     TokenService::new(
         stores,
         tokens,
         Passwords::new(config.password_hash),
-        Arc::new(SystemClock),
+        clock,
         config.default_access_token_lifetime,
     )
 }

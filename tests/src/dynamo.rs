@@ -50,11 +50,15 @@ fn unique_table_name() -> String {
 
 /// An SDK client for the local server, counting its round trips.
 pub async fn sdk_client(round_trips: &RoundTrips) -> aws_sdk_dynamodb::Client {
-    if std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_err() && std::env::var("AWS_ENDPOINT_URL").is_err() {
+    if std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_err()
+        && std::env::var("AWS_ENDPOINT_URL").is_err()
+    {
         panic!("{HOW_TO_START}");
     }
     let sdk_config = setup::aws_config().await;
-    let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config).interceptor(round_trips.clone()).build();
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config)
+        .interceptor(round_trips.clone())
+        .build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 

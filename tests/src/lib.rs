@@ -14,9 +14,10 @@ use token_service::clock::{Clock, SystemClock};
 use token_service::config::Config;
 use token_service::jwt::AccessTokens;
 use token_service::keys::{KeySet, SigningAlgorithm};
-use token_service::password::Passwords;
+use token_service::password::{HashParams, Passwords};
 use token_service::seed::Seed;
 use token_service::setup;
+use token_service::store::Stores;
 use token_service::token::TokenService;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -55,7 +56,7 @@ pub async fn router_with_clock(
     alg: SigningAlgorithm,
     clock: Arc<dyn Clock>,
 ) -> (Router, KeySet) {
-    router_from_seed(issuer, alg, clock, &repo_path("seed.toml")).await
+    router_with(issuer, alg, clock, seeded_memory(&repo_path("seed.toml")).await).await
 }
 
 /// Every route over the seed at `seed`, with fresh keys and the given clock.
@@ -65,12 +66,20 @@ pub async fn router_from_seed(
     clock: Arc<dyn Clock>,
     seed: &std::path::Path,
 ) -> (Router, KeySet) {
+    router_with(issuer, alg, clock, seeded_memory(seed).await).await
+}
+
+/// Every route over `stores`, with fresh keys and the given clock.
+pub async fn router_with(
+    issuer: &str,
+    alg: SigningAlgorithm,
+    clock: Arc<dyn Clock>,
+    stores: Stores,
+) -> (Router, KeySet) {
     let config = test_config(issuer, alg);
     let keys = KeySet::generate(alg).expect("key generation");
-    let passwords = Passwords::new(config.password_hash);
-    let seed = Seed::load(seed, &passwords).expect("test seed loads");
-    let stores = setup::memory_stores(&seed).await.expect("seeding the memory store");
     let tokens = AccessTokens::new(keys.clone(), config.issuer.clone(), config.audience.clone());
+    let passwords = Passwords::new(config.password_hash);
     let router = Router {
         discovery: setup::discovery(&config, &keys),
         token: TokenService::new(
@@ -82,6 +91,25 @@ pub async fn router_from_seed(
         ),
     };
     (router, keys)
+}
+
+pub fn load_seed(seed: &std::path::Path) -> Seed {
+    Seed::load(seed, &Passwords::new(HashParams::OWASP)).expect("test seed loads")
+}
+
+/// An in-memory store holding the seed at `seed`.
+pub async fn seeded_memory(seed: &std::path::Path) -> Stores {
+    setup::memory_stores(&load_seed(seed)).await.expect("seeding the memory store")
+}
+
+/// A fresh DynamoDB table on the local server, holding the test seed.
+pub async fn seeded_dynamodb() -> Stores {
+    let store = Arc::new(dynamo::fresh_store().await);
+    load_seed(&repo_path("seed.toml"))
+        .install(store.as_ref(), store.as_ref())
+        .await
+        .expect("seeding the table");
+    Stores::all(store)
 }
 
 /// The local server, in-process on an ephemeral port, stopped when dropped.
@@ -102,9 +130,13 @@ impl TestServer {
     }
 
     pub async fn start_with_clock(alg: SigningAlgorithm, clock: Arc<dyn Clock>) -> Self {
+        Self::start_on(alg, clock, seeded_memory(&repo_path("seed.toml")).await).await
+    }
+
+    pub async fn start_on(alg: SigningAlgorithm, clock: Arc<dyn Clock>, stores: Stores) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding a port");
         let base_url = format!("http://{}", listener.local_addr().expect("bound address"));
-        let (router, keys) = router_with_clock(&base_url, alg, clock).await;
+        let (router, keys) = router_with(&base_url, alg, clock, stores).await;
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(tokenctl::server::serve(listener, Arc::new(router), async {
             let _ = stopped.await;

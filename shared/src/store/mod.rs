@@ -7,6 +7,7 @@
 //! - a write that can race is conditional, and losing the race is a return value, not an error;
 //! - [`StoreError`] means "unknown outcome": callers answer 503 and never report success.
 
+pub mod cache;
 pub mod dynamodb;
 pub mod memory;
 

@@ -316,6 +316,10 @@ impl DynamoStore {
         &self.client
     }
 
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
     async fn get(&self, key: Item, operation: &str) -> Result<Option<Item>, StoreError> {
         let output = self
             .client
