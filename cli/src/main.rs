@@ -3,14 +3,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use token_service::api::{JWKS_PATH, Router, TOKEN_PATH};
+use token_service::api::{JWKS_PATH, TOKEN_PATH};
 use token_service::clock::{Clock, SystemClock};
 use token_service::config::{Config, ConfigError, password_hash_params};
 use token_service::domain::GrantType;
 use token_service::keys::{KeySet, KeySetDocument};
 use token_service::password::Passwords;
 use token_service::seed::Seed;
-use token_service::setup;
+use token_service::setup::{self, Wiring};
 use token_service::store::dynamodb::{DynamoStore, table};
 use tokenctl::admin::{self, NewClient};
 use tokio::net::TcpListener;
@@ -214,16 +214,14 @@ async fn serve(
             (stores, format!("in memory, from {}", seed_path.display()), seed.demo_credentials)
         }
     };
-    let router = Arc::new(Router {
-        discovery: setup::discovery(&config, &keys),
-        token: setup::token_service(&config, keys, stores),
-    });
+    let signing_alg = config.signing_alg;
+    let router = Arc::new(Wiring::with_system_clock(config, keys, stores).router());
 
     let shutdown = shutdown_signal()?;
     println!("token service listening on {base_url}");
     println!("  token endpoint: {base_url}{TOKEN_PATH}");
     println!("  JWKS:           {base_url}{JWKS_PATH}");
-    println!("  signing with {} (keys in {})", config.signing_alg, keys_path.display());
+    println!("  signing with {signing_alg} (keys in {})", keys_path.display());
     println!("  store: {store_description}");
     for (id, secret) in &demo_credentials {
         println!("  client {id} secret {secret}");

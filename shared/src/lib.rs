@@ -3,16 +3,20 @@
 //! the local server share.
 
 pub mod api;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod introspection;
 pub mod jwt;
 pub mod keys;
 pub mod password;
+pub mod revocation;
 pub mod seed;
 pub mod setup;
 pub mod store;
 pub mod token;
+pub mod verify;
 
 pub use error::Error;

@@ -7,18 +7,22 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 
-use crate::api::Discovery;
+use crate::api::{Discovery, Router};
+use crate::auth::Authenticator;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::introspection::IntrospectionService;
 use crate::jwt::AccessTokens;
 use crate::keys::{KeyError, KeySet, KeySetDocument};
 use crate::password::Passwords;
+use crate::revocation::RevocationService;
 use crate::seed::{Seed, SeedError};
 use crate::store::Stores;
 use crate::store::cache::CachedClients;
 use crate::store::dynamodb::DynamoStore;
 use crate::store::memory::MemoryStore;
 use crate::token::TokenService;
+use crate::verify::Verifier;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -87,23 +91,88 @@ pub async fn memory_stores(seed: &Seed) -> Result<Stores, SetupError> {
     Ok(Stores::all(store))
 }
 
-/// The token endpoint's service, with client records cached for `CLIENT_CACHE_TTL`.
-pub fn token_service(config: &Config, keys: KeySet, mut stores: Stores) -> TokenService {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    if config.client_cache_ttl > 0 {
-        stores.clients =
-            Arc::new(CachedClients::new(stores.clients, clock.clone(), config.client_cache_ttl));
-    }
-    let tokens = AccessTokens::new(keys, config.issuer.clone(), config.audience.clone());
-    TokenService::new(
-        stores,
-        tokens,
-        Passwords::new(config.password_hash),
-        clock,
-        config.default_access_token_lifetime,
-    )
+/// Everything a process needs to build its services, assembled once at start-up.
+pub struct Wiring {
+    pub config: Config,
+    pub keys: KeySet,
+    pub stores: Stores,
+    pub clock: Arc<dyn Clock>,
 }
 
-pub fn discovery(config: &Config, keys: &KeySet) -> Discovery {
-    Discovery::new(&config.issuer, keys)
+impl Wiring {
+    /// Client records are cached for `CLIENT_CACHE_TTL` in front of the given stores.
+    pub fn new(config: Config, keys: KeySet, mut stores: Stores, clock: Arc<dyn Clock>) -> Self {
+        if config.client_cache_ttl > 0 {
+            stores.clients = Arc::new(CachedClients::new(
+                stores.clients,
+                clock.clone(),
+                config.client_cache_ttl,
+            ));
+        }
+        Self { config, keys, stores, clock }
+    }
+
+    pub fn with_system_clock(config: Config, keys: KeySet, stores: Stores) -> Self {
+        Self::new(config, keys, stores, Arc::new(SystemClock))
+    }
+
+    fn access_tokens(&self) -> AccessTokens {
+        AccessTokens::new(
+            self.keys.clone(),
+            self.config.issuer.clone(),
+            self.config.audience.clone(),
+        )
+    }
+
+    fn authenticator(&self) -> Authenticator {
+        Authenticator::new(self.stores.clients.clone())
+    }
+
+    pub fn verifier(&self) -> Verifier {
+        Verifier::new(self.access_tokens(), self.stores.revocations.clone(), self.clock.clone())
+    }
+
+    pub fn token_service(&self) -> TokenService {
+        TokenService::new(
+            self.stores.clone(),
+            self.access_tokens(),
+            Passwords::new(self.config.password_hash),
+            self.clock.clone(),
+            self.config.default_access_token_lifetime,
+        )
+    }
+
+    pub fn revocation_service(&self) -> RevocationService {
+        RevocationService::new(
+            self.authenticator(),
+            self.verifier(),
+            self.stores.grants.clone(),
+            self.stores.revocations.clone(),
+            self.clock.clone(),
+        )
+    }
+
+    pub fn introspection_service(&self) -> IntrospectionService {
+        IntrospectionService::new(
+            self.authenticator(),
+            self.verifier(),
+            self.stores.grants.clone(),
+            self.stores.revocations.clone(),
+            self.clock.clone(),
+        )
+    }
+
+    pub fn discovery(&self) -> Discovery {
+        Discovery::new(&self.config.issuer, &self.keys)
+    }
+
+    /// Every route, for the local server.
+    pub fn router(&self) -> Router {
+        Router {
+            token: self.token_service(),
+            revocation: self.revocation_service(),
+            introspection: self.introspection_service(),
+            discovery: self.discovery(),
+        }
+    }
 }

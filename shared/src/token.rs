@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::domain::{
-    Client, ClientId, Grant, GrantId, GrantType, MAX_SECRET_LEN, RefreshRecord, RefreshToken,
-    ScopeSet, SecretDigest, TenantPath, TokenId, Username,
+    Client, Grant, GrantId, GrantType, RefreshRecord, RefreshToken, ScopeSet, TenantPath, TokenId,
+    Username,
 };
 use crate::error::Error;
 use crate::jwt::{AccessTokenClaims, AccessTokens};
@@ -17,12 +18,6 @@ use crate::store::{IssuedToken, Rotation, Stores, TokenKind};
 
 /// Longest `access-token-lifetime` value read; longer is malformed, not merely large.
 const MAX_LIFETIME_DIGITS: usize = 32;
-
-/// Client credentials as presented, not yet checked.
-pub struct PresentedClient {
-    pub id: String,
-    pub secret: String,
-}
 
 /// The token request's parameters as received (empty values already dropped).
 #[derive(Default)]
@@ -63,6 +58,7 @@ fn bad_refresh_token() -> Error {
 }
 
 pub struct TokenService {
+    auth: Authenticator,
     stores: Stores,
     tokens: AccessTokens,
     passwords: Passwords,
@@ -78,26 +74,18 @@ impl TokenService {
         clock: Arc<dyn Clock>,
         default_lifetime: u64,
     ) -> Self {
-        Self { stores, tokens, passwords, clock, default_lifetime }
+        Self {
+            auth: Authenticator::new(stores.clients.clone()),
+            stores,
+            tokens,
+            passwords,
+            clock,
+            default_lifetime,
+        }
     }
 
-    /// Checks the client's secret against its stored digest. Every failure is the same
-    /// `invalid_client`, and an unknown client costs the same digest comparison as a known one.
-    pub async fn authenticate(&self, presented: &PresentedClient) -> Result<Client, Error> {
-        if presented.secret.len() > MAX_SECRET_LEN {
-            return Err(Error::InvalidClient);
-        }
-        let Ok(id) = ClientId::parse(&presented.id) else {
-            return Err(Error::InvalidClient);
-        };
-        match self.stores.clients.client(&id).await? {
-            Some(client) if client.secret_digest.matches(&presented.secret) => Ok(client),
-            Some(_) => Err(Error::InvalidClient),
-            None => {
-                std::hint::black_box(unknown_client_digest().matches(&presented.secret));
-                Err(Error::InvalidClient)
-            }
-        }
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
     }
 
     pub async fn issue(
@@ -384,12 +372,6 @@ fn parse_positive_integer(raw: &str) -> Option<u64> {
     }
     let value = raw.parse::<u64>().unwrap_or(u64::MAX);
     (value > 0).then_some(value)
-}
-
-/// A fixed digest compared when the client is unknown, so that both paths do the same work.
-fn unknown_client_digest() -> &'static SecretDigest {
-    static DIGEST: std::sync::OnceLock<SecretDigest> = std::sync::OnceLock::new();
-    DIGEST.get_or_init(|| SecretDigest::of(b"unknown-client"))
 }
 
 #[cfg(test)]

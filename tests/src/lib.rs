@@ -12,13 +12,11 @@ use base64::engine::general_purpose::STANDARD;
 use token_service::api::Router;
 use token_service::clock::{Clock, SystemClock};
 use token_service::config::Config;
-use token_service::jwt::AccessTokens;
 use token_service::keys::{KeySet, SigningAlgorithm};
 use token_service::password::{HashParams, Passwords};
 use token_service::seed::Seed;
-use token_service::setup;
+use token_service::setup::{self, Wiring};
 use token_service::store::Stores;
-use token_service::token::TokenService;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -76,20 +74,8 @@ pub async fn router_with(
     clock: Arc<dyn Clock>,
     stores: Stores,
 ) -> (Router, KeySet) {
-    let config = test_config(issuer, alg);
     let keys = KeySet::generate(alg).expect("key generation");
-    let tokens = AccessTokens::new(keys.clone(), config.issuer.clone(), config.audience.clone());
-    let passwords = Passwords::new(config.password_hash);
-    let router = Router {
-        discovery: setup::discovery(&config, &keys),
-        token: TokenService::new(
-            stores,
-            tokens,
-            passwords,
-            clock,
-            config.default_access_token_lifetime,
-        ),
-    };
+    let router = Wiring::new(test_config(issuer, alg), keys.clone(), stores, clock).router();
     (router, keys)
 }
 

@@ -10,12 +10,13 @@ use integration_tests::{
 };
 use serde_json::Value;
 use serde_yaml::Value as Yaml;
+use token_service::auth::PresentedClient;
 use token_service::clock::SystemClock;
 use token_service::keys::{KeySet, SigningAlgorithm};
-use token_service::setup;
+use token_service::setup::{self, Wiring};
 use token_service::store::Stores;
 use token_service::store::dynamodb::{DynamoStore, table};
-use token_service::token::{PresentedClient, TokenParams};
+use token_service::token::TokenParams;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -128,13 +129,11 @@ async fn round_trips_stay_within_budget() {
     load_seed(&repo_path("seed.toml")).install(store.as_ref(), store.as_ref()).await.unwrap();
     round_trips.take();
     let config = test_config("https://issuer", SigningAlgorithm::ES256);
-    let service = setup::token_service(
-        &config,
-        KeySet::generate(SigningAlgorithm::ES256).unwrap(),
-        Stores::all(store),
-    );
+    let keys = KeySet::generate(SigningAlgorithm::ES256).unwrap();
+    let service = Wiring::with_system_clock(config, keys, Stores::all(store)).token_service();
     let authenticate = async |(id, secret): (&str, &str)| {
         service
+            .authenticator()
             .authenticate(&PresentedClient { id: id.into(), secret: secret.into() })
             .await
             .unwrap()

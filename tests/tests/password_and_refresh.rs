@@ -419,7 +419,8 @@ async fn login_rehashes_a_password_stored_at_old_parameters() {
         600,
     );
     let client = service
-        .authenticate(&token_service::token::PresentedClient {
+        .authenticator()
+        .authenticate(&token_service::auth::PresentedClient {
             id: APP_CLIENT.0.into(),
             secret: APP_CLIENT.1.into(),
         })

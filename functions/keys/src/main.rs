@@ -4,15 +4,16 @@
 use std::convert::Infallible;
 
 use lambda_http::{Error, Request, run, service_fn};
+use token_service::api::{self, Discovery};
 use token_service::config::Config;
-use token_service::{api, setup};
+use token_service::setup;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env()?;
     let keys = setup::keys_from_config(&config)?;
-    let discovery = setup::discovery(&config, &keys);
+    let discovery = Discovery::new(&config.issuer, &keys);
 
     run(service_fn(async |request: Request| {
         Ok::<_, Infallible>(api::discovery_endpoint(&discovery, request).await)

@@ -3,8 +3,9 @@
 use std::convert::Infallible;
 
 use lambda_http::{Error, Request, run, service_fn};
+use token_service::api;
 use token_service::config::Config;
-use token_service::{api, setup};
+use token_service::setup::{self, Wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -12,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let keys = setup::keys_from_config(&config)?;
     let stores = setup::stores(&config).await?;
-    let service = setup::token_service(&config, keys, stores);
+    let service = Wiring::with_system_clock(config, keys, stores).token_service();
 
     run(service_fn(async |request: Request| {
         Ok::<_, Infallible>(api::token_endpoint(&service, request).await)

@@ -7,8 +7,8 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 use super::form::{Form, decode_component};
+use crate::auth::PresentedClient;
 use crate::error::Error;
-use crate::token::PresentedClient;
 
 /// Extracts the client's credentials. No credentials, or malformed Basic credentials, is
 /// `invalid_client`; two methods at once is `invalid_request`.
@@ -29,6 +29,22 @@ pub fn presented_client(headers: &HeaderMap, form: &Form) -> Result<PresentedCli
         }
         (None, _, _) => Err(Error::InvalidClient),
     }
+}
+
+/// The token of an `Authorization: Bearer` header, `None` when there is no such header. A second
+/// Authorization header is an invalid request.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Error::invalid_request("only one Authorization header is allowed"));
+    }
+    let Some((scheme, token)) = value.to_str().ok().and_then(|v| v.trim().split_once(' ')) else {
+        return Ok(None);
+    };
+    Ok(scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()))
 }
 
 /// `Some` when an `Authorization: Basic` header is present and well formed.

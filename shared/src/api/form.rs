@@ -25,6 +25,15 @@ impl Form {
         require_form_content_type(headers)?;
         let text = std::str::from_utf8(body)
             .map_err(|_| Error::invalid_request("the request body is not valid UTF-8"))?;
+        Self::parse_pairs(text)
+    }
+
+    /// Parses a URL query string by the same rules as a form body.
+    pub fn parse_query(query: Option<&str>) -> Result<Self, Error> {
+        Self::parse_pairs(query.unwrap_or_default())
+    }
+
+    fn parse_pairs(text: &str) -> Result<Self, Error> {
         let mut params = HashMap::new();
         for pair in text.split('&').filter(|pair| !pair.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));

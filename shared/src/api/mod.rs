@@ -5,7 +5,9 @@
 pub mod client_auth;
 pub mod discovery;
 pub mod form;
+pub mod introspect;
 pub mod response;
+pub mod revoke;
 pub mod token;
 
 use std::time::Instant;
@@ -15,9 +17,13 @@ use lambda_http::{Body, Request, Response};
 pub use self::discovery::Discovery;
 use self::response::error_response;
 use crate::error::Error;
+use crate::introspection::IntrospectionService;
+use crate::revocation::RevocationService;
 use crate::token::TokenService;
 
 pub const TOKEN_PATH: &str = "/oauth2/token";
+pub const REVOKE_PATH: &str = "/oauth2/revoke";
+pub const INTROSPECT_PATH: &str = "/oauth2/introspect";
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 
@@ -43,6 +49,19 @@ pub async fn token_endpoint(service: &TokenService, request: Request) -> Respons
     respond(&request, async |request| token::handle(service, request).await).await
 }
 
+/// The revoke function's entry point.
+pub async fn revoke_endpoint(service: &RevocationService, request: Request) -> Response<Body> {
+    respond(&request, async |request| revoke::handle(service, request).await).await
+}
+
+/// The introspect function's entry point.
+pub async fn introspect_endpoint(
+    service: &IntrospectionService,
+    request: Request,
+) -> Response<Body> {
+    respond(&request, async |request| introspect::handle(service, request).await).await
+}
+
 /// The keys function's entry point: JWKS and authorization server metadata.
 pub async fn discovery_endpoint(discovery: &Discovery, request: Request) -> Response<Body> {
     respond(&request, async |request| discovery.handle(request)).await
@@ -51,6 +70,8 @@ pub async fn discovery_endpoint(discovery: &Discovery, request: Request) -> Resp
 /// Every route, for the local server.
 pub struct Router {
     pub token: TokenService,
+    pub revocation: RevocationService,
+    pub introspection: IntrospectionService,
     pub discovery: Discovery,
 }
 
@@ -58,6 +79,8 @@ impl Router {
     pub async fn handle(&self, request: Request) -> Response<Body> {
         match request.uri().path() {
             TOKEN_PATH => token_endpoint(&self.token, request).await,
+            REVOKE_PATH => revoke_endpoint(&self.revocation, request).await,
+            INTROSPECT_PATH => introspect_endpoint(&self.introspection, request).await,
             JWKS_PATH | METADATA_PATH => discovery_endpoint(&self.discovery, request).await,
             _ => respond(&request, async |_| Err(Error::NotFound)).await,
         }

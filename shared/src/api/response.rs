@@ -49,6 +49,14 @@ pub fn raw_json_response(status: StatusCode, body: Vec<u8>, caching: Caching) ->
     response
 }
 
+/// 200 with no body, never cached.
+pub fn empty_response() -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,

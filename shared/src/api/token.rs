@@ -15,7 +15,7 @@ pub async fn handle(service: &TokenService, request: &Request) -> Result<Respons
     }
     let form = Form::parse(request.headers(), request.body().as_ref())?;
     let presented = presented_client(request.headers(), &form)?;
-    let client = service.authenticate(&presented).await?;
+    let client = service.authenticator().authenticate(&presented).await?;
     let params = TokenParams {
         grant_type: form.get("grant_type"),
         scope: form.get("scope"),

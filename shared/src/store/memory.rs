@@ -7,16 +7,21 @@ use std::sync::{Mutex, RwLock};
 use async_trait::async_trait;
 
 use super::{
-    ClientStore, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken, Rotation, StoreError,
-    UserStore,
+    ClientStore, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken, RevocationState,
+    RevocationStore, Rotation, StoreError, TokenRef, UserStore, cutoff_layers,
 };
 use crate::domain::{
-    Client, ClientId, Grant, GrantId, RefreshRecord, SecretDigest, TenantPath, User, Username,
+    Client, ClientId, Grant, GrantId, RefreshRecord, SecretDigest, TenantPath, TokenId, User,
+    Username,
 };
 
 #[derive(Default)]
 pub struct MemoryStore {
     clients: RwLock<HashMap<ClientId, Client>>,
+    /// Revoked access tokens: expiry, device id.
+    revoked: Mutex<HashMap<TokenId, (u64, Option<String>)>>,
+    /// Batch cutoffs by layer key: (not_before, expires_at).
+    cutoffs: Mutex<HashMap<String, (u64, u64)>>,
     users: RwLock<HashMap<(TenantPath, Username), User>>,
     /// Grants and refresh records share one lock so that rotation is atomic.
     grants: Mutex<Grants>,
@@ -178,6 +183,52 @@ impl GrantStore for MemoryStore {
         if let Some(grant) = grants.grants.get_mut(id) {
             grant.revoked_at.get_or_insert(now);
         }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RevocationStore for MemoryStore {
+    async fn revocation_state(
+        &self,
+        token: &TokenRef<'_>,
+        now: u64,
+    ) -> Result<RevocationState, StoreError> {
+        let token_revoked = self
+            .revoked
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(token.id)
+            .is_some_and(|(expires_at, _)| *expires_at > now);
+        let grant = match token.grant {
+            Some(id) => self
+                .grants
+                .lock()
+                .map_err(|_| poisoned())?
+                .grants
+                .get(id)
+                .filter(|g| g.expires_at > now)
+                .cloned(),
+            None => None,
+        };
+        let cutoffs = self.cutoffs.lock().map_err(|_| poisoned())?;
+        let not_before = cutoff_layers(token)
+            .filter_map(|layer| cutoffs.get(&layer))
+            .filter(|(_, expires_at)| *expires_at > now)
+            .map(|(not_before, _)| *not_before)
+            .max();
+        Ok(RevocationState { token_revoked, grant, not_before })
+    }
+
+    async fn revoke_token(
+        &self,
+        token: &TokenId,
+        expires_at: u64,
+        device_id: Option<&str>,
+        _now: u64,
+    ) -> Result<(), StoreError> {
+        let mut revoked = self.revoked.lock().map_err(|_| poisoned())?;
+        revoked.entry(token.clone()).or_insert_with(|| (expires_at, device_id.map(str::to_owned)));
         Ok(())
     }
 }

@@ -29,18 +29,21 @@ pub struct Stores {
     pub users: Arc<dyn UserStore>,
     pub grants: Arc<dyn GrantStore>,
     pub issuance: Arc<dyn IssuanceLog>,
+    pub revocations: Arc<dyn RevocationStore>,
 }
 
 impl Stores {
     /// Every concern served by one store.
-    pub fn all<S: ClientStore + UserStore + GrantStore + IssuanceLog + 'static>(
-        store: Arc<S>,
-    ) -> Self {
+    pub fn all<S>(store: Arc<S>) -> Self
+    where
+        S: ClientStore + UserStore + GrantStore + IssuanceLog + RevocationStore + 'static,
+    {
         Self {
             clients: store.clone(),
             users: store.clone(),
             grants: store.clone(),
-            issuance: store,
+            issuance: store.clone(),
+            revocations: store,
         }
     }
 }
@@ -163,4 +166,58 @@ pub trait GrantStore: Send + Sync {
 
     /// Revokes the grant and so every token of it. Idempotent; keeps the first revocation time.
     async fn revoke_grant(&self, id: &GrantId, now: u64) -> Result<(), StoreError>;
+}
+
+/// What identifies an access token for revocation checks: its id, its grant, and the layers a
+/// batch cutoff can apply to (every ancestor of its tenant, its client, its subject).
+#[derive(Clone, Debug)]
+pub struct TokenRef<'a> {
+    pub id: &'a TokenId,
+    pub grant: Option<&'a GrantId>,
+    pub tenant: &'a TenantPath,
+    pub client_id: &'a ClientId,
+    pub subject: &'a str,
+}
+
+/// The revocation state of one token, read in one consistent round trip.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RevocationState {
+    /// The token itself was revoked.
+    pub token_revoked: bool,
+    /// The token's grant, if it has one and the grant still exists.
+    pub grant: Option<Grant>,
+    /// The latest batch cutoff over every layer that applies: tokens issued before it are dead.
+    pub not_before: Option<u64>,
+}
+
+/// Revocation records.
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Reads the token's revocation record, its grant and every cutoff layer that applies, in
+    /// one strongly consistent round trip. Expired records are absent.
+    async fn revocation_state(
+        &self,
+        token: &TokenRef<'_>,
+        now: u64,
+    ) -> Result<RevocationState, StoreError>;
+
+    /// Records the access token as revoked until `expires_at`, when the record may go (TTL).
+    /// Idempotent.
+    async fn revoke_token(
+        &self,
+        token: &TokenId,
+        expires_at: u64,
+        device_id: Option<&str>,
+        now: u64,
+    ) -> Result<(), StoreError>;
+}
+
+/// The keys of every cutoff layer that applies to a token: each ancestor of its tenant (and the
+/// tenant itself), its client, its subject. Both stores name layers this way.
+pub fn cutoff_layers<'a>(token: &'a TokenRef<'_>) -> impl Iterator<Item = String> + 'a {
+    token
+        .tenant
+        .lineage()
+        .map(|path| format!("TENANT#{path}"))
+        .chain([format!("CLIENT#{}", token.client_id), format!("SUBJECT#{}", token.subject)])
 }

@@ -18,8 +18,8 @@ use aws_sdk_dynamodb::types::{
 
 use self::table::{ISSUED_INDEX, ISSUED_PK, ISSUED_SK, PK, SK, TTL};
 use super::{
-    ClientStore, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken, Rotation, StoreError,
-    TokenKind, UserStore,
+    ClientStore, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken, RevocationState,
+    RevocationStore, Rotation, StoreError, TokenKind, TokenRef, UserStore, cutoff_layers,
 };
 use crate::domain::{
     Client, ClientId, Grant, GrantId, GrantType, RefreshRecord, ScopeSet, SecretDigest, TenantPath,
@@ -122,6 +122,15 @@ fn refresh_key(digest: &SecretDigest) -> Item {
 
 fn issued_key(id: &TokenId) -> Item {
     key(format!("ISSUED#{id}"), "ISSUED")
+}
+
+fn revoked_key(id: &TokenId) -> Item {
+    key(format!("REVOKED#{id}"), "REVOKED")
+}
+
+/// `layer` as named by [`cutoff_layers`]: `TENANT#/a/b`, `CLIENT#id`, `SUBJECT#sub`.
+fn cutoff_key(layer: &str) -> Item {
+    key(format!("CUTOFF#{layer}"), "CUTOFF")
 }
 
 fn client_item(client: &Client) -> Item {
@@ -648,5 +657,74 @@ impl IssuanceLog for DynamoStore {
             }
         }
         Ok(total)
+    }
+}
+
+#[async_trait]
+impl RevocationStore for DynamoStore {
+    async fn revocation_state(
+        &self,
+        token: &TokenRef<'_>,
+        now: u64,
+    ) -> Result<RevocationState, StoreError> {
+        let revoked_pk = pk_of(&revoked_key(token.id));
+        let mut keys = vec![revoked_key(token.id)];
+        keys.extend(token.grant.map(grant_key));
+        keys.extend(cutoff_layers(token).map(|layer| cutoff_key(&layer)));
+        let found = self.batch_get(keys).await?;
+        let live =
+            |item: &&Item| !matches!((Fields { kind: "record", item }).expired(now), Ok(true));
+
+        let token_revoked = found.get(&revoked_pk).filter(live).is_some();
+        let grant = match token.grant {
+            Some(id) => {
+                found.get(&pk_of(&grant_key(id))).filter(live).map(grant_from).transpose()?
+            }
+            None => None,
+        };
+        let mut not_before = None;
+        for (pk, item) in &found {
+            if pk.starts_with("CUTOFF#") && live(&item) {
+                let cutoff = Fields { kind: "cutoff", item }.n("not_before")?;
+                not_before = not_before.max(Some(cutoff));
+            }
+        }
+        Ok(RevocationState { token_revoked, grant, not_before })
+    }
+
+    async fn revoke_token(
+        &self,
+        token: &TokenId,
+        expires_at: u64,
+        device_id: Option<&str>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let mut item = revoked_key(token);
+        item.extend([
+            ("token_id".to_owned(), s(token.as_str())),
+            ("revoked_at".to_owned(), n(now)),
+            (TTL.to_owned(), n(expires_at)),
+        ]);
+        if let Some(device_id) = device_id {
+            item.insert("device_id".to_owned(), s(device_id));
+        }
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            // Already revoked: the first record (and its time) stands.
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(failure("PutItem revoked", &e)),
+            Ok(_) => Ok(()),
+        }
     }
 }

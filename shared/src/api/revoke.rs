@@ -1,0 +1,55 @@
+//! `POST /oauth2/revoke`: RFC 7009 with client authentication, or self revocation with
+//! `Authorization: Bearer`.
+
+use http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+
+use super::client_auth::{bearer_token, presented_client};
+use super::form::{Form, check_body_size};
+use super::response::{Caching, empty_response, json_response};
+use crate::error::Error;
+use crate::revocation::RevocationService;
+
+pub async fn handle(
+    service: &RevocationService,
+    request: &Request,
+) -> Result<Response<Body>, Error> {
+    if request.method() != Method::POST {
+        return Err(Error::MethodNotAllowed);
+    }
+    if let Some(bearer) = bearer_token(request.headers())? {
+        return revoke_self(service, request, bearer).await;
+    }
+    let form = Form::parse(request.headers(), request.body().as_ref())?;
+    let presented = presented_client(request.headers(), &form)?;
+    let client = service.authenticator().authenticate(&presented).await?;
+    let token = form.get("token").ok_or_else(|| Error::invalid_request("token is required"))?;
+    service.revoke(&client, token, form.get("token_type_hint")).await?;
+    Ok(empty_response())
+}
+
+/// Seed 002's logout: the body may be empty or `{}`.
+async fn revoke_self(
+    service: &RevocationService,
+    request: &Request,
+    bearer: &str,
+) -> Result<Response<Body>, Error> {
+    let body = request.body().as_ref();
+    check_body_size(body)?;
+    let empty_or_object = body.iter().all(u8::is_ascii_whitespace)
+        || serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body).is_ok();
+    if !empty_or_object {
+        return Err(Error::invalid_request("the body must be empty or a JSON object"));
+    }
+    let query = Form::parse_query(request.uri().query())?;
+    let device_id = match request.headers().get("x-device-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| Error::invalid_request("x-device-id must be printable text"))?,
+        ),
+        None => None,
+    };
+    service.revoke_self(bearer, query.get("client_id"), device_id).await?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({}), Caching::NoStore))
+}

@@ -1,0 +1,50 @@
+//! Client authentication, shared by the token, revocation and introspection endpoints.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+
+use crate::domain::{Client, ClientId, MAX_SECRET_LEN, SecretDigest};
+use crate::error::Error;
+use crate::store::ClientStore;
+
+/// Client credentials as presented, not yet checked.
+pub struct PresentedClient {
+    pub id: String,
+    pub secret: String,
+}
+
+#[derive(Clone)]
+pub struct Authenticator {
+    clients: Arc<dyn ClientStore>,
+}
+
+impl Authenticator {
+    pub fn new(clients: Arc<dyn ClientStore>) -> Self {
+        Self { clients }
+    }
+
+    /// Checks the client's secret against its stored digest. Every failure is the same
+    /// `invalid_client`, and an unknown client costs the same digest comparison as a known one.
+    pub async fn authenticate(&self, presented: &PresentedClient) -> Result<Client, Error> {
+        if presented.secret.len() > MAX_SECRET_LEN {
+            return Err(Error::InvalidClient);
+        }
+        let Ok(id) = ClientId::parse(&presented.id) else {
+            return Err(Error::InvalidClient);
+        };
+        match self.clients.client(&id).await? {
+            Some(client) if client.secret_digest.matches(&presented.secret) => Ok(client),
+            Some(_) => Err(Error::InvalidClient),
+            None => {
+                std::hint::black_box(unknown_client_digest().matches(&presented.secret));
+                Err(Error::InvalidClient)
+            }
+        }
+    }
+}
+
+/// A fixed digest compared when the client is unknown, so that both paths do the same work.
+fn unknown_client_digest() -> &'static SecretDigest {
+    static DIGEST: OnceLock<SecretDigest> = OnceLock::new();
+    DIGEST.get_or_init(|| SecretDigest::of(b"unknown-client"))
+}
