@@ -9,12 +9,12 @@ use token_service::domain::{
     ScopeSet, TenantPath, TokenId, User, UserId, Username,
 };
 use token_service::store::{
-    ClientStore, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken, Rotation, TokenKind,
-    UserStore,
+    ClientStore, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken, RevocationStore, Rotation,
+    TokenKind, TokenRef, UserStore,
 };
 
-pub trait Store: ClientStore + UserStore + GrantStore + IssuanceLog {}
-impl<T: ClientStore + UserStore + GrantStore + IssuanceLog> Store for T {}
+pub trait Store: ClientStore + UserStore + GrantStore + IssuanceLog + RevocationStore {}
+impl<T: ClientStore + UserStore + GrantStore + IssuanceLog + RevocationStore> Store for T {}
 
 fn tenant(path: &str) -> TenantPath {
     TenantPath::parse(path).unwrap()
@@ -253,6 +253,64 @@ pub async fn grant_tokens_are_logged_with_the_grant(store: Arc<dyn Store>) {
     assert_eq!(store.count_issued(&filter, 1_001, 1_100).await.unwrap(), 2);
 }
 
+fn token_ref<'a>(
+    id: &'a TokenId,
+    grant: Option<&'a GrantId>,
+    client: &'a ClientId,
+    tenant: &'a TenantPath,
+) -> TokenRef<'a> {
+    TokenRef { id, grant, tenant, client_id: client, subject: "someone" }
+}
+
+pub async fn revoked_tokens_stay_revoked_until_they_would_have_expired(store: Arc<dyn Store>) {
+    let (id, other) = (TokenId::generate(), TokenId::generate());
+    let (client, tenant) = (ClientId::parse("c").unwrap(), tenant("/acme/x"));
+    store.revoke_token(&id, 2_000, Some("device-1"), 1_000).await.unwrap();
+    store.revoke_token(&id, 2_000, None, 1_100).await.unwrap();
+    let state =
+        store.revocation_state(&token_ref(&id, None, &client, &tenant), 1_500).await.unwrap();
+    assert!(state.token_revoked);
+    assert_eq!((state.grant, state.not_before), (None, None));
+    assert!(
+        !store
+            .revocation_state(&token_ref(&other, None, &client, &tenant), 1_500)
+            .await
+            .unwrap()
+            .token_revoked
+    );
+    let expired =
+        store.revocation_state(&token_ref(&id, None, &client, &tenant), 2_000).await.unwrap();
+    assert!(!expired.token_revoked, "expired record, still stored, reads as absent");
+}
+
+pub async fn revocation_state_carries_the_grant(store: Arc<dyn Store>) {
+    let grant = grant(1_000, 10_000);
+    store.start_grant(&grant, &refresh_record(&grant, 1_000, 500), &[]).await.unwrap();
+    let id = TokenId::generate();
+    let state = store
+        .revocation_state(&token_ref(&id, Some(&grant.id), &grant.client_id, &grant.tenant), 1_100)
+        .await
+        .unwrap();
+    assert_eq!(state.grant, Some(grant.clone()));
+    store.revoke_grant(&grant.id, 1_200).await.unwrap();
+    let state = store
+        .revocation_state(&token_ref(&id, Some(&grant.id), &grant.client_id, &grant.tenant), 1_300)
+        .await
+        .unwrap();
+    assert_eq!(state.grant.and_then(|g| g.revoked_at), Some(1_200));
+    let unknown = GrantId::generate();
+    let state = store
+        .revocation_state(&token_ref(&id, Some(&unknown), &grant.client_id, &grant.tenant), 1_300)
+        .await
+        .unwrap();
+    assert_eq!(state.grant, None);
+    let gone = store
+        .revocation_state(&token_ref(&id, Some(&grant.id), &grant.client_id, &grant.tenant), 11_000)
+        .await
+        .unwrap();
+    assert_eq!(gone.grant, None, "an expired grant reads as absent");
+}
+
 /// Declares one test per contract check, each on a fresh store from `$fresh` (an async
 /// expression), so that a failure names the rule it broke.
 #[macro_export]
@@ -271,6 +329,8 @@ macro_rules! store_contract_tests {
             concurrent_rotations_have_exactly_one_winner,
             revoking_a_grant_keeps_the_first_revocation_time,
             grant_tokens_are_logged_with_the_grant,
+            revoked_tokens_stay_revoked_until_they_would_have_expired,
+            revocation_state_carries_the_grant,
         );
     };
     (@tests $fresh:expr; $($check:ident),* $(,)?) => {

@@ -77,3 +77,97 @@ pub async fn fresh_store_counting() -> (DynamoStore, RoundTrips) {
 pub async fn fresh_store() -> DynamoStore {
     fresh_store_counting().await.0
 }
+
+/// A DynamoDB endpoint that forwards every request to the local server, except that while
+/// switched on it answers the operations in `failing` (`PutItem`, `UpdateItem`, …) with an
+/// `InternalServerError`. A test can so fail exactly the write a request depends on.
+pub struct FaultyEndpoint {
+    pub url: String,
+    on: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FaultyEndpoint {
+    pub fn fail(&self, on: bool) {
+        self.on.store(on, Ordering::SeqCst);
+    }
+}
+
+pub async fn faulty_endpoint(failing: &'static [&'static str]) -> FaultyEndpoint {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let on = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let switch = on.clone();
+
+    let upstream =
+        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_else(|_| panic!("{HOW_TO_START}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding a port");
+    let endpoint = format!("http://{}", listener.local_addr().expect("bound address"));
+    let http = reqwest::Client::new();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (http, upstream, on) = (http.clone(), upstream.clone(), on.clone());
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 16 * 1024];
+                let head_end = loop {
+                    let Ok(read) = socket.read(&mut chunk).await else { return };
+                    if read == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&chunk[..read]);
+                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&request[..head_end]).to_string();
+                let header = |name: &str| {
+                    head.lines().find_map(|line| {
+                        let (key, value) = line.split_once(':')?;
+                        key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+                    })
+                };
+                let length: usize =
+                    header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                while request.len() < head_end + length {
+                    let Ok(read) = socket.read(&mut chunk).await else { return };
+                    if read == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&chunk[..read]);
+                }
+                let body = request[head_end..head_end + length].to_vec();
+                let target = header("x-amz-target").unwrap_or_default();
+                let operation = target.rsplit('.').next().unwrap_or_default();
+                let (status, response_body) = if on.load(Ordering::SeqCst)
+                    && failing.contains(&operation)
+                {
+                    let error = r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected"}"#;
+                    (500, error.as_bytes().to_vec())
+                } else {
+                    let forwarded = http
+                        .post(&upstream)
+                        .header("content-type", header("content-type").unwrap_or_default())
+                        .header("x-amz-target", target.clone())
+                        .header("authorization", header("authorization").unwrap_or_default())
+                        .header("x-amz-date", header("x-amz-date").unwrap_or_default())
+                        .body(body)
+                        .send()
+                        .await;
+                    match forwarded {
+                        Ok(response) => (
+                            response.status().as_u16(),
+                            response.bytes().await.unwrap_or_default().to_vec(),
+                        ),
+                        Err(_) => return,
+                    }
+                };
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.0\r\nx-amzn-requestid: proxy\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    response_body.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(&response_body).await;
+            });
+        }
+    });
+    FaultyEndpoint { url: endpoint, on: switch }
+}

@@ -3,6 +3,7 @@
 
 pub mod contract;
 pub mod dynamo;
+pub mod flows;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -130,6 +131,12 @@ impl TestServer {
         Self { base_url, http: reqwest::Client::new(), keys, stop: Some(stop) }
     }
 
+    /// The server on a fresh DynamoDB table holding the test seed.
+    pub async fn start_on_dynamodb() -> Self {
+        Self::start_on(SigningAlgorithm::ES256, Arc::new(SystemClock), seeded_dynamodb().await)
+            .await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
@@ -154,6 +161,30 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// Declares each listed `async fn(TestServer)` as a test on the in-memory store and again on
+/// DynamoDB, so every rule is held on both.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::TestServer::start().await).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::TestServer::start_on_dynamodb().await).await;
+                }
+            )*
+        }
+    };
 }
 
 /// `Basic base64(urlencode(id) ":" urlencode(secret))`, as RFC 6749 §2.3.1 requires.
@@ -190,7 +221,22 @@ pub fn event_from_form(form: &str) -> lambda_http::Request {
 
 /// Loads an API Gateway HTTP API (payload v2) event from `tests/events`.
 pub fn event(name: &str) -> lambda_http::Request {
+    event_with_token(name, "")
+}
+
+/// Loads an event from `tests/events`, with `{{TOKEN}}` replaced by a token minted for the test
+/// (fixtures cannot hold a token that verifies against a fresh key).
+pub fn event_with_token(name: &str, token: &str) -> lambda_http::Request {
+    event_edited(name, &[("{{TOKEN}}", token)])
+}
+
+/// Loads an event from `tests/events` with each `(from, to)` replacement made in its JSON.
+pub fn event_edited(name: &str, replacements: &[(&str, &str)]) -> lambda_http::Request {
     let path = repo_path(&format!("events/{name}"));
-    let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut json =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (from, to) in replacements {
+        json = json.replace(from, to);
+    }
     lambda_http::request::from_str(&json).unwrap_or_else(|e| panic!("{name}: {e}"))
 }

@@ -1,9 +1,12 @@
 //! Handler tests: real API Gateway HTTP API (payload v2) events from `tests/events`, through the
 //! same entry points the Lambda functions' `main.rs` call.
 
-use integration_tests::{AUDIENCE, event, router};
+use integration_tests::{
+    APP_CLIENT, AUDIENCE, event, event_edited, event_from_form, event_with_token, router,
+};
 use serde_json::Value;
 use token_service::api;
+use token_service::api::Router;
 use token_service::clock::{Clock, SystemClock};
 use token_service::jwt::AccessTokens;
 use token_service::keys::SigningAlgorithm;
@@ -72,4 +75,89 @@ async fn metadata_event_names_the_deployed_issuer() {
     let response = api::discovery_endpoint(&router.discovery, event("metadata.json")).await;
     assert_eq!(response.status(), 200);
     assert_eq!(body(&response)["token_endpoint"], format!("{ISSUER}/oauth2/token"));
+}
+
+/// A password login as alice through the router, returning (access token, refresh token).
+async fn alice_tokens(router: &Router) -> (String, String) {
+    let form = format!(
+        "grant_type=password&username=alice&password=alice-password-1&client_id={}&client_secret={}",
+        APP_CLIENT.0, APP_CLIENT.1
+    );
+    let response = api::token_endpoint(&router.token, event_from_form(&form)).await;
+    let body = body(&response);
+    (
+        body["access_token"].as_str().unwrap().to_owned(),
+        body["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn introspect(router: &Router, token: &str) -> Value {
+    let response = api::introspect_endpoint(
+        &router.introspection,
+        event_with_token("introspect-basic.json", token),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    body(&response)
+}
+
+#[tokio::test]
+async fn introspect_event_describes_an_active_token() {
+    let (router, _) = router(ISSUER, SigningAlgorithm::ES256).await;
+    let (access, _) = alice_tokens(&router).await;
+    let answer = introspect(&router, &access).await;
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["username"], "alice");
+}
+
+#[tokio::test]
+async fn rfc7009_revoke_event_revokes_the_grant() {
+    let (router, _) = router(ISSUER, SigningAlgorithm::ES256).await;
+    let (access, refresh) = alice_tokens(&router).await;
+    let response = api::revoke_endpoint(
+        &router.revocation,
+        event_with_token("revoke-rfc7009-basic.json", &refresh),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert!(response.body().as_ref().is_empty());
+    assert_eq!(introspect(&router, &access).await, serde_json::json!({"active": false}));
+}
+
+#[tokio::test]
+async fn revoking_unknown_token_event_returns_200() {
+    let (router, _) = router(ISSUER, SigningAlgorithm::ES256).await;
+    let response =
+        api::revoke_endpoint(&router.revocation, event("revoke-unknown-token-base64.json")).await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn bearer_logout_event_revokes_the_token() {
+    let (router, _) = router(ISSUER, SigningAlgorithm::ES256).await;
+    let (access, _) = alice_tokens(&router).await;
+    let other_client =
+        [("{{TOKEN}}", access.as_str()), ("client_id=app-client", "client_id=other-app")];
+    let mismatch = api::revoke_endpoint(
+        &router.revocation,
+        event_edited("revoke-bearer-logout.json", &other_client),
+    )
+    .await;
+    assert_eq!(mismatch.status(), 400, "the query's client_id reaches the handler and is checked");
+    let response = api::revoke_endpoint(
+        &router.revocation,
+        event_with_token("revoke-bearer-logout.json", &access),
+    )
+    .await;
+    assert_eq!(response.status(), 200, "{}", body(&response));
+    assert_eq!(body(&response), serde_json::json!({}));
+    assert_eq!(introspect(&router, &access).await, serde_json::json!({"active": false}));
+    let again = api::revoke_endpoint(
+        &router.revocation,
+        event_with_token("revoke-bearer-logout.json", &access),
+    )
+    .await;
+    assert_eq!(again.status(), 401);
+    assert_eq!(body(&again)["error"], "invalid_token");
 }

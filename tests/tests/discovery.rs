@@ -20,6 +20,8 @@ async fn metadata_names_the_issuer_endpoints_and_methods() {
     assert_eq!(metadata["issuer"], server.base_url);
     assert_eq!(metadata["token_endpoint"], server.url("/oauth2/token"));
     assert_eq!(metadata["jwks_uri"], server.url("/.well-known/jwks.json"));
+    assert_eq!(metadata["revocation_endpoint"], server.url("/oauth2/revoke"));
+    assert_eq!(metadata["introspection_endpoint"], server.url("/oauth2/introspect"));
     assert_eq!(
         metadata["grant_types_supported"],
         serde_json::json!(["client_credentials", "password", "refresh_token"])

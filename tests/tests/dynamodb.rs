@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::dynamo::{self, RoundTrips};
 use integration_tests::{
     APP_CLIENT, CC_CLIENT, TestServer, load_seed, repo_path, seeded_dynamodb, test_config,
@@ -340,4 +341,113 @@ async fn dynamodb_internal_errors_answer_503() {
 async fn dynamodb_throttling_answers_503() {
     let endpoint = failing_dynamodb(400, "ProvisionedThroughputExceededException").await;
     assert_unavailable(store_at(&endpoint).await).await;
+}
+
+/// The seeded test table behind a proxy that can fail the named operations.
+async fn seeded_store_behind(failing: &'static [&'static str]) -> (Stores, dynamo::FaultyEndpoint) {
+    let store = dynamo::fresh_store().await;
+    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    let sdk_config = setup::aws_config().await;
+    let endpoint = dynamo::faulty_endpoint(failing).await;
+    let config =
+        aws_sdk_dynamodb::config::Builder::from(&sdk_config).endpoint_url(&endpoint.url).build();
+    let proxied = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), store.table_name());
+    (Stores::all(Arc::new(proxied)), endpoint)
+}
+
+const WRITES: &[&str] = &["PutItem", "UpdateItem", "TransactWriteItems"];
+
+/// CVE-2020-15223 was a 200 after a failed revocation write: here every failed write is a 503,
+/// and the token stays exactly as valid as before.
+#[tokio::test]
+async fn failed_revocation_writes_answer_503_never_200() {
+    use integration_tests::flows::{error_of, is_active, login, revoke, revoke_self};
+    let (stores, faults) = seeded_store_behind(WRITES).await;
+    let server = TestServer::start_on(SigningAlgorithm::ES256, Arc::new(SystemClock), stores).await;
+    let tokens = login(&server).await;
+    let (access, refresh) =
+        (tokens["access_token"].as_str().unwrap(), tokens["refresh_token"].as_str().unwrap());
+
+    faults.fail(true);
+    for token in [access, refresh] {
+        let response = revoke(&server, APP_CLIENT, &[("token", token)]).await;
+        assert_eq!(error_of(response).await, (503, "temporarily_unavailable".into()));
+    }
+    let response = revoke_self(&server, access).send().await.unwrap();
+    assert_eq!(error_of(response).await, (503, "temporarily_unavailable".into()));
+    let response = server.token(&[("grant_type", "client_credentials")], Some(CC_CLIENT)).await;
+    assert_eq!(
+        error_of(response).await,
+        (503, "temporarily_unavailable".into()),
+        "no token without its record"
+    );
+
+    faults.fail(false);
+    assert!(is_active(&server, access).await, "a failed revocation changed nothing");
+}
+
+/// Verification fails closed: when the revocation state cannot be read, introspection and
+/// bearer revocation answer 503, never "active" and never 200.
+#[tokio::test]
+async fn unreadable_revocation_state_fails_closed() {
+    use integration_tests::flows::{error_of, introspect_as, login, revoke_self};
+    let (stores, faults) = seeded_store_behind(&["BatchGetItem"]).await;
+    let server = TestServer::start_on(SigningAlgorithm::ES256, Arc::new(SystemClock), stores).await;
+    let tokens = login(&server).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    faults.fail(true);
+    let response = introspect_as(&server, APP_CLIENT, &[("token", access)]).await;
+    assert_eq!(error_of(response).await, (503, "temporarily_unavailable".into()));
+    let response = revoke_self(&server, access).send().await.unwrap();
+    assert_eq!(error_of(response).await, (503, "temporarily_unavailable".into()));
+}
+
+/// Verifying a token reads its revocation record, grant and every cutoff layer in one
+/// BatchGetItem; bearer revocation records the device id with a TTL at the token's expiry.
+#[tokio::test]
+async fn verification_is_one_round_trip_and_logout_records_the_device() {
+    let (store, round_trips) = dynamo::fresh_store_counting().await;
+    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    let config = test_config("https://issuer", SigningAlgorithm::ES256);
+    let keys = KeySet::generate(SigningAlgorithm::ES256).unwrap();
+    let wiring = Wiring::with_system_clock(config, keys, Stores::all(Arc::new(store.clone())));
+    let service = wiring.token_service();
+    let client = service
+        .authenticator()
+        .authenticate(&PresentedClient { id: APP_CLIENT.0.into(), secret: APP_CLIENT.1.into() })
+        .await
+        .unwrap();
+    let login = TokenParams {
+        grant_type: Some("password"),
+        username: Some("alice"),
+        password: Some("alice-password-1"),
+        ..Default::default()
+    };
+    let access = service.issue(&client, &login).await.unwrap().access_token;
+
+    let verifier = wiring.verifier();
+    round_trips.take();
+    let verified = verifier.verify(&access).await.unwrap();
+    assert_eq!(round_trips.take(), 1, "one BatchGetItem");
+
+    wiring.revocation_service().revoke_self(&access, None, Some("device-42")).await.unwrap();
+    let item = store
+        .sdk_client()
+        .get_item()
+        .table_name(store.table_name())
+        .key("pk", AttributeValue::S(format!("REVOKED#{}", verified.id)))
+        .key("sk", AttributeValue::S("REVOKED".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("revocation record");
+    assert_eq!(item["device_id"], AttributeValue::S("device-42".into()));
+    assert_eq!(
+        item["ttl"],
+        AttributeValue::N(verified.claims.exp.to_string()),
+        "expires with the token"
+    );
+    assert!(verifier.verify(&access).await.is_err());
 }

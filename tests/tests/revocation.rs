@@ -1,0 +1,273 @@
+//! `POST /oauth2/revoke`, both ways, on both stores: every line of the contract.
+
+use integration_tests::flows::{
+    error_of, introspect, is_active, login, refresh, revoke, revoke_self, service_token,
+};
+use integration_tests::{APP_CLIENT, CC_CLIENT, OTHER_APP, TestServer, on_both_stores};
+use serde_json::Value;
+
+on_both_stores!(
+    revoking_unknown_or_malformed_tokens_returns_200,
+    revoking_requires_client_authentication,
+    revoking_without_a_token_is_invalid_request,
+    revoking_an_access_token_revokes_only_that_token,
+    revoking_a_refresh_token_revokes_its_whole_grant,
+    a_wrong_hint_still_finds_the_token,
+    revoking_twice_returns_200,
+    another_clients_token_is_refused_and_nothing_is_revoked,
+    revocation_answers_carry_no_store,
+    bearer_revocation_revokes_the_token_and_its_grant,
+    bearer_revocation_of_a_client_credentials_token_revokes_it,
+    bearer_revocation_accepts_an_empty_body_or_empty_object_only,
+    bearer_revocation_checks_the_client_id_query_parameter,
+    invalid_or_revoked_bearer_tokens_get_401_invalid_token,
+);
+
+async fn revoking_unknown_or_malformed_tokens_returns_200(server: TestServer) {
+    let grant_shaped = "AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for token in ["garbage", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", grant_shaped] {
+        for hint in [None, Some("access_token"), Some("refresh_token")] {
+            let mut form = vec![("token", token)];
+            form.extend(hint.map(|h| ("token_type_hint", h)));
+            let response = revoke(&server, APP_CLIENT, &form).await;
+            assert_eq!(response.status(), 200, "{token} {hint:?}");
+            assert!(response.bytes().await.unwrap().is_empty(), "empty body");
+        }
+    }
+}
+
+async fn revoking_requires_client_authentication(server: TestServer) {
+    let token = service_token(&server).await;
+    let response = revoke(&server, ("cc-client", "wrong"), &[("token", &token)]).await;
+    assert_eq!(response.headers()["www-authenticate"], "Basic realm=\"token-service\"");
+    assert_eq!(error_of(response).await, (401, "invalid_client".into()));
+    let anonymous = server
+        .http
+        .post(server.url("/oauth2/revoke"))
+        .form(&[("token", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(anonymous).await, (401, "invalid_client".into()));
+    assert!(is_active(&server, &token).await, "nothing revoked");
+}
+
+async fn revoking_without_a_token_is_invalid_request(server: TestServer) {
+    assert_eq!(
+        error_of(revoke(&server, APP_CLIENT, &[]).await).await,
+        (400, "invalid_request".into())
+    );
+}
+
+async fn revoking_an_access_token_revokes_only_that_token(server: TestServer) {
+    let tokens = login(&server).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert!(is_active(&server, access).await);
+    assert_eq!(revoke(&server, APP_CLIENT, &[("token", access)]).await.status(), 200);
+    assert!(!is_active(&server, access).await);
+    // The grant lives on: its refresh token still works.
+    let refreshed = refresh(&server, APP_CLIENT, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(refreshed.status(), 200);
+}
+
+async fn revoking_a_refresh_token_revokes_its_whole_grant(server: TestServer) {
+    let first = login(&server).await;
+    let second: Value = refresh(&server, APP_CLIENT, first["refresh_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let refresh_token = second["refresh_token"].as_str().unwrap();
+    let response = revoke(
+        &server,
+        APP_CLIENT,
+        &[("token", refresh_token), ("token_type_hint", "refresh_token")],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        error_of(refresh(&server, APP_CLIENT, refresh_token).await).await,
+        (400, "invalid_grant".into())
+    );
+    for body in [&first, &second] {
+        assert!(
+            !is_active(&server, body["access_token"].as_str().unwrap()).await,
+            "every access token of the grant"
+        );
+    }
+    let unrelated = login(&server).await;
+    assert!(
+        is_active(&server, unrelated["access_token"].as_str().unwrap()).await,
+        "other grants untouched"
+    );
+}
+
+async fn a_wrong_hint_still_finds_the_token(server: TestServer) {
+    let tokens = login(&server).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(
+        revoke(&server, APP_CLIENT, &[("token", access), ("token_type_hint", "refresh_token")])
+            .await
+            .status(),
+        200
+    );
+    assert!(!is_active(&server, access).await);
+
+    let tokens = login(&server).await;
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+    let form = [("token", refresh_token), ("token_type_hint", "access_token")];
+    assert_eq!(revoke(&server, APP_CLIENT, &form).await.status(), 200);
+    assert_eq!(
+        error_of(refresh(&server, APP_CLIENT, refresh_token).await).await.1,
+        "invalid_grant"
+    );
+
+    let tokens = login(&server).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(
+        revoke(&server, APP_CLIENT, &[("token", access), ("token_type_hint", "id_token")])
+            .await
+            .status(),
+        200
+    );
+    assert!(!is_active(&server, access).await, "an unknown hint is ignored");
+}
+
+async fn revoking_twice_returns_200(server: TestServer) {
+    let tokens = login(&server).await;
+    for token in
+        [tokens["access_token"].as_str().unwrap(), tokens["refresh_token"].as_str().unwrap()]
+    {
+        for _ in 0..2 {
+            assert_eq!(revoke(&server, APP_CLIENT, &[("token", token)]).await.status(), 200);
+        }
+    }
+}
+
+async fn another_clients_token_is_refused_and_nothing_is_revoked(server: TestServer) {
+    let tokens = login(&server).await;
+    for token in
+        [tokens["access_token"].as_str().unwrap(), tokens["refresh_token"].as_str().unwrap()]
+    {
+        let response = revoke(&server, OTHER_APP, &[("token", token)]).await;
+        assert_eq!(error_of(response).await, (400, "unauthorized_client".into()));
+    }
+    assert!(is_active(&server, tokens["access_token"].as_str().unwrap()).await);
+    assert_eq!(
+        refresh(&server, APP_CLIENT, tokens["refresh_token"].as_str().unwrap()).await.status(),
+        200
+    );
+}
+
+async fn revocation_answers_carry_no_store(server: TestServer) {
+    let response = revoke(&server, APP_CLIENT, &[("token", "x")]).await;
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let bearer = service_token(&server).await;
+    let response = revoke_self(&server, &bearer).send().await.unwrap();
+    assert_eq!(response.headers()["cache-control"], "no-store");
+}
+
+async fn bearer_revocation_revokes_the_token_and_its_grant(server: TestServer) {
+    let first = login(&server).await;
+    let second: Value = refresh(&server, APP_CLIENT, first["refresh_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let bearer = second["access_token"].as_str().unwrap();
+    let response = revoke_self(&server, bearer)
+        .header("x-device-id", "device-1234")
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap(), serde_json::json!({}));
+    assert!(!is_active(&server, bearer).await);
+    assert!(!is_active(&server, first["access_token"].as_str().unwrap()).await, "the whole grant");
+    let refresh_token = second["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        error_of(refresh(&server, APP_CLIENT, refresh_token).await).await.1,
+        "invalid_grant"
+    );
+}
+
+async fn bearer_revocation_of_a_client_credentials_token_revokes_it(server: TestServer) {
+    let bearer = service_token(&server).await;
+    let other = service_token(&server).await;
+    assert_eq!(revoke_self(&server, &bearer).send().await.unwrap().status(), 200);
+    assert!(!is_active(&server, &bearer).await);
+    assert!(is_active(&server, &other).await, "another token of the same client lives on");
+}
+
+async fn bearer_revocation_accepts_an_empty_body_or_empty_object_only(server: TestServer) {
+    for body in ["", " ", "{}", r#"{"reason":"logout"}"#] {
+        let bearer = service_token(&server).await;
+        let response = revoke_self(&server, &bearer).body(body.to_owned()).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{body:?}");
+    }
+    for body in ["[]", "token=abc", "{", "null"] {
+        let bearer = service_token(&server).await;
+        let response = revoke_self(&server, &bearer).body(body.to_owned()).send().await.unwrap();
+        assert_eq!(error_of(response).await, (400, "invalid_request".into()), "{body:?}");
+        assert!(is_active(&server, &bearer).await, "a refused request revokes nothing");
+    }
+}
+
+async fn bearer_revocation_checks_the_client_id_query_parameter(server: TestServer) {
+    let bearer = service_token(&server).await;
+    let response = server
+        .http
+        .post(server.url("/oauth2/revoke?client_id=app-client"))
+        .header("authorization", format!("Bearer {bearer}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(response).await, (400, "invalid_request".into()));
+    assert!(is_active(&server, &bearer).await);
+    let url = server.url(&format!("/oauth2/revoke?client_id={}", CC_CLIENT.0));
+    let response = server
+        .http
+        .post(url)
+        .header("authorization", format!("Bearer {bearer}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(!is_active(&server, &bearer).await);
+}
+
+async fn invalid_or_revoked_bearer_tokens_get_401_invalid_token(server: TestServer) {
+    let revoked = service_token(&server).await;
+    assert_eq!(revoke_self(&server, &revoked).send().await.unwrap().status(), 200);
+    let tampered = {
+        let token = service_token(&server).await;
+        let (rest, signature) = token.rsplit_once('.').unwrap();
+        format!("{rest}.{}", signature.chars().rev().collect::<String>())
+    };
+    for bearer in [revoked.as_str(), "not-a-jwt", tampered.as_str()] {
+        let response = revoke_self(&server, bearer).send().await.unwrap();
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(challenge.starts_with("Bearer error=\"invalid_token\""), "{challenge}");
+        assert_eq!(error_of(response).await, (401, "invalid_token".into()));
+    }
+}
+
+/// Expired tokens: revocation succeeds silently, bearer revocation refuses them.
+#[tokio::test]
+async fn expired_tokens_revoke_silently_and_fail_as_bearers() {
+    use std::sync::Arc;
+    use token_service::clock::ManualClock;
+    use token_service::keys::SigningAlgorithm;
+    let clock = Arc::new(ManualClock::new(1_800_000_000));
+    let server = TestServer::start_with_clock(SigningAlgorithm::ES256, clock.clone()).await;
+    let token = service_token(&server).await;
+    clock.advance(601 + 10);
+    assert_eq!(revoke(&server, CC_CLIENT, &[("token", &token)]).await.status(), 200);
+    assert_eq!(
+        error_of(revoke_self(&server, &token).send().await.unwrap()).await,
+        (401, "invalid_token".into())
+    );
+    assert_eq!(introspect(&server, CC_CLIENT, &token).await, serde_json::json!({"active": false}));
+}
