@@ -7,7 +7,8 @@ use std::path::Path;
 use serde::Serialize;
 use token_service::domain::{
     Client, ClientId, ClientSecret, DEFAULT_REFRESH_ABSOLUTE_LIFETIME,
-    DEFAULT_REFRESH_IDLE_LIFETIME, GrantType, ScopeSet, TenantPath, User, UserId, Username,
+    DEFAULT_REFRESH_IDLE_LIFETIME, GrantType, MAX_LIFETIME, ScopeSet, TenantPath, User, UserId,
+    Username,
 };
 use token_service::password::{MAX_PASSWORD_LEN, Passwords};
 use token_service::seed::{Seed, SeedError};
@@ -91,8 +92,10 @@ pub fn new_client(spec: &NewClient<'_>) -> Result<(Client, ClientSecret), AdminE
     } else {
         ScopeSet::parse(spec.scopes).map_err(invalid)?
     };
-    if spec.max_access_token_lifetime == 0 {
-        return Err(invalid("max_access_token_lifetime must be > 0"));
+    if spec.max_access_token_lifetime == 0 || spec.max_access_token_lifetime > MAX_LIFETIME {
+        return Err(invalid(format!(
+            "max_access_token_lifetime must be 1 to {MAX_LIFETIME} seconds"
+        )));
     }
     let secret = ClientSecret::generate();
     let client = Client {

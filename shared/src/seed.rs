@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use crate::domain::{
     Client, ClientId, ClientSecret, DEFAULT_REFRESH_ABSOLUTE_LIFETIME,
-    DEFAULT_REFRESH_IDLE_LIFETIME, GrantType, MIN_SECRET_LEN, Scope, ScopeSet, SecretDigest,
-    TenantPath, User, UserId, Username,
+    DEFAULT_REFRESH_IDLE_LIFETIME, GrantType, MAX_LIFETIME, MIN_SECRET_LEN, Scope, ScopeSet,
+    SecretDigest, TenantPath, User, UserId, Username,
 };
 use crate::password::Passwords;
 use crate::store::{ClientStore, StoreError, UserStore};
@@ -107,8 +107,15 @@ impl Seed {
                     client.tenant
                 )));
             }
-            if client.max_access_token_lifetime == 0 {
-                return Err(invalid(format!("client {id}: max_access_token_lifetime must be > 0")));
+            let lifetimes = [
+                Some(client.max_access_token_lifetime),
+                client.refresh_idle_lifetime,
+                client.refresh_absolute_lifetime,
+            ];
+            if lifetimes.into_iter().flatten().any(|secs| secs == 0 || secs > MAX_LIFETIME) {
+                return Err(invalid(format!(
+                    "client {id}: lifetimes must be 1 to {MAX_LIFETIME} seconds"
+                )));
             }
             let secret_digest = match (client.secret, client.secret_sha256) {
                 (Some(secret), None) if secret.len() >= MIN_SECRET_LEN => {
@@ -241,6 +248,12 @@ mod tests {
             VALID.replace("tenant = \"/acme\"", "tenant = \"/other\""),
             VALID.replace("0123456789abcdef0123456789abcdef", "short"),
             VALID.replace("max_access_token_lifetime = 600", "max_access_token_lifetime = 0"),
+            VALID.replace(
+                "max_access_token_lifetime = 600",
+                "max_access_token_lifetime = 600\nrefresh_idle_lifetime = 0",
+            ),
+            VALID
+                .replace("max_access_token_lifetime = 600", "max_access_token_lifetime = 31622401"),
             VALID.replace("grants = [\"client_credentials\"]", "grants = [\"implicit\"]"),
             VALID.replace("path = \"/acme\"", "path = \"acme\""),
             format!("{VALID}\nunknown = 1"),

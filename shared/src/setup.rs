@@ -9,6 +9,7 @@ use aws_config::timeout::TimeoutConfig;
 
 use crate::api::{Discovery, Router};
 use crate::auth::Authenticator;
+use crate::batch::BatchRevocation;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::introspection::IntrospectionService;
@@ -162,6 +163,10 @@ impl Wiring {
         )
     }
 
+    pub fn batch_revocation(&self) -> BatchRevocation {
+        BatchRevocation::new(self.verifier(), self.stores.clone(), self.clock.clone())
+    }
+
     pub fn discovery(&self) -> Discovery {
         Discovery::new(&self.config.issuer, &self.keys)
     }
@@ -172,6 +177,7 @@ impl Wiring {
             token: self.token_service(),
             revocation: self.revocation_service(),
             introspection: self.introspection_service(),
+            batch: self.batch_revocation(),
             discovery: self.discovery(),
         }
     }

@@ -14,7 +14,7 @@ use crate::domain::{
 use crate::error::Error;
 use crate::jwt::{AccessTokenClaims, AccessTokens};
 use crate::password::{MAX_PASSWORD_LEN, Passwords, Verified};
-use crate::store::{IssuedToken, Rotation, Stores, TokenKind};
+use crate::store::{CutoffGuard, IssuedToken, Rotation, Stores, TokenKind, layer};
 
 /// Longest `access-token-lifetime` value read; longer is malformed, not merely large.
 const MAX_LIFETIME_DIGITS: usize = 32;
@@ -242,15 +242,21 @@ impl TokenService {
         let (access_token, access_logged) =
             self.mint_access_token(client, &principal, &scope, lifetime, now)?;
         let (refresh_token, next, refresh_logged) = self.mint_refresh_token(client, &grant, now);
+        // Any batch cutoff that covers the grant is checked inside the rotation itself.
+        let guard = CutoffGuard {
+            layers: layer::applying_to(&grant.tenant, &grant.client_id, &grant.subject),
+            grant_created_at: grant.created_at,
+        };
         let rotation = self
             .stores
             .grants
-            .rotate_refresh_token(&used, &next, &[access_logged, refresh_logged], now)
+            .rotate_refresh_token(&used, &next, &[access_logged, refresh_logged], &guard, now)
             .await?;
         match rotation {
             Rotation::Rotated => Ok(response(access_token, lifetime, &scope, Some(refresh_token))),
             // Lost a race to a concurrent use of the same token: that is a second use too.
             Rotation::AlreadyUsed => self.reuse_detected(&grant, now).await,
+            Rotation::CutOff => Err(bad_refresh_token()),
         }
     }
 

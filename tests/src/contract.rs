@@ -1,7 +1,7 @@
 //! The store contract: one suite every store implementation must pass. Each check takes a fresh
 //! store, so implementations that share a backend (a DynamoDB table) stay independent.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use token_service::domain::{
@@ -9,8 +9,8 @@ use token_service::domain::{
     ScopeSet, TenantPath, TokenId, User, UserId, Username,
 };
 use token_service::store::{
-    ClientStore, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken, RevocationStore, Rotation,
-    TokenKind, TokenRef, UserStore,
+    ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
+    RevocationStore, Rotation, TokenKind, TokenRef, UserStore, layer,
 };
 
 pub trait Store: ClientStore + UserStore + GrantStore + IssuanceLog + RevocationStore {}
@@ -67,7 +67,19 @@ pub async fn unknown_client_is_absent(store: Arc<dyn Store>) {
     assert_eq!(store.client(&ClientId::parse("nobody").unwrap()).await.unwrap(), None);
 }
 
-pub async fn issuance_count_covers_the_subtree_before_the_cutoff(store: Arc<dyn Store>) {
+fn filter(path: &str, client: Option<&str>, subject: Option<&str>) -> IssuanceFilter {
+    IssuanceFilter {
+        tenant: tenant(path),
+        client_id: client.map(|c| ClientId::parse(c).unwrap()),
+        subject: subject.map(str::to_owned),
+    }
+}
+
+async fn live_count(store: &Arc<dyn Store>, filter: &IssuanceFilter, now: u64) -> usize {
+    store.live_issued(filter, now).await.unwrap().len()
+}
+
+pub async fn issuance_log_covers_the_tenant_subtree_and_narrows(store: Arc<dyn Store>) {
     for token in [
         issued("/acme", "a", "alice", 100, 1_000),
         issued("/acme/sales", "a", "bob", 100, 1_000),
@@ -77,32 +89,38 @@ pub async fn issuance_count_covers_the_subtree_before_the_cutoff(store: Arc<dyn 
     ] {
         store.record_issued(&token).await.unwrap();
     }
-    let filter = |path: &str, client: Option<&str>, subject: Option<&str>| IssuanceFilter {
-        tenant: tenant(path),
-        client_id: client.map(|c| ClientId::parse(c).unwrap()),
-        subject: subject.map(str::to_owned),
-    };
-    assert_eq!(store.count_issued(&filter("/acme", None, None), 200, 500).await.unwrap(), 3);
-    assert_eq!(store.count_issued(&filter("/acme", None, None), 201, 500).await.unwrap(), 4);
-    assert_eq!(store.count_issued(&filter("/acme/sales", None, None), 200, 500).await.unwrap(), 2);
-    assert_eq!(store.count_issued(&filter("/acme", Some("b"), None), 200, 500).await.unwrap(), 1);
+    assert_eq!(live_count(&store, &filter("/acme", None, None), 500).await, 4, "not /acmeco");
+    assert_eq!(live_count(&store, &filter("/acme/sales", None, None), 500).await, 2);
+    assert_eq!(live_count(&store, &filter("/acme", Some("b"), None), 500).await, 1);
+    assert_eq!(live_count(&store, &filter("/acme", None, Some("alice")), 500).await, 2);
+    let entries = store.live_issued(&filter("/acme/sales/eu", None, None), 500).await.unwrap();
+    assert_eq!(entries.len(), 1);
     assert_eq!(
-        store.count_issued(&filter("/acme", None, Some("alice")), 300, 500).await.unwrap(),
-        2
+        (entries[0].subject.as_str(), entries[0].issued_at),
+        ("bob", 150),
+        "entries read back whole"
     );
 }
 
-pub async fn expired_issuance_records_are_not_counted(store: Arc<dyn Store>) {
-    store.record_issued(&issued("/expiry", "a", "s", 100, 200)).await.unwrap();
+pub async fn issuance_log_pages_through_many_entries(store: Arc<dyn Store>) {
+    // Many more entries than a test page holds (see `dynamo::TEST_PAGE_SIZE`).
+    for i in 0..120 {
+        store.record_issued(&issued("/paged", "c", &format!("s{i}"), 100, 1_000)).await.unwrap();
+    }
+    assert_eq!(live_count(&store, &filter("/paged", None, None), 500).await, 120);
+}
+
+pub async fn expired_and_spent_log_entries_are_not_live(store: Arc<dyn Store>) {
+    let expiring = issued("/expiry", "a", "s", 100, 200);
+    let revoked = issued("/expiry", "a", "s", 100, 400);
+    store.record_issued(&expiring).await.unwrap();
+    store.record_issued(&revoked).await.unwrap();
     store.record_issued(&issued("/expiry", "a", "s", 100, 400)).await.unwrap();
-    let filter = IssuanceFilter { tenant: tenant("/expiry"), client_id: None, subject: None };
-    assert_eq!(store.count_issued(&filter, 1_000, 199).await.unwrap(), 2);
-    assert_eq!(
-        store.count_issued(&filter, 1_000, 200).await.unwrap(),
-        1,
-        "expired at 200, still stored"
-    );
-    assert_eq!(store.count_issued(&filter, 1_000, 400).await.unwrap(), 0);
+    let all = filter("/expiry", None, None);
+    assert_eq!(live_count(&store, &all, 199).await, 3);
+    assert_eq!(live_count(&store, &all, 200).await, 2, "expired at 200, still stored");
+    store.revoke_token(&revoked.id, 400, None, 250).await.unwrap();
+    assert_eq!(live_count(&store, &all, 250).await, 1, "revoked on its own");
 }
 
 fn user(tenant_path: &str, name: &str, hash: &str) -> User {
@@ -197,10 +215,12 @@ pub async fn rotation_succeeds_once_and_remembers_the_used_token(store: Arc<dyn 
     let first = refresh_record(&grant, 1_000, 500);
     store.start_grant(&grant, &first, &[]).await.unwrap();
     let second = refresh_record(&grant, 1_200, 500);
-    let rotated = store.rotate_refresh_token(&first, &second, &[], 1_200).await.unwrap();
+    let rotated =
+        store.rotate_refresh_token(&first, &second, &[], &no_cutoffs(&grant), 1_200).await.unwrap();
     assert_eq!(rotated, Rotation::Rotated);
     let third = refresh_record(&grant, 1_300, 500);
-    let again = store.rotate_refresh_token(&first, &third, &[], 1_300).await.unwrap();
+    let again =
+        store.rotate_refresh_token(&first, &third, &[], &no_cutoffs(&grant), 1_300).await.unwrap();
     assert_eq!(again, Rotation::AlreadyUsed);
     let (used, _) = store.refresh_token(&grant.id, &first.digest, 1_300).await.unwrap().unwrap();
     assert_eq!(used.used_at, Some(1_200), "kept, marked used, for reuse detection");
@@ -220,7 +240,10 @@ pub async fn concurrent_rotations_have_exactly_one_winner(store: Arc<dyn Store>)
         .map(|_| {
             let (store, first, next) =
                 (store.clone(), first.clone(), refresh_record(&grant, 1_100, 500));
-            tokio::spawn(async move { store.rotate_refresh_token(&first, &next, &[], 1_100).await })
+            let guard = no_cutoffs(&grant);
+            tokio::spawn(async move {
+                store.rotate_refresh_token(&first, &next, &[], &guard, 1_100).await
+            })
         })
         .collect();
     let mut winners = 0;
@@ -249,8 +272,117 @@ pub async fn grant_tokens_are_logged_with_the_grant(store: Arc<dyn Store>) {
         issued("/grantlog", "app", "s", 1_000, 1_500),
     ];
     store.start_grant(&grant, &refresh_record(&grant, 1_000, 500), &logged).await.unwrap();
-    let filter = IssuanceFilter { tenant: tenant("/grantlog"), client_id: None, subject: None };
-    assert_eq!(store.count_issued(&filter, 1_001, 1_100).await.unwrap(), 2);
+    assert_eq!(live_count(&store, &filter("/grantlog", None, None), 1_100).await, 2);
+}
+
+fn no_cutoffs(grant: &Grant) -> CutoffGuard {
+    CutoffGuard {
+        layers: layer::applying_to(&grant.tenant, &grant.client_id, &grant.subject),
+        grant_created_at: grant.created_at,
+    }
+}
+
+pub async fn rotation_marks_the_used_refresh_token_spent_in_the_log(store: Arc<dyn Store>) {
+    let grant = grant(1_000, 10_000);
+    let first = refresh_record(&grant, 1_000, 500);
+    let mut logged = issued("/acme", "app", &grant.subject, 1_000, 1_500);
+    logged.id = first.digest.token_id();
+    logged.kind = TokenKind::Refresh;
+    store.start_grant(&grant, &first, &[logged]).await.unwrap();
+    let acme = filter("/acme", None, None);
+    assert_eq!(live_count(&store, &acme, 1_100).await, 1);
+    let next = refresh_record(&grant, 1_100, 500);
+    store.rotate_refresh_token(&first, &next, &[], &no_cutoffs(&grant), 1_100).await.unwrap();
+    assert_eq!(live_count(&store, &acme, 1_100).await, 0, "a used refresh token is no longer live");
+}
+
+pub async fn a_cutoff_over_the_grant_stops_rotation(store: Arc<dyn Store>) {
+    let grant = grant(1_000, 10_000);
+    let first = refresh_record(&grant, 1_000, 5_000);
+    store.start_grant(&grant, &first, &[]).await.unwrap();
+    let guard = no_cutoffs(&grant);
+    // A cutoff at the grant's start does not cover it (only grants begun before it), nor does
+    // an expired one; a later live one does, on any layer.
+    store.raise_cutoff(&layer::tenant("/acme"), 1_000, 9_000, 1_100).await.unwrap();
+    store.raise_cutoff(&layer::client(&grant.client_id), 1_050, 1_150, 1_100).await.unwrap();
+    let second = refresh_record(&grant, 1_200, 5_000);
+    assert_eq!(
+        store.rotate_refresh_token(&first, &second, &[], &guard, 1_200).await.unwrap(),
+        Rotation::Rotated
+    );
+    store.raise_cutoff(&layer::subject(&grant.subject), 1_300, 9_000, 1_300).await.unwrap();
+    let third = refresh_record(&grant, 1_400, 5_000);
+    assert_eq!(
+        store.rotate_refresh_token(&second, &third, &[], &guard, 1_400).await.unwrap(),
+        Rotation::CutOff
+    );
+    let (record, _) = store.refresh_token(&grant.id, &second.digest, 1_400).await.unwrap().unwrap();
+    assert_eq!(record.used_at, None, "a refused rotation changes nothing");
+}
+
+pub async fn cutoffs_are_raised_never_lowered(store: Arc<dyn Store>) {
+    let acme = layer::tenant("/acme");
+    assert_eq!(store.raise_cutoff(&acme, 500, 5_000, 100).await.unwrap(), None);
+    assert_eq!(
+        store.raise_cutoff(&acme, 400, 5_000, 100).await.unwrap(),
+        Some(500),
+        "earlier: kept"
+    );
+    assert_eq!(store.raise_cutoff(&acme, 600, 6_000, 100).await.unwrap(), Some(500));
+    let layers = [acme.clone(), layer::tenant("/other")];
+    assert_eq!(store.cutoffs(&layers, 100).await.unwrap(), HashMap::from([(acme.clone(), 600)]));
+    assert_eq!(
+        store.cutoffs(&layers, 6_000).await.unwrap(),
+        HashMap::new(),
+        "expired cutoffs are absent"
+    );
+    assert_eq!(
+        store.raise_cutoff(&acme, 300, 9_000, 6_000).await.unwrap(),
+        None,
+        "an expired cutoff is replaced"
+    );
+    assert_eq!(store.cutoffs(&layers, 6_000).await.unwrap(), HashMap::from([(acme, 300)]));
+}
+
+pub async fn revocation_state_takes_the_latest_cutoff_of_every_layer(store: Arc<dyn Store>) {
+    let (id, client) = (TokenId::generate(), ClientId::parse("app").unwrap());
+    let path = tenant("/acme/sales/eu");
+    let read = async |store: &Arc<dyn Store>| {
+        let token =
+            TokenRef { id: &id, grant: None, tenant: &path, client_id: &client, subject: "sub-1" };
+        store.revocation_state(&token, 100).await.unwrap().not_before
+    };
+    assert_eq!(read(&store).await, None);
+    store.raise_cutoff(&layer::tenant("/acme/sales"), 300, 9_000, 100).await.unwrap();
+    assert_eq!(read(&store).await, Some(300), "an ancestor tenant applies");
+    store.raise_cutoff(&layer::client(&client), 200, 9_000, 100).await.unwrap();
+    store.raise_cutoff(&layer::tenant("/acme/salesforce"), 900, 9_000, 100).await.unwrap();
+    store.raise_cutoff(&layer::tenant("/acme/sales/eu/x"), 900, 9_000, 100).await.unwrap();
+    assert_eq!(read(&store).await, Some(300), "the latest wins; unrelated tenants do not apply");
+    store.raise_cutoff(&layer::client_subject(&client, "sub-1"), 400, 9_000, 100).await.unwrap();
+    assert_eq!(read(&store).await, Some(400));
+    store.raise_cutoff(&layer::tenant("/acme"), 500, 9_000, 100).await.unwrap();
+    assert_eq!(read(&store).await, Some(500));
+}
+
+pub async fn grants_are_read_in_bulk(store: Arc<dyn Store>) {
+    let grants: Vec<Grant> = (0..130).map(|_| grant(1_000, 10_000)).collect();
+    for grant in &grants {
+        store.start_grant(grant, &refresh_record(grant, 1_000, 500), &[]).await.unwrap();
+    }
+    let mut ids: Vec<GrantId> = grants.iter().map(|g| g.id.clone()).collect();
+    ids.push(GrantId::generate());
+    let found = store.grants(&ids, 1_100).await.unwrap();
+    assert_eq!(found.len(), 130, "more than one BatchGetItem's worth, unknown ids skipped");
+    assert_eq!(found[&grants[7].id], grants[7]);
+    assert!(store.grants(&ids, 11_000).await.unwrap().is_empty(), "expired grants are absent");
+}
+
+pub async fn users_are_found_by_id_for_their_tenant(store: Arc<dyn Store>) {
+    let alice = user("/acme/sales", "alice", "h");
+    store.create_user(&alice).await.unwrap();
+    assert_eq!(store.tenant_of_user(&alice.id).await.unwrap(), Some(alice.tenant.clone()));
+    assert_eq!(store.tenant_of_user(&UserId::generate()).await.unwrap(), None);
 }
 
 fn token_ref<'a>(
@@ -319,8 +451,9 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@tests $fresh;
             clients_round_trip,
             unknown_client_is_absent,
-            issuance_count_covers_the_subtree_before_the_cutoff,
-            expired_issuance_records_are_not_counted,
+            issuance_log_covers_the_tenant_subtree_and_narrows,
+            issuance_log_pages_through_many_entries,
+            expired_and_spent_log_entries_are_not_live,
             users_are_unique_per_tenant,
             password_rehash_never_overwrites_a_concurrent_change,
             grants_and_refresh_tokens_round_trip,
@@ -331,6 +464,12 @@ macro_rules! store_contract_tests {
             grant_tokens_are_logged_with_the_grant,
             revoked_tokens_stay_revoked_until_they_would_have_expired,
             revocation_state_carries_the_grant,
+            rotation_marks_the_used_refresh_token_spent_in_the_log,
+            a_cutoff_over_the_grant_stops_rotation,
+            cutoffs_are_raised_never_lowered,
+            revocation_state_takes_the_latest_cutoff_of_every_layer,
+            grants_are_read_in_bulk,
+            users_are_found_by_id_for_their_tenant,
         );
     };
     (@tests $fresh:expr; $($check:ident),* $(,)?) => {

@@ -13,6 +13,9 @@ use token_service::store::dynamodb::{DynamoStore, table};
 const HOW_TO_START: &str = "DynamoDB tests need a local server: run them through `make test`, or \
      `tests/dynamodb-local.sh cargo test`, which starts moto and sets AWS_ENDPOINT_URL_DYNAMODB";
 
+/// Index query page size in tests: small, so paging is exercised on every count.
+pub const TEST_PAGE_SIZE: i32 = 7;
+
 /// Counts the HTTP requests the SDK sends, retries included.
 #[derive(Clone, Debug, Default)]
 pub struct RoundTrips(Arc<AtomicUsize>);
@@ -71,7 +74,8 @@ pub async fn fresh_store_counting() -> (DynamoStore, RoundTrips) {
         panic!("{error}\n{HOW_TO_START}");
     }
     round_trips.take();
-    (DynamoStore::new(client, name), round_trips)
+    // Small pages, so that every count in the tests pages through the issuance index.
+    (DynamoStore::new(client, name).with_page_size(TEST_PAGE_SIZE), round_trips)
 }
 
 pub async fn fresh_store() -> DynamoStore {

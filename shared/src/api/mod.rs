@@ -2,6 +2,7 @@
 //! handler; the local server calls [`Router::handle`], which dispatches to the same handlers, so
 //! both run one code path.
 
+pub mod batch;
 pub mod client_auth;
 pub mod discovery;
 pub mod form;
@@ -16,6 +17,7 @@ use lambda_http::{Body, Request, Response};
 
 pub use self::discovery::Discovery;
 use self::response::error_response;
+use crate::batch::BatchRevocation;
 use crate::error::Error;
 use crate::introspection::IntrospectionService;
 use crate::revocation::RevocationService;
@@ -24,6 +26,7 @@ use crate::token::TokenService;
 pub const TOKEN_PATH: &str = "/oauth2/token";
 pub const REVOKE_PATH: &str = "/oauth2/revoke";
 pub const INTROSPECT_PATH: &str = "/oauth2/introspect";
+pub const BATCH_REVOKE_PATH: &str = "/oauth2/revoke/batch";
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 
@@ -54,6 +57,11 @@ pub async fn revoke_endpoint(service: &RevocationService, request: Request) -> R
     respond(&request, async |request| revoke::handle(service, request).await).await
 }
 
+/// The batch-revoke function's entry point.
+pub async fn batch_revoke_endpoint(service: &BatchRevocation, request: Request) -> Response<Body> {
+    respond(&request, async |request| batch::handle(service, request).await).await
+}
+
 /// The introspect function's entry point.
 pub async fn introspect_endpoint(
     service: &IntrospectionService,
@@ -72,6 +80,7 @@ pub struct Router {
     pub token: TokenService,
     pub revocation: RevocationService,
     pub introspection: IntrospectionService,
+    pub batch: BatchRevocation,
     pub discovery: Discovery,
 }
 
@@ -81,6 +90,7 @@ impl Router {
             TOKEN_PATH => token_endpoint(&self.token, request).await,
             REVOKE_PATH => revoke_endpoint(&self.revocation, request).await,
             INTROSPECT_PATH => introspect_endpoint(&self.introspection, request).await,
+            BATCH_REVOKE_PATH => batch_revoke_endpoint(&self.batch, request).await,
             JWKS_PATH | METADATA_PATH => discovery_endpoint(&self.discovery, request).await,
             _ => respond(&request, async |_| Err(Error::NotFound)).await,
         }

@@ -61,6 +61,10 @@ pub struct Client {
     pub refresh_absolute_lifetime: u64,
 }
 
+/// Upper bound on every lifetime a client may be given (access token, refresh idle, refresh
+/// absolute): a year and a day. Batch cutoffs rely on it to know when they may expire.
+pub const MAX_LIFETIME: u64 = 366 * 24 * 3600;
+
 /// Refresh lifetimes when a client does not set its own: a week idle, thirty days in all.
 pub const DEFAULT_REFRESH_IDLE_LIFETIME: u64 = 7 * 24 * 3600;
 pub const DEFAULT_REFRESH_ABSOLUTE_LIFETIME: u64 = 30 * 24 * 3600;

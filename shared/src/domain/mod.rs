@@ -11,7 +11,7 @@ mod user;
 
 pub use client::{
     Client, DEFAULT_REFRESH_ABSOLUTE_LIFETIME, DEFAULT_REFRESH_IDLE_LIFETIME, GrantType,
-    UnsupportedGrantType,
+    MAX_LIFETIME, UnsupportedGrantType,
 };
 pub use grant::{Grant, MAX_REFRESH_TOKEN_LEN, RefreshRecord, RefreshToken};
 pub use ids::{

@@ -1,42 +1,70 @@
 //! The in-memory store: the local server's default, and the reference the DynamoDB store is
 //! checked against by the shared contract suite.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
 
 use async_trait::async_trait;
 
 use super::{
-    ClientStore, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken, RevocationState,
-    RevocationStore, Rotation, StoreError, TokenRef, UserStore, cutoff_layers,
+    ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
+    RevocationState, RevocationStore, Rotation, StoreError, TokenRef, UserStore, layer,
 };
 use crate::domain::{
     Client, ClientId, Grant, GrantId, RefreshRecord, SecretDigest, TenantPath, TokenId, User,
-    Username,
+    UserId, Username,
 };
 
 #[derive(Default)]
 pub struct MemoryStore {
     clients: RwLock<HashMap<ClientId, Client>>,
-    /// Revoked access tokens: expiry, device id.
-    revoked: Mutex<HashMap<TokenId, (u64, Option<String>)>>,
-    /// Batch cutoffs by layer key: (not_before, expires_at).
-    cutoffs: Mutex<HashMap<String, (u64, u64)>>,
     users: RwLock<HashMap<(TenantPath, Username), User>>,
-    /// Grants and refresh records share one lock so that rotation is atomic.
-    grants: Mutex<Grants>,
-    issued: Mutex<Vec<IssuedToken>>,
+    /// Grants, refresh records, cutoffs and the log share one lock, so that a rotation (which
+    /// checks cutoffs and writes the log) is atomic, as the DynamoDB transaction is.
+    state: Mutex<State>,
 }
 
 #[derive(Default)]
-struct Grants {
+struct State {
     grants: HashMap<GrantId, Grant>,
     refresh: HashMap<SecretDigest, RefreshRecord>,
+    /// Revoked access tokens: expiry, device id.
+    revoked: HashMap<TokenId, (u64, Option<String>)>,
+    /// Batch cutoffs by layer: (not_before, expires_at).
+    cutoffs: HashMap<String, (u64, u64)>,
+    issued: Vec<IssuedToken>,
+    /// Log entries of tokens revoked on their own or (refresh tokens) used.
+    spent: HashSet<TokenId>,
+}
+
+impl State {
+    fn log(&mut self, tokens: &[IssuedToken]) {
+        for token in tokens {
+            // Drop expired entries as the log doubles, as TTL would, so memory stays bounded by
+            // the number of live tokens.
+            if self.issued.len() >= 1024 && self.issued.len().is_power_of_two() {
+                let now = token.issued_at;
+                self.issued.retain(|t| t.expires_at > now);
+                self.refresh.retain(|_, r| r.expires_at > now);
+                self.revoked.retain(|_, (expires_at, _)| *expires_at > now);
+                self.grants.retain(|_, g| g.expires_at > now);
+            }
+            self.issued.push(token.clone());
+        }
+    }
+
+    fn cutoff(&self, layer: &str, now: u64) -> Option<u64> {
+        self.cutoffs.get(layer).filter(|(_, expires_at)| *expires_at > now).map(|(nb, _)| *nb)
+    }
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn state(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
+        self.state.lock().map_err(|_| poisoned())
     }
 }
 
@@ -56,38 +84,24 @@ impl ClientStore for MemoryStore {
     }
 }
 
-impl MemoryStore {
-    fn log(&self, tokens: &[IssuedToken]) -> Result<(), StoreError> {
-        let mut issued = self.issued.lock().map_err(|_| poisoned())?;
-        for token in tokens {
-            // Drop expired records as the log doubles, as TTL would, so memory stays bounded
-            // by the number of live tokens.
-            if issued.len() >= 1024 && issued.len().is_power_of_two() {
-                issued.retain(|t| t.expires_at > token.issued_at);
-            }
-            issued.push(token.clone());
-        }
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl IssuanceLog for MemoryStore {
     async fn record_issued(&self, token: &IssuedToken) -> Result<(), StoreError> {
-        self.log(std::slice::from_ref(token))
+        self.state()?.log(std::slice::from_ref(token));
+        Ok(())
     }
 
-    async fn count_issued(
+    async fn live_issued(
         &self,
         filter: &IssuanceFilter,
-        issued_before: u64,
         now: u64,
-    ) -> Result<u64, StoreError> {
-        let issued = self.issued.lock().map_err(|_| poisoned())?;
-        let live = issued
+    ) -> Result<Vec<IssuedToken>, StoreError> {
+        let state = self.state()?;
+        let live = state
+            .issued
             .iter()
-            .filter(|t| t.expires_at > now && t.issued_at < issued_before && filter.covers(t));
-        Ok(live.count() as u64)
+            .filter(|t| t.expires_at > now && filter.covers(t) && !state.spent.contains(&t.id));
+        Ok(live.cloned().collect())
     }
 }
 
@@ -112,6 +126,11 @@ impl UserStore for MemoryStore {
         Ok(true)
     }
 
+    async fn tenant_of_user(&self, id: &UserId) -> Result<Option<TenantPath>, StoreError> {
+        let users = self.users.read().map_err(|_| poisoned())?;
+        Ok(users.values().find(|user| user.id == *id).map(|user| user.tenant.clone()))
+    }
+
     async fn replace_password_hash(&self, user: &User, new_hash: &str) -> Result<bool, StoreError> {
         let mut users = self.users.write().map_err(|_| poisoned())?;
         match users.get_mut(&(user.tenant.clone(), user.username.clone())) {
@@ -132,10 +151,11 @@ impl GrantStore for MemoryStore {
         refresh: &RefreshRecord,
         issued: &[IssuedToken],
     ) -> Result<(), StoreError> {
-        let mut grants = self.grants.lock().map_err(|_| poisoned())?;
-        grants.grants.insert(grant.id.clone(), grant.clone());
-        grants.refresh.insert(refresh.digest.clone(), refresh.clone());
-        self.log(issued)
+        let mut state = self.state()?;
+        state.grants.insert(grant.id.clone(), grant.clone());
+        state.refresh.insert(refresh.digest.clone(), refresh.clone());
+        state.log(issued);
+        Ok(())
     }
 
     async fn refresh_token(
@@ -144,13 +164,13 @@ impl GrantStore for MemoryStore {
         digest: &SecretDigest,
         now: u64,
     ) -> Result<Option<(RefreshRecord, Grant)>, StoreError> {
-        let grants = self.grants.lock().map_err(|_| poisoned())?;
+        let state = self.state()?;
         let record =
-            grants.refresh.get(digest).filter(|r| r.expires_at > now && r.grant_id == *grant);
+            state.refresh.get(digest).filter(|r| r.expires_at > now && r.grant_id == *grant);
         let Some(record) = record else {
             return Ok(None);
         };
-        let grant = grants.grants.get(grant).filter(|g| g.expires_at > now);
+        let grant = state.grants.get(grant).filter(|g| g.expires_at > now);
         Ok(grant.map(|grant| (record.clone(), grant.clone())))
     }
 
@@ -159,28 +179,46 @@ impl GrantStore for MemoryStore {
         used: &RefreshRecord,
         next: &RefreshRecord,
         issued: &[IssuedToken],
+        guard: &CutoffGuard,
         now: u64,
     ) -> Result<Rotation, StoreError> {
-        let mut grants = self.grants.lock().map_err(|_| poisoned())?;
-        match grants.refresh.get_mut(&used.digest) {
-            Some(stored) if stored.used_at.is_none() && stored.expires_at > now => {
-                stored.used_at = Some(now);
-            }
+        let mut state = self.state()?;
+        match state.refresh.get(&used.digest) {
+            Some(stored) if stored.used_at.is_none() && stored.expires_at > now => {}
             _ => return Ok(Rotation::AlreadyUsed),
         }
-        grants.refresh.insert(next.digest.clone(), next.clone());
-        self.log(issued)?;
+        let cut_off = guard
+            .layers
+            .iter()
+            .any(|layer| state.cutoff(layer, now).is_some_and(|nb| nb > guard.grant_created_at));
+        if cut_off {
+            return Ok(Rotation::CutOff);
+        }
+        if let Some(stored) = state.refresh.get_mut(&used.digest) {
+            stored.used_at = Some(now);
+        }
+        state.spent.insert(used.digest.token_id());
+        state.refresh.insert(next.digest.clone(), next.clone());
+        state.log(issued);
         Ok(Rotation::Rotated)
     }
 
     async fn grant(&self, id: &GrantId, now: u64) -> Result<Option<Grant>, StoreError> {
-        let grants = self.grants.lock().map_err(|_| poisoned())?;
-        Ok(grants.grants.get(id).filter(|g| g.expires_at > now).cloned())
+        Ok(self.state()?.grants.get(id).filter(|g| g.expires_at > now).cloned())
+    }
+
+    async fn grants(
+        &self,
+        ids: &[GrantId],
+        now: u64,
+    ) -> Result<HashMap<GrantId, Grant>, StoreError> {
+        let state = self.state()?;
+        let found = ids.iter().filter_map(|id| state.grants.get(id)).filter(|g| g.expires_at > now);
+        Ok(found.map(|g| (g.id.clone(), g.clone())).collect())
     }
 
     async fn revoke_grant(&self, id: &GrantId, now: u64) -> Result<(), StoreError> {
-        let mut grants = self.grants.lock().map_err(|_| poisoned())?;
-        if let Some(grant) = grants.grants.get_mut(id) {
+        if let Some(grant) = self.state()?.grants.get_mut(id) {
             grant.revoked_at.get_or_insert(now);
         }
         Ok(())
@@ -194,28 +232,14 @@ impl RevocationStore for MemoryStore {
         token: &TokenRef<'_>,
         now: u64,
     ) -> Result<RevocationState, StoreError> {
-        let token_revoked = self
-            .revoked
-            .lock()
-            .map_err(|_| poisoned())?
-            .get(token.id)
-            .is_some_and(|(expires_at, _)| *expires_at > now);
-        let grant = match token.grant {
-            Some(id) => self
-                .grants
-                .lock()
-                .map_err(|_| poisoned())?
-                .grants
-                .get(id)
-                .filter(|g| g.expires_at > now)
-                .cloned(),
-            None => None,
-        };
-        let cutoffs = self.cutoffs.lock().map_err(|_| poisoned())?;
-        let not_before = cutoff_layers(token)
-            .filter_map(|layer| cutoffs.get(&layer))
-            .filter(|(_, expires_at)| *expires_at > now)
-            .map(|(not_before, _)| *not_before)
+        let state = self.state()?;
+        let token_revoked =
+            state.revoked.get(token.id).is_some_and(|(expires_at, _)| *expires_at > now);
+        let grant =
+            token.grant.and_then(|id| state.grants.get(id)).filter(|g| g.expires_at > now).cloned();
+        let not_before = layer::applying_to(token.tenant, token.client_id, token.subject)
+            .iter()
+            .filter_map(|layer| state.cutoff(layer, now))
             .max();
         Ok(RevocationState { token_revoked, grant, not_before })
     }
@@ -227,8 +251,39 @@ impl RevocationStore for MemoryStore {
         device_id: Option<&str>,
         _now: u64,
     ) -> Result<(), StoreError> {
-        let mut revoked = self.revoked.lock().map_err(|_| poisoned())?;
-        revoked.entry(token.clone()).or_insert_with(|| (expires_at, device_id.map(str::to_owned)));
+        let mut state = self.state()?;
+        state
+            .revoked
+            .entry(token.clone())
+            .or_insert_with(|| (expires_at, device_id.map(str::to_owned)));
+        state.spent.insert(token.clone());
         Ok(())
+    }
+
+    async fn raise_cutoff(
+        &self,
+        layer: &str,
+        not_before: u64,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut state = self.state()?;
+        let previous = state.cutoff(layer, now);
+        if previous.is_none_or(|previous| previous < not_before) {
+            state.cutoffs.insert(layer.to_owned(), (not_before, expires_at));
+        }
+        Ok(previous)
+    }
+
+    async fn cutoffs(
+        &self,
+        layers: &[String],
+        now: u64,
+    ) -> Result<HashMap<String, u64>, StoreError> {
+        let state = self.state()?;
+        Ok(layers
+            .iter()
+            .filter_map(|layer| Some((layer.clone(), state.cutoff(layer, now)?)))
+            .collect())
     }
 }

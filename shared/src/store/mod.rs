@@ -11,6 +11,7 @@ pub mod cache;
 pub mod dynamodb;
 pub mod memory;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     Client, ClientId, Grant, GrantId, RefreshRecord, SecretDigest, TenantPath, TokenId, User,
-    Username,
+    UserId, Username,
 };
 pub use crate::error::StoreError;
 
@@ -78,7 +79,7 @@ pub struct IssuedToken {
     pub expires_at: u64,
 }
 
-/// Which issued tokens a count covers: a tenant subtree, optionally narrowed.
+/// Which issued tokens a batch revocation covers: a tenant subtree, optionally narrowed.
 #[derive(Clone, Debug)]
 pub struct IssuanceFilter {
     pub tenant: TenantPath,
@@ -98,13 +99,14 @@ impl IssuanceFilter {
 #[async_trait]
 pub trait IssuanceLog: Send + Sync {
     async fn record_issued(&self, token: &IssuedToken) -> Result<(), StoreError>;
-    /// Counts unexpired tokens covered by `filter` and issued before `issued_before`.
-    async fn count_issued(
+
+    /// Every log entry covered by `filter` whose token has not expired, was not revoked on its
+    /// own and (for a refresh token) was not used. Pages through the whole log; O(entries).
+    async fn live_issued(
         &self,
         filter: &IssuanceFilter,
-        issued_before: u64,
         now: u64,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<Vec<IssuedToken>, StoreError>;
 }
 
 /// Users, looked up by tenant and username.
@@ -117,6 +119,8 @@ pub trait UserStore: Send + Sync {
     ) -> Result<Option<User>, StoreError>;
     /// Creates the user unless the username is taken in its tenant; `false` when taken.
     async fn create_user(&self, user: &User) -> Result<bool, StoreError>;
+    /// The tenant of the user with this id (to authorize a batch revocation by subject).
+    async fn tenant_of_user(&self, id: &UserId) -> Result<Option<TenantPath>, StoreError>;
     /// Replaces the password hash only if it is still `user.password_hash`, so a rehash never
     /// overwrites a concurrent password change; `false` when it was not.
     async fn replace_password_hash(&self, user: &User, new_hash: &str) -> Result<bool, StoreError>;
@@ -128,6 +132,17 @@ pub enum Rotation {
     Rotated,
     /// The token had already been used (by an earlier or a concurrent request).
     AlreadyUsed,
+    /// A batch cutoff covering the grant exists: the grant began before it.
+    CutOff,
+}
+
+/// The cutoff layers a rotation must find clear: none may hold a `not_before` later than the
+/// grant's start. Checked inside the rotation's own transaction, so a batch revocation racing
+/// the refresh cannot be missed.
+#[derive(Clone, Debug)]
+pub struct CutoffGuard {
+    pub layers: Vec<String>,
+    pub grant_created_at: u64,
 }
 
 /// Grants and their refresh tokens.
@@ -152,17 +167,26 @@ pub trait GrantStore: Send + Sync {
         now: u64,
     ) -> Result<Option<(RefreshRecord, Grant)>, StoreError>;
 
-    /// Marks `used` as used and stores `next` with the log records, all or nothing, and only if
-    /// `used` was still unused: of concurrent rotations of one token exactly one succeeds.
+    /// Marks `used` as used (in the log too) and stores `next` with the log records, all or
+    /// nothing, and only if `used` was still unused and no cutoff in `guard` covers the grant:
+    /// of concurrent rotations of one token exactly one succeeds.
     async fn rotate_refresh_token(
         &self,
         used: &RefreshRecord,
         next: &RefreshRecord,
         issued: &[IssuedToken],
+        guard: &CutoffGuard,
         now: u64,
     ) -> Result<Rotation, StoreError>;
 
     async fn grant(&self, id: &GrantId, now: u64) -> Result<Option<Grant>, StoreError>;
+
+    /// The unexpired grants among `ids` (for counting; several round trips for many ids).
+    async fn grants(
+        &self,
+        ids: &[GrantId],
+        now: u64,
+    ) -> Result<HashMap<GrantId, Grant>, StoreError>;
 
     /// Revokes the grant and so every token of it. Idempotent; keeps the first revocation time.
     async fn revoke_grant(&self, id: &GrantId, now: u64) -> Result<(), StoreError>;
@@ -201,8 +225,8 @@ pub trait RevocationStore: Send + Sync {
         now: u64,
     ) -> Result<RevocationState, StoreError>;
 
-    /// Records the access token as revoked until `expires_at`, when the record may go (TTL).
-    /// Idempotent.
+    /// Records the access token as revoked until `expires_at`, when the record may go (TTL),
+    /// and flags its log entry so counts skip it. Idempotent.
     async fn revoke_token(
         &self,
         token: &TokenId,
@@ -210,14 +234,57 @@ pub trait RevocationStore: Send + Sync {
         device_id: Option<&str>,
         now: u64,
     ) -> Result<(), StoreError>;
+
+    /// Raises the cutoff of `layer` to `not_before`, never lowering it (a conditional write keeps
+    /// the maximum); the record may go at `expires_at`. Returns the live cutoff it replaced.
+    async fn raise_cutoff(
+        &self,
+        layer: &str,
+        not_before: u64,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// The live cutoffs among `layers` (for counting; several round trips for many layers).
+    async fn cutoffs(
+        &self,
+        layers: &[String],
+        now: u64,
+    ) -> Result<HashMap<String, u64>, StoreError>;
 }
 
-/// The keys of every cutoff layer that applies to a token: each ancestor of its tenant (and the
-/// tenant itself), its client, its subject. Both stores name layers this way.
-pub fn cutoff_layers<'a>(token: &'a TokenRef<'_>) -> impl Iterator<Item = String> + 'a {
-    token
-        .tenant
-        .lineage()
-        .map(|path| format!("TENANT#{path}"))
-        .chain([format!("CLIENT#{}", token.client_id), format!("SUBJECT#{}", token.subject)])
+/// Names of batch-cutoff layers. A cutoff on a layer kills every token of that layer issued
+/// before its `not_before`, and every token of a grant that began before it.
+pub mod layer {
+    use crate::domain::{ClientId, TenantPath};
+
+    /// A tenant path and its whole subtree.
+    pub fn tenant(path: &str) -> String {
+        format!("TENANT#{path}")
+    }
+
+    pub fn client(id: &ClientId) -> String {
+        format!("CLIENT#{id}")
+    }
+
+    pub fn subject(subject: &str) -> String {
+        format!("SUBJECT#{subject}")
+    }
+
+    /// One subject's tokens obtained through one client.
+    pub fn client_subject(id: &ClientId, subject: &str) -> String {
+        format!("CLIENT#{id}#SUBJECT#{subject}")
+    }
+
+    /// Every layer that applies to a token of `tenant`, `client` and `subject`: each ancestor of
+    /// its tenant (and the tenant itself), its client, its subject, and the pair.
+    pub fn applying_to(tenant: &TenantPath, client: &ClientId, subject: &str) -> Vec<String> {
+        let mut layers: Vec<String> = tenant.lineage().map(self::tenant).collect();
+        layers.extend([
+            self::client(client),
+            self::subject(subject),
+            client_subject(client, subject),
+        ]);
+        layers
+    }
 }

@@ -9,17 +9,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client as DynamoClient;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, Select, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
 };
 
 use self::table::{ISSUED_INDEX, ISSUED_PK, ISSUED_SK, PK, SK, TTL};
 use super::{
-    ClientStore, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken, RevocationState,
-    RevocationStore, Rotation, StoreError, TokenKind, TokenRef, UserStore, cutoff_layers,
+    ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
+    RevocationState, RevocationStore, Rotation, StoreError, TokenKind, TokenRef, UserStore, layer,
 };
 use crate::domain::{
     Client, ClientId, Grant, GrantId, GrantType, RefreshRecord, ScopeSet, SecretDigest, TenantPath,
@@ -31,6 +30,10 @@ type Item = HashMap<String, AttributeValue>;
 /// The issuance index spreads each root tenant over this many partitions, so one busy tenant
 /// does not make a hot partition; a count queries them all.
 const ISSUED_SHARDS: u32 = 8;
+/// Items one page of an index query returns at most; each page is one round trip.
+const DEFAULT_PAGE_SIZE: i32 = 1_000;
+/// Keys one BatchGetItem may carry.
+const BATCH_GET_LIMIT: usize = 100;
 /// Attempts at the unprocessed remainder of a BatchGetItem before giving up (503).
 const BATCH_GET_ATTEMPTS: u32 = 5;
 
@@ -128,7 +131,11 @@ fn revoked_key(id: &TokenId) -> Item {
     key(format!("REVOKED#{id}"), "REVOKED")
 }
 
-/// `layer` as named by [`cutoff_layers`]: `TENANT#/a/b`, `CLIENT#id`, `SUBJECT#sub`.
+fn user_id_key(id: &UserId) -> Item {
+    key(format!("USERID#{id}"), "USERID")
+}
+
+/// `layer` as named by [`layer`]: `TENANT#/a/b`, `CLIENT#id`, `SUBJECT#sub`, ….
 fn cutoff_key(layer: &str) -> Item {
     key(format!("CUTOFF#{layer}"), "CUTOFF")
 }
@@ -299,6 +306,56 @@ fn issued_item(token: &IssuedToken) -> Item {
     item
 }
 
+fn issued_from(item: &Item) -> Result<IssuedToken, StoreError> {
+    let f = Fields { kind: "issued token", item };
+    let kind = match f.s("kind")? {
+        "access" => TokenKind::Access,
+        "refresh" => TokenKind::Refresh,
+        _ => return Err(corrupt("issued token", "kind")),
+    };
+    Ok(IssuedToken {
+        id: f.parse("token_id", TokenId::parse)?,
+        kind,
+        tenant: f.parse("tenant", TenantPath::parse)?,
+        client_id: f.parse("client_id", ClientId::parse)?,
+        subject: f.s("subject")?.to_owned(),
+        grant: f
+            .opt_s("grant_id")
+            .map(GrantId::parse)
+            .transpose()
+            .map_err(|_| corrupt("issued token", "grant_id"))?,
+        issued_at: f.n("issued_at")?,
+        expires_at: f.n(TTL)?,
+    })
+}
+
+/// Flags a log entry as spent (revoked on its own, or a used refresh token) so counts skip it.
+/// Sets a TTL too, in case the entry is gone and this update creates a stub.
+fn mark_spent(id: &TokenId, expires_at: u64, table: &str) -> Result<TransactWriteItem, StoreError> {
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(Some(issued_key(id)))
+        .update_expression("SET spent = :yes, #ttl = if_not_exists(#ttl, :ttl)")
+        .expression_attribute_names("#ttl", TTL)
+        .expression_attribute_values(":yes", n(1))
+        .expression_attribute_values(":ttl", n(expires_at))
+        .build()
+        .map_err(|e| StoreError(format!("building an update: {e}")))?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// The index of the first item a cancelled transaction failed on, if it failed on a condition
+/// (or on a concurrent transaction touching the same item).
+fn failed_condition(error: &SdkError<TransactWriteItemsError>) -> Option<usize> {
+    let SdkError::ServiceError(e) = error else { return None };
+    let TransactWriteItemsError::TransactionCanceledException(cancelled) = e.err() else {
+        return None;
+    };
+    cancelled.cancellation_reasons().iter().position(|reason| {
+        matches!(reason.code(), Some("ConditionalCheckFailed" | "TransactionConflict"))
+    })
+}
+
 fn put(item: Item, condition: Option<&str>, table: &str) -> Result<TransactWriteItem, StoreError> {
     let put = Put::builder()
         .table_name(table)
@@ -314,11 +371,17 @@ fn put(item: Item, condition: Option<&str>, table: &str) -> Result<TransactWrite
 pub struct DynamoStore {
     client: DynamoClient,
     table: String,
+    page_size: i32,
 }
 
 impl DynamoStore {
     pub fn new(client: DynamoClient, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self { client, table: table.into(), page_size: DEFAULT_PAGE_SIZE }
+    }
+
+    /// Smaller pages make tests page through the log with few entries.
+    pub fn with_page_size(self, page_size: i32) -> Self {
+        Self { page_size, ..self }
     }
 
     pub fn sdk_client(&self) -> &DynamoClient {
@@ -342,7 +405,17 @@ impl DynamoStore {
         Ok(output.item)
     }
 
-    /// Strongly consistent reads of several items in one round trip (more only if DynamoDB
+    /// Strongly consistent reads of any number of items, 100 keys a round trip. Items come back
+    /// keyed by partition key.
+    async fn batch_get_all(&self, keys: Vec<Item>) -> Result<HashMap<String, Item>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(BATCH_GET_LIMIT) {
+            found.extend(self.batch_get(chunk.to_vec()).await?);
+        }
+        Ok(found)
+    }
+
+    /// Strongly consistent reads of up to 100 items in one round trip (more only if DynamoDB
     /// returns some keys unprocessed). Items come back keyed by partition key.
     async fn batch_get(&self, keys: Vec<Item>) -> Result<HashMap<String, Item>, StoreError> {
         let mut found = HashMap::new();
@@ -427,23 +500,23 @@ impl UserStore for DynamoStore {
     }
 
     async fn create_user(&self, user: &User) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(user_item(user)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(failure("PutItem user", &e)),
+        let fresh = Some("attribute_not_exists(pk)");
+        let mut by_id = user_id_key(&user.id);
+        by_id.insert("tenant".to_owned(), s(user.tenant.as_str()));
+        let items =
+            vec![put(user_item(user), fresh, &self.table)?, put(by_id, fresh, &self.table)?];
+        match self.transact(items).await {
+            Ok(()) => Ok(true),
+            Err(e) if failed_condition(&e).is_some() => Ok(false),
+            Err(e) => Err(failure("TransactWriteItems user", &e)),
         }
+    }
+
+    async fn tenant_of_user(&self, id: &UserId) -> Result<Option<TenantPath>, StoreError> {
+        let Some(item) = self.get(user_id_key(id), "GetItem user id").await? else {
+            return Ok(None);
+        };
+        Fields { kind: "user id", item: &item }.parse("tenant", TenantPath::parse).map(Some)
     }
 
     async fn replace_password_hash(&self, user: &User, new_hash: &str) -> Result<bool, StoreError> {
@@ -519,6 +592,7 @@ impl GrantStore for DynamoStore {
         used: &RefreshRecord,
         next: &RefreshRecord,
         issued: &[IssuedToken],
+        guard: &CutoffGuard,
         now: u64,
     ) -> Result<Rotation, StoreError> {
         let mark_used = Update::builder()
@@ -535,14 +609,35 @@ impl GrantStore for DynamoStore {
         let mut items = vec![
             TransactWriteItem::builder().update(mark_used).build(),
             put(refresh_item(next), Some("attribute_not_exists(pk)"), &self.table)?,
+            mark_spent(&used.digest.token_id(), used.expires_at, &self.table)?,
         ];
+        let checks = items.len()..items.len() + guard.layers.len();
+        for layer in &guard.layers {
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(cutoff_key(layer)))
+                .condition_expression(
+                    "attribute_not_exists(pk) OR not_before <= :created OR #ttl <= :now",
+                )
+                .expression_attribute_names("#ttl", TTL)
+                .expression_attribute_values(":created", n(guard.grant_created_at))
+                .expression_attribute_values(":now", n(now))
+                .build()
+                .map_err(|e| StoreError(format!("building a condition check: {e}")))?;
+            items.push(TransactWriteItem::builder().condition_check(check).build());
+        }
         for token in issued {
             items.push(put(issued_item(token), None, &self.table)?);
         }
         match self.transact(items).await {
             Ok(()) => Ok(Rotation::Rotated),
-            Err(SdkError::ServiceError(e)) if lost_the_race(e.err()) => Ok(Rotation::AlreadyUsed),
-            Err(e) => Err(failure("TransactWriteItems rotate", &e)),
+            Err(e) => match failed_condition(&e) {
+                // The mark-as-used write: the token was used already, or is being used by a
+                // concurrent transaction right now.
+                Some(0) => Ok(Rotation::AlreadyUsed),
+                Some(index) if checks.contains(&index) => Ok(Rotation::CutOff),
+                _ => Err(failure("TransactWriteItems rotate", &e)),
+            },
         }
     }
 
@@ -554,6 +649,22 @@ impl GrantStore for DynamoStore {
             return Ok(None);
         }
         grant_from(&item).map(Some)
+    }
+
+    async fn grants(
+        &self,
+        ids: &[GrantId],
+        now: u64,
+    ) -> Result<HashMap<GrantId, Grant>, StoreError> {
+        let found = self.batch_get_all(ids.iter().map(grant_key).collect()).await?;
+        let mut grants = HashMap::new();
+        for item in found.values() {
+            if !(Fields { kind: "grant", item }).expired(now)? {
+                let grant = grant_from(item)?;
+                grants.insert(grant.id.clone(), grant);
+            }
+        }
+        Ok(grants)
     }
 
     async fn revoke_grant(&self, id: &GrantId, now: u64) -> Result<(), StoreError> {
@@ -580,19 +691,6 @@ impl GrantStore for DynamoStore {
     }
 }
 
-/// The rotation's first write, the conditional mark-as-used, failed: the token was used already
-/// or is being used by a concurrent transaction right now.
-fn lost_the_race(error: &TransactWriteItemsError) -> bool {
-    let TransactWriteItemsError::TransactionCanceledException(cancelled) = error else {
-        return false;
-    };
-    cancelled
-        .cancellation_reasons()
-        .first()
-        .and_then(|reason| reason.code())
-        .is_some_and(|code| code == "ConditionalCheckFailed" || code == "TransactionConflict")
-}
-
 #[async_trait]
 impl IssuanceLog for DynamoStore {
     async fn record_issued(&self, token: &IssuedToken) -> Result<(), StoreError> {
@@ -606,13 +704,12 @@ impl IssuanceLog for DynamoStore {
         Ok(())
     }
 
-    async fn count_issued(
+    async fn live_issued(
         &self,
         filter: &IssuanceFilter,
-        issued_before: u64,
         now: u64,
-    ) -> Result<u64, StoreError> {
-        let mut conditions = vec!["issued_at < :before", "#ttl > :now"];
+    ) -> Result<Vec<IssuedToken>, StoreError> {
+        let mut conditions = vec!["#ttl > :now", "attribute_not_exists(spent)"];
         if filter.client_id.is_some() {
             conditions.push("client_id = :client");
         }
@@ -621,7 +718,7 @@ impl IssuanceLog for DynamoStore {
         }
         let filter_expression = conditions.join(" AND ");
         let prefix = format!("{}/", filter.tenant);
-        let mut total = 0u64;
+        let mut live = Vec::new();
         for shard in 0..ISSUED_SHARDS {
             let partition = format!("{}#{shard}", root_tenant(&filter.tenant));
             let mut start_key = None;
@@ -638,9 +735,8 @@ impl IssuanceLog for DynamoStore {
                     .expression_attribute_names("#ttl", TTL)
                     .expression_attribute_values(":pk", s(partition.clone()))
                     .expression_attribute_values(":prefix", s(prefix.clone()))
-                    .expression_attribute_values(":before", n(issued_before))
                     .expression_attribute_values(":now", n(now))
-                    .select(Select::Count)
+                    .limit(self.page_size)
                     .set_exclusive_start_key(start_key);
                 if let Some(client_id) = &filter.client_id {
                     query = query.expression_attribute_values(":client", s(client_id.as_str()));
@@ -649,14 +745,16 @@ impl IssuanceLog for DynamoStore {
                     query = query.expression_attribute_values(":subject", s(subject.clone()));
                 }
                 let output = query.send().await.map_err(|e| failure("Query issued", &e))?;
-                total += u64::try_from(output.count).unwrap_or(0);
+                for item in output.items() {
+                    live.push(issued_from(item)?);
+                }
                 start_key = output.last_evaluated_key.filter(|key| !key.is_empty());
                 if start_key.is_none() {
                     break;
                 }
             }
         }
-        Ok(total)
+        Ok(live)
     }
 }
 
@@ -670,7 +768,11 @@ impl RevocationStore for DynamoStore {
         let revoked_pk = pk_of(&revoked_key(token.id));
         let mut keys = vec![revoked_key(token.id)];
         keys.extend(token.grant.map(grant_key));
-        keys.extend(cutoff_layers(token).map(|layer| cutoff_key(&layer)));
+        keys.extend(
+            layer::applying_to(token.tenant, token.client_id, token.subject)
+                .iter()
+                .map(|l| cutoff_key(l)),
+        );
         let found = self.batch_get(keys).await?;
         let live =
             |item: &&Item| !matches!((Fields { kind: "record", item }).expired(now), Ok(true));
@@ -708,23 +810,73 @@ impl RevocationStore for DynamoStore {
         if let Some(device_id) = device_id {
             item.insert("device_id".to_owned(), s(device_id));
         }
+        let items = vec![
+            put(item, Some("attribute_not_exists(pk)"), &self.table)?,
+            mark_spent(token, expires_at, &self.table)?,
+        ];
+        match self.transact(items).await {
+            // Already revoked: the first record (and its time) stands.
+            Err(e) if failed_condition(&e) == Some(0) => Ok(()),
+            Err(e) => Err(failure("TransactWriteItems revoke", &e)),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    async fn raise_cutoff(
+        &self,
+        layer: &str,
+        not_before: u64,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<Option<u64>, StoreError> {
         let result = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+            .set_key(Some(cutoff_key(layer)))
+            .update_expression("SET not_before = :nb, #ttl = :ttl")
+            .condition_expression("attribute_not_exists(pk) OR not_before < :nb OR #ttl <= :now")
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":nb", n(not_before))
+            .expression_attribute_values(":ttl", n(expires_at))
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::UpdatedOld)
             .send()
             .await;
         match result {
-            // Already revoked: the first record (and its time) stands.
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(())
+            Ok(output) => {
+                let old = output.attributes.unwrap_or_default();
+                let fields = Fields { kind: "cutoff", item: &old };
+                if old.is_empty() || fields.expired(now)? {
+                    return Ok(None);
+                }
+                fields.opt_n("not_before")
             }
-            Err(e) => Err(failure("PutItem revoked", &e)),
-            Ok(_) => Ok(()),
+            // A later cutoff stands; report it.
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(self.cutoffs(&[layer.to_owned()], now).await?.remove(layer))
+            }
+            Err(e) => Err(failure("UpdateItem cutoff", &e)),
         }
+    }
+
+    async fn cutoffs(
+        &self,
+        layers: &[String],
+        now: u64,
+    ) -> Result<HashMap<String, u64>, StoreError> {
+        let found = self.batch_get_all(layers.iter().map(|l| cutoff_key(l)).collect()).await?;
+        let mut cutoffs = HashMap::new();
+        for (pk, item) in &found {
+            let fields = Fields { kind: "cutoff", item };
+            if let Some(layer) = pk.strip_prefix("CUTOFF#")
+                && !fields.expired(now)?
+            {
+                cutoffs.insert(layer.to_owned(), fields.n("not_before")?);
+            }
+        }
+        Ok(cutoffs)
     }
 }

@@ -18,8 +18,6 @@ pub const TTL: &str = "ttl";
 pub const ISSUED_INDEX: &str = "issued_by_tenant";
 pub const ISSUED_PK: &str = "issued_pk";
 pub const ISSUED_SK: &str = "issued_sk";
-/// Attributes the index carries, so a count needs no reads of the base table.
-pub const ISSUED_PROJECTED: [&str; 5] = ["issued_at", TTL, "client_id", "subject", "kind"];
 
 fn build_error(e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("building a table request: {e}"))
@@ -45,12 +43,8 @@ pub async fn create_table(client: &DynamoClient, name: &str) -> Result<(), Store
         .index_name(ISSUED_INDEX)
         .key_schema(key(ISSUED_PK, KeyType::Hash)?)
         .key_schema(key(ISSUED_SK, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::Include)
-                .set_non_key_attributes(Some(ISSUED_PROJECTED.map(String::from).to_vec()))
-                .build(),
-        )
+        // Log entries are small and a count needs all of them: project everything.
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
         .build()
         .map_err(build_error)?;
     client
