@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::{APP_CLIENT, CC_CLIENT, TestServer, basic_header};
+use crate::{ADMIN_CLIENT, APP_CLIENT, CC_CLIENT, TestServer, basic_header};
 
 /// A password login as alice through `app-client`: the token response.
 pub async fn login(server: &TestServer) -> Value {
@@ -88,4 +88,32 @@ pub async fn error_of(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     (status, body["error"].as_str().unwrap_or_default().to_owned())
+}
+
+/// A token of `admin-client` (tenant `/acme`), which carries the `revoke:batch` scope.
+pub async fn admin_token(server: &TestServer) -> String {
+    let response = server.token(&[("grant_type", "client_credentials")], Some(ADMIN_CLIENT)).await;
+    let body: Value = response.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// `POST /oauth2/revoke/batch` with `body` as JSON.
+pub async fn batch(server: &TestServer, bearer: &str, body: Value) -> reqwest::Response {
+    server
+        .http
+        .post(server.url("/oauth2/revoke/batch"))
+        .header("authorization", format!("Bearer {bearer}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A successful batch revocation's count.
+pub async fn batch_count(server: &TestServer, bearer: &str, body: Value) -> u64 {
+    let response = batch(server, bearer, body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let answer: Value = response.json().await.unwrap();
+    answer["count"].as_u64().unwrap_or_else(|| panic!("no count: {answer}"))
 }

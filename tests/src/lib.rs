@@ -27,6 +27,8 @@ pub const PASSWORD_ONLY_CLIENT: (&str, &str) =
 pub const APP_CLIENT: (&str, &str) = ("app-client", "app-client-secret-0123456789abcdefghij");
 pub const OTHER_APP: (&str, &str) = ("other-app", "other-app-secret-0123456789abcdefghijk");
 pub const SALES_APP: (&str, &str) = ("sales-app", "sales-app-secret-0123456789abcdefghijk");
+pub const ADMIN_CLIENT: (&str, &str) = ("admin-client", "admin-client-secret-0123456789abcdefgh");
+pub const SALES_ADMIN: (&str, &str) = ("sales-admin", "sales-admin-secret-0123456789abcdefghi");
 pub const SPECIAL_CLIENT: (&str, &str) = ("svc.a~b_c-d", "s3cr:t+with%special&chars/0123456789 é");
 pub const AUDIENCE: &str = "https://api.test";
 
@@ -161,6 +163,52 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// The two stores every rule is held on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Memory,
+    DynamoDb,
+}
+
+impl Backend {
+    /// A fresh store of this kind holding the test seed.
+    pub async fn seeded(self) -> Stores {
+        match self {
+            Backend::Memory => seeded_memory(&repo_path("seed.toml")).await,
+            Backend::DynamoDb => seeded_dynamodb().await,
+        }
+    }
+
+    /// The local server on a fresh store of this kind, on the given clock.
+    pub async fn server(self, clock: Arc<dyn Clock>) -> TestServer {
+        TestServer::start_on(SigningAlgorithm::ES256, clock, self.seeded().await).await
+    }
+}
+
+/// Declares each listed `async fn(Backend)` as a test on the in-memory store and again on
+/// DynamoDB.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Memory).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::DynamoDb).await;
+                }
+            )*
+        }
+    };
 }
 
 /// Declares each listed `async fn(TestServer)` as a test on the in-memory store and again on

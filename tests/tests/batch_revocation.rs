@@ -1,0 +1,363 @@
+//! `POST /oauth2/revoke/batch` on both stores: authorization, exact counts, the boundary second,
+//! narrowing, layered cutoffs, and enforcement wherever a token is accepted.
+
+use std::sync::Arc;
+
+use integration_tests::flows::{
+    admin_token, batch, batch_count, error_of, introspect, is_active, login, refresh, revoke,
+    revoke_self, service_token,
+};
+use integration_tests::{
+    APP_CLIENT, Backend, CC_CLIENT, SALES_ADMIN, TestServer, on_both_backends,
+};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use token_service::clock::{ManualClock, SystemClock};
+
+const T0: u64 = 1_800_000_000;
+
+fn rfc3339(secs: u64) -> String {
+    OffsetDateTime::from_unix_timestamp(secs as i64).unwrap().format(&Rfc3339).unwrap()
+}
+
+async fn server(backend: Backend) -> TestServer {
+    backend.server(Arc::new(SystemClock)).await
+}
+
+/// A server on a manual clock starting at `T0`.
+async fn clocked(backend: Backend) -> (TestServer, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    (backend.server(clock.clone()).await, clock)
+}
+
+async fn token_for(server: &TestServer, client: (&str, &str)) -> String {
+    let response = server.token(&[("grant_type", "client_credentials")], Some(client)).await;
+    let body: Value = response.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn bob_login(server: &TestServer) -> Value {
+    let form = [
+        ("grant_type", "password"),
+        ("username", "bob"),
+        ("password", "bob-password-1"),
+        ("tenant_path", "/acme/sales"),
+    ];
+    let response = server.token(&form, Some(APP_CLIENT)).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+on_both_backends!(
+    the_caller_needs_a_valid_token_with_the_batch_scope,
+    counts_are_exact_and_dry_run_matches_the_real_run,
+    the_cutoff_second_survives_and_the_second_before_does_not,
+    sub_tenants_are_covered_and_other_tenants_are_refused,
+    narrowing_by_client_revokes_only_that_clients_tokens,
+    narrowing_by_subject_revokes_only_that_subjects_tokens,
+    layered_cutoffs_in_any_order_the_latest_wins,
+    a_grant_begun_before_the_cutoff_dies_whole_even_after_rotation,
+    cutoffs_are_enforced_by_refresh_introspection_and_bearer_revocation,
+    already_revoked_tokens_are_not_counted,
+    malformed_and_future_requests_are_invalid_and_change_nothing,
+    absent_creation_before_means_now,
+);
+
+async fn the_caller_needs_a_valid_token_with_the_batch_scope(backend: Backend) {
+    let server = server(backend).await;
+    let response =
+        server.http.post(server.url("/oauth2/revoke/batch")).json(&json!({})).send().await.unwrap();
+    assert!(
+        response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer error=\"invalid_token\"")
+    );
+    assert_eq!(error_of(response).await, (401, "invalid_token".into()));
+    assert_eq!(
+        error_of(batch(&server, "not-a-token", json!({})).await).await,
+        (401, "invalid_token".into())
+    );
+    let unscoped = service_token(&server).await;
+    let response = batch(&server, &unscoped, json!({})).await;
+    assert!(
+        response.headers()["www-authenticate"].to_str().unwrap().contains("insufficient_scope")
+    );
+    assert_eq!(error_of(response).await, (403, "insufficient_scope".into()));
+    assert!(is_active(&server, &unscoped).await, "a refused call revokes nothing");
+}
+
+async fn counts_are_exact_and_dry_run_matches_the_real_run(backend: Backend) {
+    let (server, clock) = clocked(backend).await;
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        tokens.push(service_token(&server).await);
+    }
+    let login = login(&server).await; // an access and a refresh token
+    let admin = admin_token(&server).await;
+    clock.advance(10);
+    let body = json!({"creationBefore": rfc3339(T0 + 10)});
+    // 3 client-credentials tokens, alice's access and refresh tokens, and the caller's own.
+    let dry =
+        batch_count(&server, &admin, json!({"creationBefore": rfc3339(T0 + 10), "dryRun": true}))
+            .await;
+    assert_eq!(dry, 6);
+    assert!(is_active(&server, &tokens[0]).await, "a dry run revokes nothing");
+    assert_eq!(batch_count(&server, &admin, body.clone()).await, dry);
+    for token in tokens.iter().chain([login["access_token"].as_str().unwrap().to_owned()].iter()) {
+        assert!(!is_active(&server, token).await);
+    }
+    let fresh_admin = admin_token(&server).await;
+    assert_eq!(
+        batch_count(&server, &fresh_admin, body).await,
+        0,
+        "everything in scope was already revoked"
+    );
+}
+
+async fn the_cutoff_second_survives_and_the_second_before_does_not(backend: Backend) {
+    let (server, clock) = clocked(backend).await;
+    let before = service_token(&server).await; // iat T0
+    clock.advance(1);
+    let at = service_token(&server).await; // iat T0 + 1
+    let admin = admin_token(&server).await; // iat T0 + 1
+    clock.advance(5);
+    // T0 + 0.5 rounds up to T0 + 1: tokens of T0 go, tokens of T0 + 1 stay.
+    let half_past = format!("{}.5Z", rfc3339(T0).trim_end_matches('Z'));
+    assert_eq!(batch_count(&server, &admin, json!({"creationBefore": half_past})).await, 1);
+    assert!(!is_active(&server, &before).await);
+    assert!(is_active(&server, &at).await);
+    let exact = rfc3339(T0 + 1);
+    assert_eq!(
+        batch_count(&server, &admin, json!({"creationBefore": exact})).await,
+        0,
+        "T0 + 1 is the boundary"
+    );
+    assert!(is_active(&server, &at).await, "issued in the cutoff second: survives");
+}
+
+async fn sub_tenants_are_covered_and_other_tenants_are_refused(backend: Backend) {
+    let (server, clock) = clocked(backend).await;
+    let bob = bob_login(&server).await;
+    let sales_admin = token_for(&server, SALES_ADMIN).await;
+    let admin = admin_token(&server).await;
+    clock.advance(1);
+    let refused = batch(&server, &sales_admin, json!({"tenantPath": "/acme"})).await;
+    assert_eq!(error_of(refused).await, (403, "insufficient_scope".into()));
+    for outside in [json!({"tenantPath": "/globex"}), json!({"tenantPath": "/acmeco"})] {
+        assert_eq!(
+            error_of(batch(&server, &admin, outside).await).await,
+            (403, "insufficient_scope".into())
+        );
+    }
+    assert!(
+        is_active(&server, bob["access_token"].as_str().unwrap()).await,
+        "refusals revoke nothing"
+    );
+    // /acme/sales: bob's two tokens and the sales admin's own.
+    assert_eq!(batch_count(&server, &admin, json!({"tenantPath": "/acme/sales"})).await, 3);
+    assert!(!is_active(&server, bob["access_token"].as_str().unwrap()).await);
+    assert!(is_active(&server, &admin).await, "/acme itself is outside /acme/sales");
+}
+
+async fn narrowing_by_client_revokes_only_that_clients_tokens(backend: Backend) {
+    let (server, clock) = clocked(backend).await;
+    let cc = service_token(&server).await;
+    let alice = login(&server).await;
+    let admin = admin_token(&server).await;
+    clock.advance(1);
+    assert_eq!(batch_count(&server, &admin, json!({"clientId": "cc-client"})).await, 1);
+    assert!(!is_active(&server, &cc).await);
+    assert!(is_active(&server, alice["access_token"].as_str().unwrap()).await);
+    assert!(is_active(&server, &admin).await);
+    // app-client's tokens: alice's pair.
+    assert_eq!(
+        batch_count(&server, &admin, json!({"clientId": "app-client", "dryRun": true})).await,
+        2
+    );
+    let unknown = batch(&server, &admin, json!({"clientId": "no-such-client"})).await;
+    assert_eq!(error_of(unknown).await, (403, "insufficient_scope".into()));
+    let sales_admin = token_for(&server, SALES_ADMIN).await;
+    let foreign = batch(&server, &sales_admin, json!({"clientId": "cc-client"})).await;
+    assert_eq!(
+        error_of(foreign).await,
+        (403, "insufficient_scope".into()),
+        "a client of a parent tenant"
+    );
+}
+
+async fn narrowing_by_subject_revokes_only_that_subjects_tokens(backend: Backend) {
+    let (server, clock) = clocked(backend).await;
+    let alice = login(&server).await;
+    let bob = bob_login(&server).await;
+    let alice_sub = introspect(&server, APP_CLIENT, alice["access_token"].as_str().unwrap()).await
+        ["sub"]
+        .clone();
+    let admin = admin_token(&server).await;
+    clock.advance(1);
+    assert_eq!(batch_count(&server, &admin, json!({"subject": alice_sub})).await, 2);
+    assert!(!is_active(&server, alice["access_token"].as_str().unwrap()).await);
+    assert!(is_active(&server, bob["access_token"].as_str().unwrap()).await);
+    assert_eq!(
+        error_of(refresh(&server, APP_CLIENT, alice["refresh_token"].as_str().unwrap()).await)
+            .await
+            .1,
+        "invalid_grant"
+    );
+    // A subject whose tenant lies outside the requested subtree: nothing to revoke.
+    let outside = json!({"subject": alice_sub, "tenantPath": "/acme/sales", "dryRun": true});
+    assert_eq!(batch_count(&server, &admin, outside).await, 0);
+    let sales_admin = token_for(&server, SALES_ADMIN).await;
+    let foreign = batch(&server, &sales_admin, json!({"subject": alice_sub})).await;
+    assert_eq!(error_of(foreign).await, (403, "insufficient_scope".into()));
+}
+
+async fn layered_cutoffs_in_any_order_the_latest_wins(backend: Backend) {
+    for tenant_first in [true, false] {
+        let (server, clock) = clocked(backend).await;
+        let early = service_token(&server).await; // T0
+        clock.advance(10);
+        let middle = service_token(&server).await; // T0 + 10
+        clock.advance(10);
+        let late = service_token(&server).await; // T0 + 20
+        let admin = admin_token(&server).await;
+        clock.advance(10);
+        let tenant_cut = json!({"creationBefore": rfc3339(T0 + 5)});
+        let client_cut = json!({"creationBefore": rfc3339(T0 + 15), "clientId": "cc-client"});
+        let (first, second) =
+            if tenant_first { (tenant_cut, client_cut) } else { (client_cut, tenant_cut) };
+        batch_count(&server, &admin, first).await;
+        batch_count(&server, &admin, second).await;
+        assert!(!is_active(&server, &early).await);
+        assert!(!is_active(&server, &middle).await, "the client layer's later cutoff wins");
+        assert!(is_active(&server, &late).await);
+        // An earlier cutoff on the same layer never lowers the later one.
+        batch_count(
+            &server,
+            &admin,
+            json!({"creationBefore": rfc3339(T0 + 1), "clientId": "cc-client"}),
+        )
+        .await;
+        assert!(!is_active(&server, &middle).await, "tenant first: {tenant_first}");
+    }
+}
+
+async fn a_grant_begun_before_the_cutoff_dies_whole_even_after_rotation(backend: Backend) {
+    let (server, clock) = clocked(backend).await;
+    let first = login(&server).await; // grant begins at T0
+    clock.advance(20);
+    let rotated: Value = refresh(&server, APP_CLIENT, first["refresh_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let admin = admin_token(&server).await;
+    clock.advance(5);
+    // The cutoff lies between the login and the rotation: the rotated tokens (iat T0 + 20) die too.
+    let count = batch_count(
+        &server,
+        &admin,
+        json!({"creationBefore": rfc3339(T0 + 10), "clientId": "app-client"}),
+    )
+    .await;
+    assert_eq!(count, 3, "both unexpired access tokens of the grant and its current refresh token");
+    assert!(!is_active(&server, rotated["access_token"].as_str().unwrap()).await);
+    let refreshed = refresh(&server, APP_CLIENT, rotated["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(error_of(refreshed).await, (400, "invalid_grant".into()));
+    let later = login(&server).await;
+    assert!(
+        is_active(&server, later["access_token"].as_str().unwrap()).await,
+        "grants begun after live on"
+    );
+}
+
+async fn cutoffs_are_enforced_by_refresh_introspection_and_bearer_revocation(backend: Backend) {
+    let (server, clock) = clocked(backend).await;
+    let alice = login(&server).await;
+    let cc = service_token(&server).await;
+    let admin = admin_token(&server).await;
+    clock.advance(1);
+    batch_count(&server, &admin, json!({"creationBefore": rfc3339(T0 + 1), "tenantPath": "/acme"}))
+        .await;
+    assert_eq!(introspect(&server, CC_CLIENT, &cc).await, json!({"active": false}));
+    let refreshed = refresh(&server, APP_CLIENT, alice["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(error_of(refreshed).await, (400, "invalid_grant".into()));
+    let logout =
+        revoke_self(&server, alice["access_token"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(error_of(logout).await, (401, "invalid_token".into()));
+    assert_eq!(
+        error_of(batch(&server, &admin, json!({})).await).await,
+        (401, "invalid_token".into()),
+        "the caller's own token too"
+    );
+}
+
+async fn already_revoked_tokens_are_not_counted(backend: Backend) {
+    let (server, clock) = clocked(backend).await;
+    let revoked_alone = service_token(&server).await;
+    let live = service_token(&server).await;
+    let logged_out = login(&server).await; // two tokens, revoked with their grant
+    let rotated = login(&server).await;
+    let admin = admin_token(&server).await;
+    assert_eq!(revoke(&server, CC_CLIENT, &[("token", &revoked_alone)]).await.status(), 200);
+    let bearer = logged_out["access_token"].as_str().unwrap();
+    assert_eq!(revoke_self(&server, bearer).send().await.unwrap().status(), 200);
+    // The rotation spends the first refresh token and issues a new pair.
+    let next: Value = refresh(&server, APP_CLIENT, rotated["refresh_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(next["refresh_token"].is_string());
+    clock.advance(1);
+    // Earlier cutoff on cc-client: kills `live` before the tenant-wide one comes.
+    batch_count(&server, &admin, json!({"clientId": "cc-client"})).await;
+    // Left: the rotated grant's first access token, its new pair, and the admin token.
+    let count = batch_count(&server, &admin, json!({"dryRun": true})).await;
+    assert_eq!(count, 4);
+    assert!(!is_active(&server, &live).await);
+}
+
+async fn malformed_and_future_requests_are_invalid_and_change_nothing(backend: Backend) {
+    let (server, _clock) = clocked(backend).await;
+    let victim = service_token(&server).await;
+    let admin = admin_token(&server).await;
+    for body in [
+        json!({"creationBefore": "yesterday"}),
+        json!({"creationBefore": "2027-01-15"}),
+        json!({"creationBefore": rfc3339(T0 + 3600)}),
+        json!({"creationBefore": 1800000000}),
+        json!({"tenantPath": "acme"}),
+        json!({"clientId": "not a client id"}),
+        json!({"unknownField": true}),
+        json!([]),
+    ] {
+        assert_eq!(
+            error_of(batch(&server, &admin, body.clone()).await).await,
+            (400, "invalid_request".into()),
+            "{body}"
+        );
+    }
+    for raw in ["{", "creationBefore=now", "null"] {
+        let response = server
+            .http
+            .post(server.url("/oauth2/revoke/batch"))
+            .header("authorization", format!("Bearer {admin}"))
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_of(response).await, (400, "invalid_request".into()), "{raw}");
+    }
+    assert!(is_active(&server, &victim).await);
+}
+
+async fn absent_creation_before_means_now(backend: Backend) {
+    let (server, _clock) = clocked(backend).await;
+    let token = service_token(&server).await;
+    let admin = admin_token(&server).await;
+    // Same second as the tokens: "now" is part-way through it, so it rounds up past them.
+    assert_eq!(batch_count(&server, &admin, json!({})).await, 2);
+    assert!(!is_active(&server, &token).await);
+}
