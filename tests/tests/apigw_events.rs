@@ -161,3 +161,37 @@ async fn bearer_logout_event_revokes_the_token() {
     assert_eq!(again.status(), 401);
     assert_eq!(body(&again)["error"], "invalid_token");
 }
+
+#[tokio::test]
+async fn batch_revoke_event_counts_without_revoking_on_a_dry_run() {
+    use std::sync::Arc;
+    use token_service::clock::ManualClock;
+    // The fixture's creationBefore is 2026-11-21T10:00:00.250Z: it rounds up to :01.
+    let cutoff = 1_795_255_201;
+    let clock = Arc::new(ManualClock::new(cutoff - 1));
+    let (router, _) =
+        integration_tests::router_with_clock(ISSUER, SigningAlgorithm::ES256, clock.clone()).await;
+    let form = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}",
+        integration_tests::ADMIN_CLIENT.0,
+        integration_tests::ADMIN_CLIENT.1
+    );
+    let admin =
+        body(&api::token_endpoint(&router.token, event_from_form(&form)).await)["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    clock.advance(60);
+    let response = api::batch_revoke_endpoint(
+        &router.batch,
+        event_with_token("batch-revoke-dry-run.json", &admin),
+    )
+    .await;
+    assert_eq!(response.status(), 200, "{}", body(&response));
+    assert_eq!(
+        body(&response),
+        serde_json::json!({"count": 1}),
+        "the caller's own token, issued before the cutoff"
+    );
+    assert_eq!(introspect(&router, &admin).await["active"], true, "a dry run revokes nothing");
+}
