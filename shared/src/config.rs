@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::authorizer::RouteScopes;
+use crate::domain::ScopeSet;
 use crate::keys::SigningAlgorithm;
 use crate::password::HashParams;
 
@@ -30,6 +32,9 @@ pub struct Config {
     /// `CLIENT_CACHE_TTL`: seconds a warm instance reuses a client record before reading it
     /// again (default 30; 0 turns the cache off). The bound on how stale a client can be.
     pub client_cache_ttl: u64,
+    /// `AUTHORIZER_ROUTE_SCOPES`: JSON object from API Gateway route key to the space-separated
+    /// scopes that route requires, e.g. `{"GET /orders": "orders:read", "$default": ""}`.
+    pub route_scopes: RouteScopes,
     /// `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM`: parameters of new password
     /// hashes (default OWASP's 19456, 2, 1).
     pub password_hash: HashParams,
@@ -73,7 +78,27 @@ impl Config {
             }
             None => DEFAULT_CLIENT_CACHE_TTL,
         };
+        let route_scopes = match lookup("AUTHORIZER_ROUTE_SCOPES") {
+            None => RouteScopes::new(),
+            Some(raw) => {
+                let invalid =
+                    || error("AUTHORIZER_ROUTE_SCOPES", "must map route keys to scope strings");
+                let map: std::collections::BTreeMap<String, String> =
+                    serde_json::from_str(&raw).map_err(|_| invalid())?;
+                map.into_iter()
+                    .map(|(route, scopes)| {
+                        let scopes = if scopes.is_empty() {
+                            Ok(ScopeSet::default())
+                        } else {
+                            ScopeSet::parse(&scopes)
+                        };
+                        scopes.map(|scopes| (route, scopes)).map_err(|_| invalid())
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+        };
         Ok(Self {
+            route_scopes,
             client_cache_ttl,
             password_hash: password_hash_params(&lookup)?,
             issuer,
@@ -135,5 +160,19 @@ mod tests {
         assert_eq!(bad_alg.unwrap_err().name, "SIGNING_ALG");
         let bad_lifetime = config(&[("ISSUER", "https://x"), ("ACCESS_TOKEN_LIFETIME", "0")]);
         assert_eq!(bad_lifetime.unwrap_err().name, "ACCESS_TOKEN_LIFETIME");
+        let bad_routes =
+            config(&[("ISSUER", "https://x"), ("AUTHORIZER_ROUTE_SCOPES", r#"{"GET /a": 1}"#)]);
+        assert_eq!(bad_routes.unwrap_err().name, "AUTHORIZER_ROUTE_SCOPES");
+    }
+
+    #[test]
+    fn route_scopes_parse_from_json() {
+        let vars = [
+            ("ISSUER", "https://x"),
+            ("AUTHORIZER_ROUTE_SCOPES", r#"{"GET /orders": "orders:read read", "$default": ""}"#),
+        ];
+        let config = config(&vars).unwrap();
+        assert_eq!(config.route_scopes["GET /orders"].to_string(), "orders:read read");
+        assert!(config.route_scopes["$default"].is_empty());
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod authorizer;
 pub mod batch;
 pub mod clock;
 pub mod config;

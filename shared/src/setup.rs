@@ -9,6 +9,7 @@ use aws_config::timeout::TimeoutConfig;
 
 use crate::api::{Discovery, Router};
 use crate::auth::Authenticator;
+use crate::authorizer::Authorizer;
 use crate::batch::BatchRevocation;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -165,6 +166,10 @@ impl Wiring {
 
     pub fn batch_revocation(&self) -> BatchRevocation {
         BatchRevocation::new(self.verifier(), self.stores.clone(), self.clock.clone())
+    }
+
+    pub fn authorizer(&self) -> Authorizer {
+        Authorizer::new(self.verifier(), self.config.route_scopes.clone())
     }
 
     pub fn discovery(&self) -> Discovery {

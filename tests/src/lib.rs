@@ -37,11 +37,16 @@ pub fn repo_path(relative: &str) -> PathBuf {
 }
 
 pub fn test_config(issuer: &str, alg: SigningAlgorithm) -> Config {
+    test_config_with(issuer, alg, &[])
+}
+
+/// The test configuration with extra variables set.
+pub fn test_config_with(issuer: &str, alg: SigningAlgorithm, extra: &[(&str, &str)]) -> Config {
     Config::from_lookup(|name| match name {
         "ISSUER" => Some(issuer.to_owned()),
         "AUDIENCE" => Some(AUDIENCE.to_owned()),
         "SIGNING_ALG" => Some(alg.as_str().to_owned()),
-        _ => None,
+        _ => extra.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned()),
     })
     .expect("test configuration is valid")
 }

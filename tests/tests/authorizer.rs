@@ -1,0 +1,161 @@
+//! The Lambda authorizer on real API Gateway authorizer events, on both stores: it admits only
+//! valid, unrevoked, sufficiently scoped tokens, passes their context, and fails closed.
+
+use std::sync::Arc;
+
+use integration_tests::flows::service_token;
+use integration_tests::{
+    ADMIN_CLIENT, Backend, CC_CLIENT, TestServer, event_from_form, on_both_backends, repo_path,
+    test_config_with,
+};
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+use serde_json::Value;
+use token_service::api::{self, Router};
+use token_service::authorizer::{AuthorizedContext, Authorizer};
+use token_service::clock::SystemClock;
+use token_service::keys::{KeySet, SigningAlgorithm};
+use token_service::setup::Wiring;
+use token_service::store::Stores;
+
+const ISSUER: &str = "https://issuer.test";
+/// `GET /orders` needs `read`; `DELETE /orders` needs `admin`; every other route needs nothing.
+const ROUTE_SCOPES: &str = r#"{"GET /orders": "read", "DELETE /orders": "admin", "$default": ""}"#;
+
+struct Setup {
+    router: Router,
+    authorizer: Authorizer,
+    keys: KeySet,
+}
+
+fn setup_on(stores: Stores) -> Setup {
+    setup_with_keys(stores, KeySet::generate(SigningAlgorithm::ES256).unwrap())
+}
+
+fn setup_with_keys(stores: Stores, keys: KeySet) -> Setup {
+    let config = test_config_with(
+        ISSUER,
+        SigningAlgorithm::ES256,
+        &[("AUTHORIZER_ROUTE_SCOPES", ROUTE_SCOPES)],
+    );
+    let wiring = Wiring::new(config, keys.clone(), stores, Arc::new(SystemClock));
+    Setup { router: wiring.router(), authorizer: wiring.authorizer(), keys }
+}
+
+fn authorizer_event(token: &str, route: &str) -> ApiGatewayV2CustomAuthorizerV2Request {
+    let path = repo_path("events/authorizer-get-orders.json");
+    let json = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("{{TOKEN}}", token)
+        .replace("GET /orders", route);
+    serde_json::from_str(&json).expect("authorizer event parses")
+}
+
+async fn token(setup: &Setup, (id, secret): (&str, &str)) -> String {
+    let form = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
+    let response = api::token_endpoint(&setup.router.token, event_from_form(&form)).await;
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+on_both_backends!(
+    a_valid_token_is_admitted_with_its_context,
+    missing_malformed_and_forged_tokens_are_denied,
+    revoked_and_cut_off_tokens_are_denied,
+    routes_require_their_configured_scopes,
+);
+
+async fn a_valid_token_is_admitted_with_its_context(backend: Backend) {
+    let setup = setup_on(backend.seeded().await);
+    let token = token(&setup, CC_CLIENT).await;
+    let response = setup.authorizer.authorize(&authorizer_event(&token, "GET /orders")).await;
+    assert!(response.is_authorized);
+    let expected = AuthorizedContext {
+        sub: "cc-client".into(),
+        client_id: "cc-client".into(),
+        scope: "read write".into(),
+        tenant: "/acme".into(),
+    };
+    assert_eq!(response.context, Some(expected));
+    let json = serde_json::to_value(&response).unwrap();
+    assert_eq!(json["isAuthorized"], true, "simple response format");
+    assert_eq!(json["context"]["tenant"], "/acme");
+}
+
+async fn missing_malformed_and_forged_tokens_are_denied(backend: Backend) {
+    let setup = setup_on(backend.seeded().await);
+    let genuine = token(&setup, CC_CLIENT).await;
+    let (head, rest) = genuine.split_once('.').unwrap();
+    let forged = format!("{}.{rest}", head.replace('J', "K"));
+    let other_issuer = TestServer::start().await;
+    let foreign = service_token(&other_issuer).await;
+    for bad in ["", "garbage", forged.as_str(), foreign.as_str()] {
+        let response = setup.authorizer.authorize(&authorizer_event(bad, "GET /orders")).await;
+        assert!(!response.is_authorized, "{bad}");
+        assert_eq!(response.context, None);
+    }
+    let mut no_header = authorizer_event(&genuine, "GET /orders");
+    no_header.headers.remove("authorization");
+    assert!(!setup.authorizer.authorize(&no_header).await.is_authorized);
+}
+
+async fn revoked_and_cut_off_tokens_are_denied(backend: Backend) {
+    let setup = setup_on(backend.seeded().await);
+    let revoked = token(&setup, CC_CLIENT).await;
+    let mut logout = event_from_form("");
+    *logout.uri_mut() = "/oauth2/revoke".parse().unwrap();
+    logout.headers_mut().insert("authorization", format!("Bearer {revoked}").parse().unwrap());
+    assert_eq!(api::revoke_endpoint(&setup.router.revocation, logout).await.status(), 200);
+    assert!(
+        !setup.authorizer.authorize(&authorizer_event(&revoked, "GET /orders")).await.is_authorized
+    );
+
+    let cut = token(&setup, CC_CLIENT).await;
+    let admin = token(&setup, ADMIN_CLIENT).await;
+    let mut batch =
+        lambda_http::Request::new(lambda_http::Body::Text(r#"{"clientId":"cc-client"}"#.into()));
+    *batch.method_mut() = http::Method::POST;
+    batch.headers_mut().insert("authorization", format!("Bearer {admin}").parse().unwrap());
+    assert_eq!(api::batch_revoke_endpoint(&setup.router.batch, batch).await.status(), 200);
+    assert!(
+        !setup.authorizer.authorize(&authorizer_event(&cut, "GET /orders")).await.is_authorized
+    );
+    assert!(
+        setup.authorizer.authorize(&authorizer_event(&admin, "GET /orders")).await.is_authorized,
+        "another client"
+    );
+}
+
+async fn routes_require_their_configured_scopes(backend: Backend) {
+    let setup = setup_on(backend.seeded().await);
+    let reader = token(&setup, CC_CLIENT).await; // read write
+    let authorize = async |route: &str| {
+        setup.authorizer.authorize(&authorizer_event(&reader, route)).await.is_authorized
+    };
+    assert!(authorize("GET /orders").await);
+    assert!(!authorize("DELETE /orders").await, "lacks admin");
+    assert!(authorize("POST /anything").await, "$default needs nothing");
+}
+
+/// When the revocation state cannot be read, the authorizer denies.
+#[tokio::test]
+async fn the_authorizer_fails_closed_when_dynamodb_is_unreachable() {
+    use token_service::setup;
+    use token_service::store::dynamodb::DynamoStore;
+    let healthy = setup_on(Backend::Memory.seeded().await);
+    let token = token(&healthy, CC_CLIENT).await;
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let sdk = setup::aws_config().await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(endpoint).build();
+    let unreachable =
+        Stores::all(Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), "t")));
+    // Same keys as the healthy setup, so only the store differs.
+    let failing = setup_with_keys(unreachable, healthy.keys.clone());
+    assert!(
+        !failing.authorizer.authorize(&authorizer_event(&token, "GET /orders")).await.is_authorized
+    );
+    assert!(
+        healthy.authorizer.authorize(&authorizer_event(&token, "GET /orders")).await.is_authorized
+    );
+}
