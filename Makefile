@@ -32,6 +32,7 @@ clippy:
 
 ## Rust and Python tests run with a local DynamoDB server (moto) that the script starts and stops.
 test-rust: $(VENV)/.installed
+	$(CARGO) build --workspace --bins --locked
 	tests/dynamodb-local.sh $(CARGO) test --workspace --locked
 
 test-python: $(VENV)/.installed

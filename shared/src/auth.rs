@@ -33,7 +33,10 @@ impl Authenticator {
             return Err(Error::InvalidClient);
         };
         match self.clients.client(&id).await? {
-            Some(client) if client.secret_digest.matches(&presented.secret) => Ok(client),
+            Some(client) if client.secret_digest.matches(&presented.secret) => {
+                tracing::Span::current().record("client_id", client.id.as_str());
+                Ok(client)
+            }
             Some(_) => Err(Error::InvalidClient),
             None => {
                 std::hint::black_box(unknown_client_digest().matches(&presented.secret));

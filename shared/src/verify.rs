@@ -123,6 +123,7 @@ impl Verifier {
         if state.not_before.is_some_and(|cutoff| claims.iat < cutoff) {
             return Err(Rejection::CutOff.into());
         }
+        tracing::Span::current().record("client_id", client_id.as_str());
         Ok(VerifiedToken { claims, id, tenant, client_id, grant, username })
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod contract;
 pub mod dynamo;
+pub mod emulator;
 pub mod flows;
 
 use std::path::PathBuf;

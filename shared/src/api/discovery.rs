@@ -15,8 +15,8 @@ const JWKS_MAX_AGE: u32 = 300;
 const METADATA_MAX_AGE: u32 = 3600;
 
 pub struct Discovery {
-    jwks: Vec<u8>,
-    metadata: Vec<u8>,
+    jwks: String,
+    metadata: String,
 }
 
 impl Discovery {
@@ -37,8 +37,8 @@ impl Discovery {
             "access_token_signing_alg_values_supported": algorithms,
         });
         Self {
-            jwks: serde_json::to_vec(&keys.jwks()).unwrap_or_default(),
-            metadata: serde_json::to_vec(&metadata).unwrap_or_default(),
+            jwks: serde_json::to_string(&keys.jwks()).unwrap_or_default(),
+            metadata: metadata.to_string(),
         }
     }
 

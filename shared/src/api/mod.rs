@@ -13,10 +13,11 @@ pub mod token;
 
 use std::time::Instant;
 
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
+use tracing::Instrument;
 
 pub use self::discovery::Discovery;
-use self::response::error_response;
+use self::response::{error_response, status_and_code};
 use crate::batch::BatchRevocation;
 use crate::error::Error;
 use crate::introspection::IntrospectionService;
@@ -30,20 +31,31 @@ pub const BATCH_REVOKE_PATH: &str = "/oauth2/revoke/batch";
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 
-/// Runs a handler and turns its error into a response, logging one line per request.
+/// Runs a handler and turns its error into a response, logging one line per request: request
+/// id, route, client id (recorded by authentication or verification), outcome and latency.
+/// Never a secret or a token.
 async fn respond<F>(request: &Request, handler: F) -> Response<Body>
 where
     F: AsyncFnOnce(&Request) -> Result<Response<Body>, Error>,
 {
     let started = Instant::now();
-    let response = handler(request).await.unwrap_or_else(|error| error_response(&error));
-    tracing::info!(
-        method = %request.method(),
-        route = request.uri().path(),
-        status = response.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
-        "request"
-    );
+    let request_id = request.lambda_context_ref().map(|context| context.request_id.clone());
+    let span = tracing::info_span!("request", request_id, client_id = tracing::field::Empty);
+    let result = handler(request).instrument(span.clone()).await;
+    let (response, outcome) = match result {
+        Ok(response) => (response, "ok"),
+        Err(error) => (error_response(&error), status_and_code(&error).1),
+    };
+    span.in_scope(|| {
+        tracing::info!(
+            method = %request.method(),
+            route = request.uri().path(),
+            status = response.status().as_u16(),
+            outcome,
+            latency_us = started.elapsed().as_micros() as u64,
+            "request"
+        )
+    });
     response
 }
 

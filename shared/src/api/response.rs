@@ -24,14 +24,16 @@ pub fn json_response(
     body: &impl Serialize,
     caching: Caching,
 ) -> Response<Body> {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => raw_json_response(status, bytes, caching),
+    match serde_json::to_string(body) {
+        Ok(text) => raw_json_response(status, text, caching),
         Err(e) => error_response(&Error::Internal(format!("serializing response: {e}"))),
     }
 }
 
-pub fn raw_json_response(status: StatusCode, body: Vec<u8>, caching: Caching) -> Response<Body> {
-    let mut response = Response::new(Body::Binary(body));
+/// A JSON document already rendered. Sent as text, so API Gateway passes it through as is
+/// rather than base64-encoded.
+pub fn raw_json_response(status: StatusCode, body: String, caching: Caching) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -63,10 +65,9 @@ struct ErrorBody<'a> {
     error_description: String,
 }
 
-/// Maps an error to its status, OAuth2 error code and challenge. Server-side failures are logged
-/// here with their detail; the client sees only the error's public description.
-pub fn error_response(error: &Error) -> Response<Body> {
-    let (status, code) = match error {
+/// The HTTP status and OAuth2 error code of each error: the one mapping.
+pub fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
+    match error {
         Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
         Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
         Error::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
@@ -80,7 +81,13 @@ pub fn error_response(error: &Error) -> Response<Body> {
         Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request"),
         Error::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
         Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
-    };
+    }
+}
+
+/// The response for an error: status, OAuth2 error code and challenge. Server-side failures are
+/// logged here with their detail; the client sees only the error's public description.
+pub fn error_response(error: &Error) -> Response<Body> {
+    let (status, code) = status_and_code(error);
     if status.is_server_error() {
         tracing::error!(error = ?error, "request failed");
     }
