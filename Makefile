@@ -17,7 +17,7 @@ run:
 ## `make run` on a local DynamoDB (moto): creates a table, imports the seed, serves.
 run-dynamodb: $(VENV)/.installed
 	$(CARGO) build -p tokenctl
-	tests/dynamodb-local.sh sh -c 'target/debug/tokenctl create-table --table tokens && \
+	tests/aws-local.sh sh -c 'target/debug/tokenctl create-table --table tokens && \
 	  target/debug/tokenctl import-seed --table tokens && \
 	  TABLE_NAME=tokens target/debug/tokenctl serve --port $(PORT)'
 
@@ -33,11 +33,11 @@ clippy:
 ## Rust and Python tests run with a local DynamoDB server (moto) that the script starts and stops.
 test-rust: $(VENV)/.installed
 	$(CARGO) build --workspace --bins --locked
-	tests/dynamodb-local.sh $(CARGO) test --workspace --locked
+	tests/aws-local.sh $(CARGO) test --workspace --locked
 
 test-python: $(VENV)/.installed
 	$(CARGO) build -p tokenctl --locked
-	TOKENCTL=target/debug/tokenctl tests/dynamodb-local.sh $(VENV_PY) -m pytest tests/python -q
+	TOKENCTL=target/debug/tokenctl tests/aws-local.sh $(VENV_PY) -m pytest tests/python -q
 
 $(VENV)/.installed: tests/python/requirements.txt
 	$(PYTHON) -m venv $(VENV)

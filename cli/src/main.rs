@@ -7,12 +7,13 @@ use token_service::api::{JWKS_PATH, TOKEN_PATH};
 use token_service::clock::{Clock, SystemClock};
 use token_service::config::{Config, ConfigError, password_hash_params};
 use token_service::domain::GrantType;
-use token_service::keys::{KeySet, KeySetDocument};
+use token_service::keys::{KeySet, KeySetDocument, SigningAlgorithm};
 use token_service::password::Passwords;
 use token_service::seed::Seed;
 use token_service::setup::{self, Wiring};
 use token_service::store::dynamodb::{DynamoStore, table};
 use tokenctl::admin::{self, NewClient};
+use tokenctl::keys;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -88,6 +89,19 @@ enum Command {
         #[arg(long, env = "TABLE_NAME")]
         table: String,
     },
+    /// Manage the signing keys in an SSM SecureString (see the README's rotation runbook).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+        /// The SSM parameter holding the key set.
+        #[arg(
+            long,
+            env = "SIGNING_KEYS_PARAMETER",
+            global = true,
+            default_value = "/token-service/signing-keys"
+        )]
+        parameter: String,
+    },
     /// Copy the seed file's clients and users into a table.
     ImportSeed {
         #[arg(long, env = "TABLE_NAME")]
@@ -95,6 +109,30 @@ enum Command {
         #[arg(long, env = "SEED_FILE", default_value = DEFAULT_SEED)]
         seed: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create the key set with one current key (refuses to replace an existing one).
+    Init {
+        #[arg(long, default_value = "ES256")]
+        alg: SigningAlgorithm,
+    },
+    /// Add a key that is published and verifies but does not sign yet.
+    Stage {
+        #[arg(long, default_value = "ES256")]
+        alg: SigningAlgorithm,
+    },
+    /// Make the staged key current; the old key keeps verifying.
+    Promote,
+    /// Drop keys retired longer ago than the longest access-token lifetime.
+    Prune {
+        /// Seconds; at least the largest `max_access_token_lifetime` of any client.
+        #[arg(long, default_value_t = 86_400)]
+        older_than: u64,
+    },
+    /// List the keys and their states.
+    Show,
 }
 
 #[tokio::main]
@@ -152,6 +190,42 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         Command::CreateTable { table } => {
             table::create_table(dynamo(&table).await.sdk_client(), &table).await?;
             println!("table {table} created");
+            Ok(())
+        }
+        Command::Keys { action, parameter } => {
+            let ssm = aws_sdk_ssm::Client::new(&setup::aws_config().await);
+            let now = SystemClock.now();
+            match action {
+                KeysAction::Init { alg } => {
+                    println!(
+                        "key set created in {parameter}; current key {}",
+                        keys::init(&ssm, &parameter, alg, now).await?
+                    )
+                }
+                KeysAction::Stage { alg } => {
+                    println!(
+                        "staged {}: redeploy, wait for JWKS caches, then promote",
+                        keys::stage(&ssm, &parameter, alg, now).await?
+                    )
+                }
+                KeysAction::Promote => {
+                    println!(
+                        "{} now signs: redeploy so every function loads it",
+                        keys::promote(&ssm, &parameter, now).await?
+                    )
+                }
+                KeysAction::Prune { older_than } => {
+                    println!(
+                        "pruned {} retired keys",
+                        keys::prune(&ssm, &parameter, older_than, now).await?
+                    )
+                }
+                KeysAction::Show => {
+                    for line in keys::show(&ssm, &parameter).await? {
+                        println!("{line}");
+                    }
+                }
+            }
             Ok(())
         }
         Command::ImportSeed { table, seed } => {

@@ -22,7 +22,10 @@ pub struct Config {
     /// `ACCESS_TOKEN_LIFETIME`: seconds, when the request does not ask (default 3600); always
     /// lowered to the client's maximum.
     pub default_access_token_lifetime: u64,
-    /// `SIGNING_KEYS_FILE`: a key set document (see `keys::KeySetDocument`).
+    /// `SIGNING_KEYS_PARAMETER`: an SSM Parameter Store SecureString holding the key set
+    /// document (production). Takes precedence over the file.
+    pub signing_keys_parameter: Option<String>,
+    /// `SIGNING_KEYS_FILE`: a key set document (see `keys::KeySetDocument`), for local runs.
     pub signing_keys_file: Option<PathBuf>,
     /// `SEED_FILE`: clients and tenants for the in-memory store.
     pub seed_file: Option<PathBuf>,
@@ -105,6 +108,8 @@ impl Config {
             audience: lookup("AUDIENCE").unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned()),
             signing_alg,
             default_access_token_lifetime,
+            signing_keys_parameter: lookup("SIGNING_KEYS_PARAMETER")
+                .filter(|name| !name.is_empty()),
             signing_keys_file: lookup("SIGNING_KEYS_FILE").map(PathBuf::from),
             seed_file: lookup("SEED_FILE").map(PathBuf::from),
             table_name: lookup("TABLE_NAME").filter(|name| !name.is_empty()),

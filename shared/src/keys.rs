@@ -38,6 +38,10 @@ pub enum KeyError {
     MissingCurrent(String),
     #[error("key set document is malformed: {0}")]
     Malformed(String),
+    #[error("no staged key to promote: stage one first")]
+    NothingStaged,
+    #[error("signing keys from SSM parameter {name}: {reason}")]
+    Parameter { name: String, reason: String },
     #[error("key file {path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -111,6 +115,10 @@ pub struct StoredKey {
     /// Private key DER, standard base64: PKCS#8 v1 for ES256 and EdDSA, PKCS#1 for RS256.
     pub private_key: String,
     pub created_at: u64,
+    /// When the key stopped signing. Kept for verification until every token it signed has
+    /// expired; `None` for the current key and for a staged key not yet signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<u64>,
 }
 
 /// The stored form of a key set: a JSON document in a git-ignored file locally, or in a
@@ -127,12 +135,43 @@ impl KeySetDocument {
         Ok(Self { current: key.kid.clone(), keys: vec![key] })
     }
 
-    /// Makes a new key of `alg` current and keeps every earlier key for verification.
+    /// Makes a new key of `alg` current at once and keeps every earlier key for verification.
+    /// For one process (the local server); deployed functions stage, then promote.
     pub fn rotate(&mut self, alg: SigningAlgorithm, now: u64) -> Result<(), KeyError> {
+        self.stage(alg, now)?;
+        self.promote(now)
+    }
+
+    /// Adds a new key of `alg` that verifies (it is published in the JWKS) but does not sign yet,
+    /// so every verifier can learn it before the first token it signs appears.
+    pub fn stage(&mut self, alg: SigningAlgorithm, now: u64) -> Result<(), KeyError> {
         let key = generate_key(alg, now)?;
-        self.current = key.kid.clone();
         self.keys.insert(0, key);
         Ok(())
+    }
+
+    /// The newest staged key starts signing; the previous current key retires (it still
+    /// verifies until pruned).
+    pub fn promote(&mut self, now: u64) -> Result<(), KeyError> {
+        let staged = self
+            .keys
+            .iter()
+            .find(|key| key.kid != self.current && key.retired_at.is_none())
+            .map(|key| key.kid.clone())
+            .ok_or(KeyError::NothingStaged)?;
+        if let Some(old) = self.keys.iter_mut().find(|key| key.kid == self.current) {
+            old.retired_at = Some(now);
+        }
+        self.current = staged;
+        Ok(())
+    }
+
+    /// Drops retired keys whose tokens have all expired: retired more than `max_lifetime` ago.
+    /// Returns how many were dropped.
+    pub fn prune(&mut self, now: u64, max_lifetime: u64) -> usize {
+        let before = self.keys.len();
+        self.keys.retain(|key| key.retired_at.is_none_or(|retired| retired + max_lifetime > now));
+        before - self.keys.len()
     }
 
     pub fn current_algorithm(&self) -> Option<SigningAlgorithm> {
@@ -205,7 +244,13 @@ fn generate_key(alg: SigningAlgorithm, now: u64) -> Result<StoredKey, KeyError> 
         .map_err(|e| KeyError::Generation(e.to_string()))?;
     let kid =
         jwk.thumbprint(ThumbprintHash::SHA256).map_err(|e| KeyError::Generation(e.to_string()))?;
-    Ok(StoredKey { kid, alg, private_key: STANDARD.encode(pkcs8), created_at: now })
+    Ok(StoredKey {
+        kid,
+        alg,
+        private_key: STANDARD.encode(pkcs8),
+        created_at: now,
+        retired_at: None,
+    })
 }
 
 #[cfg(unix)]
@@ -339,6 +384,30 @@ mod tests {
         let jwks = keys.jwks();
         assert_eq!(jwks.keys.len(), 2);
         assert_eq!(jwks.keys[0].common.key_id.as_deref(), Some(keys.current().kid.as_str()));
+    }
+
+    #[test]
+    fn staged_keys_verify_before_they_sign_and_retired_keys_are_pruned_after_their_tokens() {
+        let mut document = KeySetDocument::generate(SigningAlgorithm::ES256, 100).unwrap();
+        let first = document.current.clone();
+        assert!(matches!(document.promote(150), Err(KeyError::NothingStaged)));
+        document.stage(SigningAlgorithm::ES256, 200).unwrap();
+        let staged = document.keys[0].kid.clone();
+        let keys = KeySet::from_document(&document).unwrap();
+        assert_eq!(keys.current().kid, first, "staging does not change the signer");
+        assert!(keys.find(&staged).is_some(), "a staged key verifies and is published");
+        assert_eq!(keys.jwks().keys.len(), 2);
+
+        document.promote(300).unwrap();
+        assert_eq!(document.current, staged);
+        assert_eq!(
+            document.prune(300 + 3_599, 3_600),
+            0,
+            "the retired key's tokens may still live"
+        );
+        assert_eq!(document.prune(300 + 3_600, 3_600), 1);
+        assert_eq!(document.keys.len(), 1);
+        assert!(KeySet::from_document(&document).is_ok());
     }
 
     #[test]

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
+use aws_sdk_ssm::error::SdkError;
+use aws_sdk_ssm::operation::get_parameter::GetParameterError;
+use aws_sdk_ssm::types::{ParameterTier, ParameterType};
 
 use crate::api::{Discovery, Router};
 use crate::auth::Authenticator;
@@ -38,16 +41,67 @@ pub enum SetupError {
     Missing(&'static str),
 }
 
-/// Reads the key set named by `SIGNING_KEYS_FILE`. Never generates: a deployed function without
-/// its keys must fail at init, not sign with a throwaway key.
-pub fn keys_from_config(config: &Config) -> Result<KeySet, SetupError> {
-    let path =
-        config.signing_keys_file.as_deref().ok_or(SetupError::Missing("SIGNING_KEYS_FILE"))?;
-    let bytes = std::fs::read(path)
-        .map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
-    let document: KeySetDocument =
-        serde_json::from_slice(&bytes).map_err(|e| KeyError::Malformed(e.to_string()))?;
+/// Loads the signing keys once, at init: from the SSM SecureString `SIGNING_KEYS_PARAMETER`
+/// (one call, decrypted), or else from `SIGNING_KEYS_FILE`. Never generates: a deployed function
+/// without its keys must fail at init, not sign with a throwaway key.
+pub async fn keys(config: &Config) -> Result<KeySet, SetupError> {
+    let document = match (&config.signing_keys_parameter, &config.signing_keys_file) {
+        (Some(name), _) => {
+            let ssm = aws_sdk_ssm::Client::new(&aws_config().await);
+            read_key_parameter(&ssm, name).await?.ok_or_else(|| KeyError::Parameter {
+                name: name.clone(),
+                reason: "not found: create it with `tokenctl keys init`".into(),
+            })?
+        }
+        (None, Some(path)) => {
+            let bytes = std::fs::read(path)
+                .map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
+            serde_json::from_slice(&bytes).map_err(|e| KeyError::Malformed(e.to_string()))?
+        }
+        (None, None) => {
+            return Err(SetupError::Missing("SIGNING_KEYS_PARAMETER or SIGNING_KEYS_FILE"));
+        }
+    };
     Ok(KeySet::from_document(&document)?)
+}
+
+/// The key set document in an SSM parameter, `None` if the parameter does not exist.
+pub async fn read_key_parameter(
+    ssm: &aws_sdk_ssm::Client,
+    name: &str,
+) -> Result<Option<KeySetDocument>, KeyError> {
+    let failed = |reason: String| KeyError::Parameter { name: name.to_owned(), reason };
+    let output = match ssm.get_parameter().name(name).with_decryption(true).send().await {
+        Ok(output) => output,
+        Err(SdkError::ServiceError(e))
+            if matches!(e.err(), GetParameterError::ParameterNotFound(_)) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(failed(aws_sdk_ssm::error::DisplayErrorContext(&e).to_string())),
+    };
+    let value = output.parameter.and_then(|p| p.value).ok_or_else(|| failed("no value".into()))?;
+    serde_json::from_str(&value).map(Some).map_err(|e| failed(format!("malformed document: {e}")))
+}
+
+/// Writes the key set document to an SSM SecureString, replacing what was there.
+pub async fn write_key_parameter(
+    ssm: &aws_sdk_ssm::Client,
+    name: &str,
+    document: &KeySetDocument,
+) -> Result<(), KeyError> {
+    let failed = |reason: String| KeyError::Parameter { name: name.to_owned(), reason };
+    let value = serde_json::to_string(document).map_err(|e| failed(e.to_string()))?;
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(ParameterType::SecureString)
+        .tier(ParameterTier::IntelligentTiering)
+        .overwrite(true)
+        .send()
+        .await
+        .map_err(|e| failed(aws_sdk_ssm::error::DisplayErrorContext(&e).to_string()))?;
+    Ok(())
 }
 
 /// The seed file named by `SEED_FILE`.

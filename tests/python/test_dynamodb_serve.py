@@ -20,7 +20,7 @@ def tokenctl(*args, stdin=None):
 @pytest.fixture
 def table():
     if not os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"):
-        pytest.fail("needs a local DynamoDB: run through `make test` or tests/dynamodb-local.sh")
+        pytest.fail("needs a local DynamoDB: run through `make test` or tests/aws-local.sh")
     name = f"serve-{uuid.uuid4().hex[:12]}"
     tokenctl("create-table", "--table", name)
     tokenctl("import-seed", "--table", name, "--seed", "local/seed.toml")

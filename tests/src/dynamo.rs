@@ -11,7 +11,7 @@ use token_service::setup;
 use token_service::store::dynamodb::{DynamoStore, table};
 
 const HOW_TO_START: &str = "DynamoDB tests need a local server: run them through `make test`, or \
-     `tests/dynamodb-local.sh cargo test`, which starts moto and sets AWS_ENDPOINT_URL_DYNAMODB";
+     `tests/aws-local.sh cargo test`, which starts moto and sets AWS_ENDPOINT_URL_DYNAMODB";
 
 /// Index query page size in tests: small, so paging is exercised on every count.
 pub const TEST_PAGE_SIZE: i32 = 7;

@@ -11,7 +11,7 @@ use token_service::setup::{self, Wiring};
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let keys = setup::keys_from_config(&config)?;
+    let keys = setup::keys(&config).await?;
     let stores = setup::stores(&config).await?;
     let service = Wiring::with_system_clock(config, keys, stores).introspection_service();
 

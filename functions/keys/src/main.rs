@@ -12,7 +12,7 @@ use token_service::setup;
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let keys = setup::keys_from_config(&config)?;
+    let keys = setup::keys(&config).await?;
     let discovery = Discovery::new(&config.issuer, &keys);
 
     run(service_fn(async |request: Request| {

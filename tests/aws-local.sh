@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs a command with a local DynamoDB-compatible server (moto's server mode) on a free loopback
-# port, exporting the standard AWS variables that point the SDK at it, and stops the server
-# afterwards. Usage: tests/dynamodb-local.sh <command...>
+# Runs a command with a local AWS stand-in (moto's server mode: DynamoDB and SSM Parameter Store)
+# on a free loopback port, exporting the standard AWS variables that point the SDK at it, and
+# stops the server afterwards. Usage: tests/aws-local.sh <command...>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 moto=.venv/bin/moto_server
@@ -20,7 +20,7 @@ for _ in $(seq 1 100); do
   fi
   sleep 0.1
 done
-export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port"
+export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port" AWS_ENDPOINT_URL_SSM="http://127.0.0.1:$port"
 export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1
 # Failures must surface quickly in tests; production keeps the SDK's default retries.
 export AWS_MAX_ATTEMPTS="${AWS_MAX_ATTEMPTS:-2}"

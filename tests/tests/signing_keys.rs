@@ -1,0 +1,129 @@
+//! Signing keys in SSM Parameter Store (moto): the rotation commands, and a function binary
+//! loading its keys from the parameter at init.
+
+use integration_tests::emulator::{Function, binary};
+use integration_tests::{AUDIENCE, dynamo, load_seed, repo_path};
+use serde_json::Value;
+use token_service::clock::{Clock, SystemClock};
+use token_service::config::Config;
+use token_service::jwt::{AccessTokenClaims, AccessTokens};
+use token_service::keys::{KeyError, KeySet, SigningAlgorithm};
+use token_service::setup;
+use tokenctl::keys;
+
+async fn ssm() -> aws_sdk_ssm::Client {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL_SSM").is_ok(),
+        "SSM tests need a local server: run them through `make test` or tests/aws-local.sh"
+    );
+    aws_sdk_ssm::Client::new(&setup::aws_config().await)
+}
+
+fn parameter_name() -> String {
+    format!("/token-service/test/{}", token_service::domain::TokenId::generate())
+}
+
+async fn loaded(name: &str) -> KeySet {
+    let config = Config::from_lookup(|var| match var {
+        "ISSUER" => Some("https://issuer".into()),
+        "SIGNING_KEYS_PARAMETER" => Some(name.to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    setup::keys(&config).await.unwrap()
+}
+
+fn claims(now: u64) -> AccessTokenClaims {
+    AccessTokenClaims {
+        iss: "https://issuer".into(),
+        sub: "s".into(),
+        aud: AUDIENCE.into(),
+        exp: now + 600,
+        iat: now,
+        nbf: None,
+        jti: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+        client_id: "c".into(),
+        scope: String::new(),
+        tenant: "/t".into(),
+        sid: None,
+    }
+}
+
+#[tokio::test]
+async fn rotation_stages_then_promotes_and_old_tokens_verify_until_pruned() {
+    let (ssm, name, now) = (ssm().await, parameter_name(), 1_800_000_000);
+    let first = keys::init(&ssm, &name, SigningAlgorithm::ES256, now).await.unwrap();
+    assert!(
+        keys::init(&ssm, &name, SigningAlgorithm::ES256, now).await.is_err(),
+        "never replaces a key set"
+    );
+    assert!(matches!(keys::promote(&ssm, &name, now).await, Err(KeyError::NothingStaged)));
+    let before = AccessTokens::new(loaded(&name).await, "https://issuer".into(), AUDIENCE.into());
+    let old_token = before.sign(&claims(now)).unwrap();
+
+    let staged = keys::stage(&ssm, &name, SigningAlgorithm::EdDSA, now + 10).await.unwrap();
+    let keys_now = loaded(&name).await;
+    assert_eq!(keys_now.current().kid, first, "staging does not change the signer");
+    assert!(keys_now.find(&staged).is_some(), "but the staged key is published");
+
+    assert_eq!(keys::promote(&ssm, &name, now + 20).await.unwrap(), staged);
+    let after = AccessTokens::new(loaded(&name).await, "https://issuer".into(), AUDIENCE.into());
+    assert_eq!(after.keys().current().kid, staged);
+    assert!(after.verify(&old_token, now + 30).is_ok(), "tokens of the retired key still verify");
+    let states = keys::show(&ssm, &name).await.unwrap();
+    assert!(states[0].contains("current") && states[1].contains("retired"), "{states:?}");
+
+    assert_eq!(
+        keys::prune(&ssm, &name, 600, now + 600).await.unwrap(),
+        0,
+        "its tokens may still live"
+    );
+    assert_eq!(keys::prune(&ssm, &name, 600, now + 620).await.unwrap(), 1);
+    let pruned = AccessTokens::new(loaded(&name).await, "https://issuer".into(), AUDIENCE.into());
+    assert!(pruned.verify(&old_token, now + 30).is_err(), "gone once pruned");
+}
+
+#[tokio::test]
+async fn a_function_loads_its_keys_from_the_parameter_at_init() {
+    let (ssm, name) = (ssm().await, parameter_name());
+    let current =
+        keys::init(&ssm, &name, SigningAlgorithm::ES256, SystemClock.now()).await.unwrap();
+    let store = dynamo::fresh_store().await;
+    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    let mut env = vec![
+        ("ISSUER", "https://abc123.execute-api.eu-west-1.amazonaws.com".to_owned()),
+        ("SIGNING_KEYS_PARAMETER", name.clone()),
+        ("TABLE_NAME", store.table_name().to_owned()),
+    ];
+    for var in [
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL_SSM",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+    ] {
+        env.extend(std::env::var(var).ok().map(|value| (var, value)));
+    }
+    let keys_function = Function::start(binary("keys", "debug"), &env).await;
+    let event: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_path("events/jwks.json")).unwrap())
+            .unwrap();
+    let response = keys_function.respond(event).await;
+    let jwks: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(jwks["keys"][0]["kid"].as_str(), Some(current.as_str()));
+
+    let missing: Vec<_> = env
+        .iter()
+        .map(|(k, v)| {
+            if *k == "SIGNING_KEYS_PARAMETER" {
+                (*k, format!("{name}-absent"))
+            } else {
+                (*k, v.clone())
+            }
+        })
+        .collect();
+    let (status, _, stderr) =
+        Function::start(binary("token", "debug"), &missing).await.exit().await;
+    assert!(!status.success());
+    assert!(stderr.contains("keys init"), "says how to fix it: {stderr}");
+}
