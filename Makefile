@@ -7,7 +7,7 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 PORT ?= 3000
 
-.PHONY: run run-dynamodb test fmt-check clippy test-rust test-python
+.PHONY: run run-dynamodb test fmt-check clippy lint-template test-rust test-python
 
 ## Serve every route on 127.0.0.1:$(PORT): in memory from local/seed.toml, or on DynamoDB when
 ## TABLE_NAME is set (endpoint from AWS_ENDPOINT_URL_DYNAMODB).
@@ -21,11 +21,14 @@ run-dynamodb: $(VENV)/.installed
 	  target/debug/tokenctl import-seed --table tokens && \
 	  TABLE_NAME=tokens target/debug/tokenctl serve --port $(PORT)'
 
-## fmt check, clippy with warnings denied, every Rust test, and the Python client tests.
-test: fmt-check clippy test-rust test-python
+## fmt check, clippy with warnings denied, cfn-lint, every Rust test, the Python client tests.
+test: fmt-check clippy lint-template test-rust test-python
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
+
+lint-template: $(VENV)/.installed
+	$(VENV)/bin/cfn-lint template.yaml
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
