@@ -7,7 +7,11 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 PORT ?= 3000
 
-.PHONY: run run-dynamodb test fmt-check clippy lint-template test-rust test-python
+.PHONY: run run-dynamodb test fmt-check clippy lint-template test-rust test-python \
+	watch build deploy cargo-lambda dynamodb-local
+
+ARCH ?= arm64
+FUNCTIONS := token revoke batch-revoke introspect keys authorizer
 
 ## Serve every route on 127.0.0.1:$(PORT): in memory from local/seed.toml, or on DynamoDB when
 ## TABLE_NAME is set (endpoint from AWS_ENDPOINT_URL_DYNAMODB).
@@ -46,3 +50,36 @@ $(VENV)/.installed: tests/python/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 	touch $@
+
+## Local DynamoDB (moto) on 127.0.0.1:8000 with table `tokens` holding the seed; for make watch.
+dynamodb-local: $(VENV)/.installed
+	$(CARGO) build -p tokenctl
+	$(VENV)/bin/moto_server -H 127.0.0.1 -p 8000 >.local/moto-8000.log 2>&1 & \
+	  for i in $$(seq 50); do $(VENV_PY) -c "import socket; socket.create_connection(('127.0.0.1', 8000))" 2>/dev/null && break; sleep 0.1; done
+	set -a; . local/watch.env; set +a; target/debug/tokenctl create-table && target/debug/tokenctl import-seed
+	target/debug/tokenctl keygen --keys .local/signing-keys.json
+
+## cargo-lambda from PyPI (a prebuilt binary in a wheel) into .venv.
+cargo-lambda: $(VENV)/.installed
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check "cargo-lambda==1.9.2"
+
+## The real function binaries under cargo lambda watch on :9000, at the contract's paths.
+watch: cargo-lambda dynamodb-local
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda watch --invoke-port 9000
+
+## Replays a function's event fixtures against make watch, e.g. make invoke-token. Fixtures that
+## carry a token take it from TOKEN (TOKEN=$$(...) make invoke-introspect).
+invoke-%:
+	@for event in tests/events/$*-*.json; do \
+	  echo "== $$event"; sed "s/{{TOKEN}}/$$TOKEN/g" $$event >.local/event.json; \
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda invoke $* --invoke-port 9000 --data-file .local/event.json; \
+	  echo; done
+
+## Release bootstraps for Lambda (ARCH=arm64 or x86_64), into target/lambda/<function>/.
+build: cargo-lambda
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release $(if $(filter arm64,$(ARCH)),--arm64,--x86-64)
+
+## sam build and deploy; guided the first time (no samconfig.toml yet).
+deploy:
+	sam build --parameter-overrides Architecture=$(ARCH)
+	if [ -f samconfig.toml ]; then sam deploy; else sam deploy --guided; fi

@@ -89,6 +89,13 @@ enum Command {
         #[arg(long, env = "TABLE_NAME")]
         table: String,
     },
+    /// Create a local key file if missing (what `serve` does on first run).
+    Keygen {
+        #[arg(long, env = "SIGNING_KEYS_FILE", default_value = ".local/signing-keys.json")]
+        keys: PathBuf,
+        #[arg(long, env = "SIGNING_ALG", default_value = "ES256")]
+        alg: SigningAlgorithm,
+    },
     /// Manage the signing keys in an SSM SecureString (see the README's rotation runbook).
     Keys {
         #[command(subcommand)]
@@ -190,6 +197,11 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         Command::CreateTable { table } => {
             table::create_table(dynamo(&table).await.sdk_client(), &table).await?;
             println!("table {table} created");
+            Ok(())
+        }
+        Command::Keygen { keys: path, alg } => {
+            let document = KeySetDocument::load_or_create(&path, alg, SystemClock.now())?;
+            println!("{}: current key {}", path.display(), document.current);
             Ok(())
         }
         Command::Keys { action, parameter } => {

@@ -62,7 +62,7 @@ async fn json_body_event_is_invalid_request() {
 #[tokio::test]
 async fn jwks_event_returns_the_current_key() {
     let (router, keys) = router(ISSUER, SigningAlgorithm::EdDSA).await;
-    let response = api::discovery_endpoint(&router.discovery, event("jwks.json")).await;
+    let response = api::discovery_endpoint(&router.discovery, event("keys-jwks.json")).await;
     assert_eq!(response.status(), 200);
     let jwks = body(&response);
     assert_eq!(jwks["keys"][0]["kid"], keys.current().kid.as_str());
@@ -72,7 +72,7 @@ async fn jwks_event_returns_the_current_key() {
 #[tokio::test]
 async fn metadata_event_names_the_deployed_issuer() {
     let (router, _) = router(ISSUER, SigningAlgorithm::ES256).await;
-    let response = api::discovery_endpoint(&router.discovery, event("metadata.json")).await;
+    let response = api::discovery_endpoint(&router.discovery, event("keys-metadata.json")).await;
     assert_eq!(response.status(), 200);
     assert_eq!(body(&response)["token_endpoint"], format!("{ISSUER}/oauth2/token"));
 }

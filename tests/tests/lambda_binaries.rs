@@ -124,9 +124,9 @@ async fn every_function_binary_serves_its_route() {
     assert!(answer["count"].is_u64());
 
     let keys = start("keys").await;
-    let (status, jwks) = http(&keys.respond(fixture("jwks.json", "")).await);
+    let (status, jwks) = http(&keys.respond(fixture("keys-jwks.json", "")).await);
     assert_eq!((status, jwks["keys"][0]["kid"].as_str()), (200, Some(deployment.kid.as_str())));
-    let (_, metadata) = http(&keys.respond(fixture("metadata.json", "")).await);
+    let (_, metadata) = http(&keys.respond(fixture("keys-metadata.json", "")).await);
     assert_eq!(metadata["issuer"], ISSUER);
 
     let authorizer = start("authorizer").await;

@@ -106,7 +106,7 @@ async fn a_function_loads_its_keys_from_the_parameter_at_init() {
     }
     let keys_function = Function::start(binary("keys", "debug"), &env).await;
     let event: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo_path("events/jwks.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(repo_path("events/keys-jwks.json")).unwrap())
             .unwrap();
     let response = keys_function.respond(event).await;
     let jwks: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
