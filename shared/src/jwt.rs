@@ -1,7 +1,7 @@
 //! RFC 9068 access tokens: signing with the current key, and the signature and claims checks of
 //! verification (RFC 8725). Revocation checks build on [`AccessTokens::verify`].
 
-use jsonwebtoken::{Header, Validation, decode, decode_header, encode};
+use jsonwebtoken::{Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -88,12 +88,11 @@ impl AccessTokens {
         &self.audience
     }
 
+    /// Signs with the current key, parsed once at start-up (see `SigningKey::sign_json`).
     pub fn sign(&self, claims: &AccessTokenClaims) -> Result<String, Error> {
-        let key = self.keys.current();
-        let mut header = Header::new(key.alg.jwt());
-        header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
-        header.kid = Some(key.kid.clone());
-        encode(&header, claims, &key.encoding).map_err(|e| Error::Internal(format!("signing: {e}")))
+        let payload =
+            serde_json::to_vec(claims).map_err(|e| Error::Internal(format!("claims: {e}")))?;
+        self.keys.current().sign_json(&payload).map_err(|e| Error::Internal(e.to_string()))
     }
 
     /// Checks the header against the allow-list, the signature with the key named by `kid`
@@ -254,11 +253,8 @@ mod tests {
 
         let mut string_exp = serde_json::to_value(claims()).unwrap();
         string_exp["exp"] = "2000".into();
-        let key = tokens.keys().current();
-        let mut header = Header::new(key.alg.jwt());
-        header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
-        header.kid = Some(key.kid.clone());
-        let jwt = encode(&header, &string_exp, &key.encoding).unwrap();
+        let jwt =
+            tokens.keys().current().sign_json(&serde_json::to_vec(&string_exp).unwrap()).unwrap();
         assert!(matches!(tokens.verify(&jwt, 1_500), Err(TokenRejected::Invalid(_))));
         assert!(tokens.verify("not.a.jwt", 1_500).is_err());
         assert_eq!(tokens.verify(&"a".repeat(MAX_TOKEN_LEN + 1), 0), Err(TokenRejected::TooLong));

@@ -9,12 +9,17 @@ use std::sync::Arc;
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::error::Unspecified;
+use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, RSA_PKCS1_SHA256,
+};
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+
+use crate::jwt::ACCESS_TOKEN_TYPE;
 use serde::{Deserialize, Serialize};
 
 /// The signing algorithms this service issues and accepts. Anything else, `none` and every HMAC
@@ -38,6 +43,8 @@ pub enum KeyError {
     MissingCurrent(String),
     #[error("key set document is malformed: {0}")]
     Malformed(String),
+    #[error("signing with key {0} failed")]
+    Signing(String),
     #[error("no staged key to promote: stage one first")]
     NothingStaged,
     #[error("signing keys from SSM parameter {name}: {reason}")]
@@ -271,11 +278,20 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
+/// A private key parsed once, at start-up: signing a token then costs only the signature.
+enum KeyPair {
+    Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
+    Rsa(aws_lc_rs::signature::RsaKeyPair),
+}
+
 /// A parsed key, ready to sign (if current) and to verify.
 pub struct SigningKey {
     pub kid: String,
     pub alg: SigningAlgorithm,
-    pub(crate) encoding: EncodingKey,
+    key_pair: KeyPair,
+    /// The JOSE header (`typ: at+jwt`, `alg`, `kid`), base64url-encoded once: it never changes.
+    header: String,
     /// Built from the published JWK, so verification uses exactly what resource servers see.
     pub(crate) decoding: DecodingKey,
     pub public_jwk: Jwk,
@@ -289,13 +305,65 @@ impl SigningKey {
             reason,
         };
         let pkcs8 = STANDARD.decode(&stored.private_key).map_err(|e| invalid(e.to_string()))?;
-        let encoding = stored.alg.encoding_key(&pkcs8);
-        let mut public_jwk = Jwk::from_encoding_key(&encoding, stored.alg.jwt())
-            .map_err(|e| invalid(e.to_string()))?;
+        let mut public_jwk =
+            Jwk::from_encoding_key(&stored.alg.encoding_key(&pkcs8), stored.alg.jwt())
+                .map_err(|e| invalid(e.to_string()))?;
         public_jwk.common.key_id = Some(stored.kid.clone());
         public_jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         let decoding = DecodingKey::from_jwk(&public_jwk).map_err(|e| invalid(e.to_string()))?;
-        Ok(Self { kid: stored.kid.clone(), alg: stored.alg, encoding, decoding, public_jwk })
+        let rejected = |e: aws_lc_rs::error::KeyRejected| invalid(e.to_string());
+        let key_pair = match stored.alg {
+            SigningAlgorithm::ES256 => KeyPair::Ec(
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
+                    .map_err(rejected)?,
+            ),
+            SigningAlgorithm::EdDSA => {
+                KeyPair::Ed(Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(rejected)?)
+            }
+            SigningAlgorithm::RS256 => {
+                KeyPair::Rsa(aws_lc_rs::signature::RsaKeyPair::from_der(&pkcs8).map_err(rejected)?)
+            }
+        };
+        let mut header = Header::new(stored.alg.jwt());
+        header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
+        header.kid = Some(stored.kid.clone());
+        let header = URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&header).map_err(|e| invalid(e.to_string()))?);
+        Ok(Self {
+            kid: stored.kid.clone(),
+            alg: stored.alg,
+            key_pair,
+            header,
+            decoding,
+            public_jwk,
+        })
+    }
+
+    /// A compact JWS of `payload` (JSON bytes) under this key's header: what `jsonwebtoken`'s
+    /// `encode` produces, without re-parsing the private key for every token.
+    pub fn sign_json(&self, payload: &[u8]) -> Result<String, KeyError> {
+        let failed = || KeyError::Signing(self.kid.clone());
+        let encoded_payload = URL_SAFE_NO_PAD.encode(payload);
+        let mut jwt = String::with_capacity(self.header.len() + encoded_payload.len() + 400);
+        jwt.push_str(&self.header);
+        jwt.push('.');
+        jwt.push_str(&encoded_payload);
+        let rng = SystemRandom::new();
+        let signature = match &self.key_pair {
+            KeyPair::Ec(pair) => {
+                pair.sign(&rng, jwt.as_bytes()).map_err(|_| failed())?.as_ref().to_vec()
+            }
+            KeyPair::Ed(pair) => pair.sign(jwt.as_bytes()).as_ref().to_vec(),
+            KeyPair::Rsa(pair) => {
+                let mut signature = vec![0; pair.public_modulus_len()];
+                pair.sign(&RSA_PKCS1_SHA256, &rng, jwt.as_bytes(), &mut signature)
+                    .map_err(|_| failed())?;
+                signature
+            }
+        };
+        jwt.push('.');
+        jwt.push_str(&URL_SAFE_NO_PAD.encode(signature));
+        Ok(jwt)
     }
 }
 
