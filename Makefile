@@ -8,7 +8,7 @@ VENV_PY := $(VENV)/bin/python
 PORT ?= 3000
 
 .PHONY: run run-dynamodb test fmt-check clippy lint-template test-rust test-python \
-	watch build deploy cargo-lambda dynamodb-local
+	watch build deploy cargo-lambda dynamodb-local bench
 
 ARCH ?= arm64
 FUNCTIONS := token revoke batch-revoke introspect keys authorizer
@@ -83,3 +83,7 @@ build: cargo-lambda
 deploy:
 	sam build --parameter-overrides Architecture=$(ARCH)
 	if [ -f samconfig.toml ]; then sam deploy; else sam deploy --guided; fi
+
+## Every performance measurement, written to bench/RESULTS.md (BENCH_SECONDS, BENCH_COUNT_TOKENS).
+bench: $(VENV)/.installed
+	bench/run.sh

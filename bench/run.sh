@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# make bench: every measurement of TARGETS.md, written as a markdown table to bench/RESULTS.md.
+# Reports only; nothing here fails on a missed target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=bench/RESULTS.md
+seconds=${BENCH_SECONDS:-10}
+tokens=${BENCH_COUNT_TOKENS:-100000}
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk zip >/dev/null; }
+cargo build --release --locked --workspace --bins
+
+{
+  echo "# Benchmark results"
+  echo
+  echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB;"
+  echo "$(rustc --version); $(date -u +%Y-%m-%d). Command: \`make bench\`. Medians; the machine is shared and noisy."
+  echo
+} >"$out"
+
+echo "== criterion (in-process, one core)"
+cargo bench --locked -p token-service --bench tokens -- --noplot >/dev/null 2>&1
+{
+  echo "## In-process, one core (criterion)"
+  echo
+  echo "| benchmark | median | per second |"
+  echo "|---|---|---|"
+  for estimates in target/criterion/*/*/new/estimates.json; do
+    name=$(echo "$estimates" | sed 's|target/criterion/||; s|/new/estimates.json||')
+    python3 - "$name" "$estimates" <<'PY'
+import json, sys
+name, path = sys.argv[1], sys.argv[2]
+ns = json.load(open(path))["median"]["point_estimate"]
+print(f"| {name} | {ns/1000:.1f} µs | {1e9/ns:,.0f} |")
+PY
+  done
+  echo
+} >>"$out"
+
+echo "== HTTP load on the local server"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+keys=$(mktemp -d)/keys.json
+target/release/tokenctl serve --port "$port" --keys "$keys" >/dev/null 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -s "http://127.0.0.1:$port/.well-known/jwks.json" >/dev/null && break; sleep 0.1; done
+base="http://127.0.0.1:$port"
+basic="Basic $(printf 'demo-client:demo-secret-for-localhost-only-0123456789' | base64 -w0)"
+token=$(curl -s -H "Authorization: $basic" -d grant_type=client_credentials "$base/oauth2/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+load() { # name path body
+  local report
+  report=$(PATH_TO_HIT="$2" BODY="$3" AUTH="$basic" wrk -t2 -c64 -d"${seconds}s" --latency -s bench/post.lua "$base")
+  local rps p50 p99 non2xx
+  rps=$(echo "$report" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$report" | awk '$1=="50%" {print $2}')
+  p99=$(echo "$report" | awk '$1=="99%" {print $2}')
+  non2xx=$(echo "$report" | awk '/Non-2xx/ {print $5}')
+  echo "| $1 | ${rps} | ${p50} | ${p99} | ${non2xx:-0} |"
+}
+{
+  echo "## HTTP, local server, in-memory store, keep-alive, 64 connections, wrk on the same 2 cores (${seconds} s each)"
+  echo
+  echo "| route | requests/s | p50 | p99 | non-2xx |"
+  echo "|---|---|---|---|---|"
+  load "POST /oauth2/token client_credentials (ES256)" /oauth2/token "grant_type=client_credentials"
+  load "POST /oauth2/introspect" /oauth2/introspect "token=$token"
+  load "POST /oauth2/revoke (RFC 7009, same token)" /oauth2/revoke "token=$token"
+  load "POST /oauth2/token password (Argon2id, OWASP)" /oauth2/token "grant_type=password&username=alice&password=alice-demo-password"
+  echo
+  echo "Peak resident memory of the local server after these runs: $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$server/status)."
+  echo
+} >>"$out"
+kill $server; trap - EXIT
+
+echo "== cold starts"
+{
+  echo "## Cold start: release bootstrap under the Runtime API emulator"
+  echo
+  target/release/bench coldstart release 20
+  echo
+} >>"$out"
+
+echo "== sizes"
+{
+  echo "## Release bootstrap sizes (stripped; zipped as Lambda receives them)"
+  echo
+  echo "| function | stripped | zipped |"
+  echo "|---|---|---|"
+  for f in token revoke batch-revoke introspect keys authorizer; do
+    zipfile=$(mktemp -u).zip
+    zip -q -9 -j "$zipfile" "target/release/$f"
+    echo "| $f | $(du -b "target/release/$f" | awk '{printf "%.2f MB", $1/1e6}') | $(du -b "$zipfile" | awk '{printf "%.2f MB", $1/1e6}') |"
+    rm -f "$zipfile"
+  done
+  echo
+} >>"$out"
+
+echo "== DynamoDB (moto)"
+{
+  echo "## DynamoDB, on moto's server"
+  echo
+  tests/aws-local.sh target/release/bench dynamodb "$tokens" 2>/dev/null | grep -v '^moto server'
+  echo
+} >>"$out"
+echo "wrote $out"
