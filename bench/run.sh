@@ -25,15 +25,13 @@ cargo bench --locked -p token-service --bench tokens -- --noplot >/dev/null 2>&1
   echo
   echo "| benchmark | median | per second |"
   echo "|---|---|---|"
-  for estimates in target/criterion/*/*/new/estimates.json; do
-    name=$(echo "$estimates" | sed 's|target/criterion/||; s|/new/estimates.json||')
-    python3 - "$name" "$estimates" <<'PY'
-import json, sys
-name, path = sys.argv[1], sys.argv[2]
-ns = json.load(open(path))["median"]["point_estimate"]
-print(f"| {name} | {ns/1000:.1f} µs | {1e9/ns:,.0f} |")
+  python3 - <<'PY'
+import glob, json, os
+for estimates in sorted(glob.glob("target/criterion/**/new/estimates.json", recursive=True)):
+    name = json.load(open(os.path.join(os.path.dirname(estimates), "benchmark.json")))["full_id"]
+    ns = json.load(open(estimates))["median"]["point_estimate"]
+    print(f"| {name} | {ns/1000:.1f} µs | {1e9/ns:,.0f} |")
 PY
-  done
   echo
 } >>"$out"
 

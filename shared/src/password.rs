@@ -41,6 +41,10 @@ pub enum Verified {
 #[derive(Clone)]
 pub struct Passwords {
     params: HashParams,
+    /// One permit per core: each Argon2 run holds `memory_kib` and a core, so running more at
+    /// once only adds memory (unbounded, a flood of logins once took a test server to 9.8 GB)
+    /// without adding throughput. Callers beyond it wait their turn.
+    hashing: Arc<tokio::sync::Semaphore>,
     /// Verified when the user does not exist, so that both paths cost one Argon2 run. Made on
     /// first use, to keep it out of a Lambda function's cold start.
     dummy_hash: Arc<OnceLock<Result<String, HashError>>>,
@@ -48,7 +52,25 @@ pub struct Passwords {
 
 impl Passwords {
     pub fn new(params: HashParams) -> Self {
-        Self { params, dummy_hash: Arc::default() }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        Self {
+            params,
+            hashing: Arc::new(tokio::sync::Semaphore::new(cores)),
+            dummy_hash: Arc::default(),
+        }
+    }
+
+    /// [`Passwords::verify`] off the async runtime, at most one hash per core at a time.
+    pub async fn verify_bounded(
+        &self,
+        stored: Option<String>,
+        password: String,
+    ) -> Result<Verified, HashError> {
+        let _permit = self.hashing.acquire().await.map_err(|e| HashError(e.to_string()))?;
+        let passwords = self.clone();
+        tokio::task::spawn_blocking(move || passwords.verify(stored.as_deref(), &password))
+            .await
+            .map_err(|e| HashError(format!("password check task: {e}")))
     }
 
     pub fn params(&self) -> HashParams {

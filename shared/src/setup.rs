@@ -120,10 +120,18 @@ const DYNAMODB_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_MAX_ATTEMPTS`). Loading it makes no
 /// network call; credentials are fetched on first use.
 pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config_with_timeouts(DYNAMODB_ATTEMPT_TIMEOUT, DYNAMODB_OPERATION_TIMEOUT).await
+}
+
+/// The same configuration with other timeouts (tests on a loaded machine use longer ones).
+pub async fn aws_config_with_timeouts(
+    attempt: Duration,
+    operation: Duration,
+) -> aws_config::SdkConfig {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(DYNAMODB_CONNECT_TIMEOUT)
-        .operation_attempt_timeout(DYNAMODB_ATTEMPT_TIMEOUT)
-        .operation_timeout(DYNAMODB_OPERATION_TIMEOUT)
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(operation)
         .build();
     aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts).load().await
 }
@@ -170,6 +178,16 @@ impl Wiring {
 
     pub fn with_system_clock(config: Config, keys: KeySet, stores: Stores) -> Self {
         Self::new(config, keys, stores, Arc::new(SystemClock))
+    }
+
+    /// A Lambda function's start-up: configuration from the environment, keys (from SSM or a
+    /// file), and the store (DynamoDB, or memory from a seed). Builds SDK clients; the only
+    /// network call is the one SSM read of the keys.
+    pub async fn from_env() -> Result<Self, SetupError> {
+        let config = Config::from_env()?;
+        let keys = keys(&config).await?;
+        let stores = stores(&config).await?;
+        Ok(Self::with_system_clock(config, keys, stores))
     }
 
     fn access_tokens(&self) -> AccessTokens {

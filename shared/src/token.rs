@@ -168,14 +168,12 @@ impl TokenService {
         }
 
         let user = self.stores.users.user(&tenant, &username).await?;
-        let passwords = self.passwords.clone();
         let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
-        let password = password.to_owned();
-        let verified = tokio::task::spawn_blocking(move || {
-            passwords.verify(stored_hash.as_deref(), &password)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("password check task: {e}")))?;
+        let verified = self
+            .passwords
+            .verify_bounded(stored_hash, password.to_owned())
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let user = match (user, verified) {
             (Some(user), Verified::Yes) => user,
             (Some(user), Verified::YesRehashed(new_hash)) => {

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -58,7 +59,10 @@ pub async fn sdk_client(round_trips: &RoundTrips) -> aws_sdk_dynamodb::Client {
     {
         panic!("{HOW_TO_START}");
     }
-    let sdk_config = setup::aws_config().await;
+    // Generous timeouts: moto on a busy 2-core CI machine can take seconds for a transaction,
+    // and a timeout here would be the test's flake, not the service's fault.
+    let sdk_config =
+        setup::aws_config_with_timeouts(Duration::from_secs(10), Duration::from_secs(30)).await;
     let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config)
         .interceptor(round_trips.clone())
         .build();

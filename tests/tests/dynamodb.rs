@@ -451,3 +451,21 @@ async fn verification_is_one_round_trip_and_logout_records_the_device() {
     );
     assert!(verifier.verify(&access).await.is_err());
 }
+
+/// A DynamoDB that accepts connections and never answers: the SDK's per-attempt and
+/// per-operation timeouts turn it into a 503 within seconds, not a hung request.
+#[tokio::test]
+async fn a_dynamodb_that_hangs_answers_503_within_the_timeouts() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let started = std::time::Instant::now();
+    assert_unavailable(store_at(&endpoint).await).await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < std::time::Duration::from_secs(8), "answered after {elapsed:?}");
+}

@@ -314,3 +314,17 @@ async fn wrong_method_and_unknown_route_are_refused() {
     let response = server.http.get(server.url("/nope")).send().await.unwrap();
     assert_eq!(response.status(), 404);
 }
+
+#[tokio::test]
+async fn oversized_request_heads_are_refused() {
+    let server = TestServer::start().await;
+    let response = server
+        .http
+        .post(server.url("/oauth2/token"))
+        .header("x-padding", "a".repeat(20 * 1024))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 431, "request header fields too large");
+}

@@ -4,16 +4,12 @@ use std::convert::Infallible;
 
 use lambda_http::{Error, Request, run, service_fn};
 use token_service::api;
-use token_service::config::Config;
-use token_service::setup::{self, Wiring};
+use token_service::setup::Wiring;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
-    let config = Config::from_env()?;
-    let keys = setup::keys(&config).await?;
-    let stores = setup::stores(&config).await?;
-    let service = Wiring::with_system_clock(config, keys, stores).token_service();
+    let service = Wiring::from_env().await?.token_service();
 
     run(service_fn(async |request: Request| {
         Ok::<_, Infallible>(api::token_endpoint(&service, request).await)

@@ -344,16 +344,30 @@ fn mark_spent(id: &TokenId, expires_at: u64, table: &str) -> Result<TransactWrit
     Ok(TransactWriteItem::builder().update(update).build())
 }
 
-/// The index of the first item a cancelled transaction failed on, if it failed on a condition
-/// (or on a concurrent transaction touching the same item).
-fn failed_condition(error: &SdkError<TransactWriteItemsError>) -> Option<usize> {
+/// The cancellation reason codes of a cancelled transaction, one per item.
+fn cancellation_codes(error: &SdkError<TransactWriteItemsError>) -> Option<Vec<&str>> {
     let SdkError::ServiceError(e) = error else { return None };
     let TransactWriteItemsError::TransactionCanceledException(cancelled) = e.err() else {
         return None;
     };
-    cancelled.cancellation_reasons().iter().position(|reason| {
-        matches!(reason.code(), Some("ConditionalCheckFailed" | "TransactionConflict"))
-    })
+    Some(
+        cancelled
+            .cancellation_reasons()
+            .iter()
+            .map(|reason| reason.code().unwrap_or("None"))
+            .collect(),
+    )
+}
+
+const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+const CONFLICT: &str = "TransactionConflict";
+
+/// The index of the first item a cancelled transaction failed on, if it failed on a condition
+/// (or on a concurrent transaction touching the same item).
+fn failed_condition(error: &SdkError<TransactWriteItemsError>) -> Option<usize> {
+    cancellation_codes(error)?
+        .iter()
+        .position(|code| *code == CONDITION_FAILED || *code == CONFLICT)
 }
 
 fn put(item: Item, condition: Option<&str>, table: &str) -> Result<TransactWriteItem, StoreError> {
@@ -629,15 +643,25 @@ impl GrantStore for DynamoStore {
         for token in issued {
             items.push(put(issued_item(token), None, &self.table)?);
         }
-        match self.transact(items).await {
-            Ok(()) => Ok(Rotation::Rotated),
-            Err(e) => match failed_condition(&e) {
-                // The mark-as-used write: the token was used already, or is being used by a
-                // concurrent transaction right now.
-                Some(0) => Ok(Rotation::AlreadyUsed),
-                Some(index) if checks.contains(&index) => Ok(Rotation::CutOff),
-                _ => Err(failure("TransactWriteItems rotate", &e)),
-            },
+        let Err(e) = self.transact(items).await else {
+            return Ok(Rotation::Rotated);
+        };
+        let codes = cancellation_codes(&e).unwrap_or_default();
+        if codes.first() == Some(&CONDITION_FAILED) {
+            // The mark-as-used condition: the token was used already.
+            Ok(Rotation::AlreadyUsed)
+        } else if codes
+            .iter()
+            .enumerate()
+            .any(|(i, code)| checks.contains(&i) && *code == CONDITION_FAILED)
+        {
+            Ok(Rotation::CutOff)
+        } else if codes.contains(&CONFLICT) {
+            // Another transaction is writing this token's items right now: a concurrent use of
+            // the same refresh token (rotations of different tokens share no written item).
+            Ok(Rotation::AlreadyUsed)
+        } else {
+            Err(failure("TransactWriteItems rotate", &e))
         }
     }
 
