@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/RESULTS.md
 seconds=${BENCH_SECONDS:-10}
-tokens=${BENCH_COUNT_TOKENS:-100000}
+tokens=${BENCH_COUNT_TOKENS:-20000}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk zip >/dev/null; }
 cargo build --release --locked --workspace --bins
