@@ -70,7 +70,7 @@ watch: cargo-lambda dynamodb-local
 ## Replays a function's event fixtures against make watch, e.g. make invoke-token. Fixtures that
 ## carry a token take it from TOKEN (TOKEN=$$(...) make invoke-introspect).
 invoke-%:
-	@for event in tests/events/$*-*.json; do \
+	@mkdir -p .local; for event in tests/events/$*-*.json; do \
 	  echo "== $$event"; sed "s/{{TOKEN}}/$$TOKEN/g" $$event >.local/event.json; \
 	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda invoke $* --invoke-port 9000 --data-file .local/event.json; \
 	  echo; done
