@@ -1,16 +1,13 @@
 //! RFC 7662 introspection for authenticated clients. Anything not active, including a token of a
 //! tenant outside the caller's subtree, is `{"active": false}` and nothing more.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 
 use crate::auth::Authenticator;
-use crate::clock::Clock;
 use crate::domain::{Client, RefreshToken};
 use crate::error::Error;
-use crate::store::{GrantStore, RevocationStore, TokenRef};
-use crate::verify::{Verifier, VerifyError};
+use crate::store::TokenRef;
+use crate::verify::{TokenState, VerifyError};
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Introspection {
@@ -47,21 +44,12 @@ impl Introspection {
 
 pub struct IntrospectionService {
     auth: Authenticator,
-    verifier: Verifier,
-    grants: Arc<dyn GrantStore>,
-    revocations: Arc<dyn RevocationStore>,
-    clock: Arc<dyn Clock>,
+    tokens: TokenState,
 }
 
 impl IntrospectionService {
-    pub fn new(
-        auth: Authenticator,
-        verifier: Verifier,
-        grants: Arc<dyn GrantStore>,
-        revocations: Arc<dyn RevocationStore>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self { auth, verifier, grants, revocations, clock }
+    pub fn new(auth: Authenticator, tokens: TokenState) -> Self {
+        Self { auth, tokens }
     }
 
     pub fn authenticator(&self) -> &Authenticator {
@@ -81,7 +69,7 @@ impl IntrospectionService {
         if refresh_first && let Some(found) = self.refresh_token(caller, token).await? {
             return Ok(found);
         }
-        match self.verifier.verify(token).await {
+        match self.tokens.verifier.verify(token).await {
             Ok(verified) if verified.tenant.is_within(&caller.tenant) => {
                 let claims = verified.claims;
                 return Ok(Introspection::active(ActiveToken {
@@ -113,9 +101,10 @@ impl IntrospectionService {
         caller: &Client,
         token: &str,
     ) -> Result<Option<Introspection>, Error> {
-        let now = self.clock.now();
+        let now = self.tokens.clock.now();
         let Some((grant_id, digest)) = RefreshToken::parse(token) else { return Ok(None) };
-        let Some((record, grant)) = self.grants.refresh_token(&grant_id, &digest, now).await?
+        let Some((record, grant)) =
+            self.tokens.grants.refresh_token(&grant_id, &digest, now).await?
         else {
             return Ok(None);
         };
@@ -124,6 +113,7 @@ impl IntrospectionService {
         }
         let token_id = digest.token_id();
         let state = self
+            .tokens
             .revocations
             .revocation_state(
                 &TokenRef {
@@ -147,7 +137,7 @@ impl IntrospectionService {
             exp: record.expires_at,
             iat: record.issued_at,
             jti: None,
-            iss: self.verifier.tokens().issuer().to_owned(),
+            iss: self.tokens.verifier.tokens().issuer().to_owned(),
             aud: None,
             tenant: grant.tenant.to_string(),
             username: grant.username.map(String::from),

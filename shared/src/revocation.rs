@@ -1,14 +1,10 @@
 //! Revocation: RFC 7009 by an authenticated client, and logout-style self revocation by the
 //! bearer of an access token.
 
-use std::sync::Arc;
-
 use crate::auth::Authenticator;
-use crate::clock::Clock;
 use crate::domain::{Client, RefreshToken, TokenId};
 use crate::error::Error;
-use crate::store::{GrantStore, RevocationStore};
-use crate::verify::Verifier;
+use crate::verify::TokenState;
 
 /// Longest `x-device-id` recorded.
 pub const MAX_DEVICE_ID_LEN: usize = 256;
@@ -25,21 +21,12 @@ fn not_yours() -> Error {
 
 pub struct RevocationService {
     auth: Authenticator,
-    verifier: Verifier,
-    grants: Arc<dyn GrantStore>,
-    revocations: Arc<dyn RevocationStore>,
-    clock: Arc<dyn Clock>,
+    tokens: TokenState,
 }
 
 impl RevocationService {
-    pub fn new(
-        auth: Authenticator,
-        verifier: Verifier,
-        grants: Arc<dyn GrantStore>,
-        revocations: Arc<dyn RevocationStore>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self { auth, verifier, grants, revocations, clock }
+    pub fn new(auth: Authenticator, tokens: TokenState) -> Self {
+        Self { auth, tokens }
     }
 
     pub fn authenticator(&self) -> &Authenticator {
@@ -55,7 +42,7 @@ impl RevocationService {
         token: &str,
         hint: Option<&str>,
     ) -> Result<(), Error> {
-        let now = self.clock.now();
+        let now = self.tokens.clock.now();
         let order = match hint {
             Some("refresh_token") => [Kind::Refresh, Kind::Access],
             _ => [Kind::Access, Kind::Refresh],
@@ -65,24 +52,30 @@ impl RevocationService {
                 Kind::Refresh => {
                     let Some((grant_id, digest)) = RefreshToken::parse(token) else { continue };
                     let Some((record, grant)) =
-                        self.grants.refresh_token(&grant_id, &digest, now).await?
+                        self.tokens.grants.refresh_token(&grant_id, &digest, now).await?
                     else {
                         continue;
                     };
                     if record.client_id != client.id {
                         return Err(not_yours());
                     }
-                    return Ok(self.grants.revoke_grant(&grant.id, now).await?);
+                    return Ok(self.tokens.grants.revoke_grant(&grant.id, now).await?);
                 }
                 Kind::Access => {
                     // Signature and claims only: an already-revoked token is revoked again
                     // harmlessly, and an expired one needs nothing.
-                    let Ok(claims) = self.verifier.tokens().verify(token, now) else { continue };
+                    let Ok(claims) = self.tokens.verifier.tokens().verify(token, now) else {
+                        continue;
+                    };
                     if claims.client_id != client.id.as_str() {
                         return Err(not_yours());
                     }
                     let Ok(id) = TokenId::parse(&claims.jti) else { continue };
-                    return Ok(self.revocations.revoke_token(&id, claims.exp, None, now).await?);
+                    return Ok(self
+                        .tokens
+                        .revocations
+                        .revoke_token(&id, claims.exp, None, now)
+                        .await?);
                 }
             }
         }
@@ -103,14 +96,17 @@ impl RevocationService {
                 "x-device-id must be at most {MAX_DEVICE_ID_LEN} printable characters"
             )));
         }
-        let verified = self.verifier.verify(bearer).await?;
+        let verified = self.tokens.verifier.verify(bearer).await?;
         if client_id.is_some_and(|id| id != verified.client_id.as_str()) {
             return Err(Error::invalid_request("client_id does not match the token's client"));
         }
-        let now = self.clock.now();
-        self.revocations.revoke_token(&verified.id, verified.claims.exp, device_id, now).await?;
+        let now = self.tokens.clock.now();
+        self.tokens
+            .revocations
+            .revoke_token(&verified.id, verified.claims.exp, device_id, now)
+            .await?;
         if let Some(grant) = &verified.grant {
-            self.grants.revoke_grant(grant, now).await?;
+            self.tokens.grants.revoke_grant(grant, now).await?;
         }
         Ok(())
     }

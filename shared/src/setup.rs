@@ -27,7 +27,7 @@ use crate::store::cache::CachedClients;
 use crate::store::dynamodb::DynamoStore;
 use crate::store::memory::MemoryStore;
 use crate::token::TokenService;
-use crate::verify::Verifier;
+use crate::verify::{TokenState, Verifier};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -216,24 +216,21 @@ impl Wiring {
         )
     }
 
+    fn token_state(&self) -> TokenState {
+        TokenState {
+            verifier: self.verifier(),
+            grants: self.stores.grants.clone(),
+            revocations: self.stores.revocations.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
     pub fn revocation_service(&self) -> RevocationService {
-        RevocationService::new(
-            self.authenticator(),
-            self.verifier(),
-            self.stores.grants.clone(),
-            self.stores.revocations.clone(),
-            self.clock.clone(),
-        )
+        RevocationService::new(self.authenticator(), self.token_state())
     }
 
     pub fn introspection_service(&self) -> IntrospectionService {
-        IntrospectionService::new(
-            self.authenticator(),
-            self.verifier(),
-            self.stores.grants.clone(),
-            self.stores.revocations.clone(),
-            self.clock.clone(),
-        )
+        IntrospectionService::new(self.authenticator(), self.token_state())
     }
 
     pub fn batch_revocation(&self) -> BatchRevocation {

@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::domain::{ClientId, GrantId, TenantPath, TokenId, Username};
 use crate::error::{Error, StoreError};
 use crate::jwt::{AccessTokenClaims, AccessTokens, TokenRejected};
-use crate::store::{RevocationStore, TokenRef};
+use crate::store::{GrantStore, RevocationStore, TokenRef};
 
 /// A token that passed every check.
 #[derive(Clone, Debug)]
@@ -61,6 +61,16 @@ impl From<VerifyError> for Error {
             VerifyError::Storage(error) => Error::Storage(error),
         }
     }
+}
+
+/// What revocation and introspection both work with besides client authentication: the
+/// verifier, grants, revocation records and the clock.
+#[derive(Clone)]
+pub struct TokenState {
+    pub verifier: Verifier,
+    pub grants: Arc<dyn GrantStore>,
+    pub revocations: Arc<dyn RevocationStore>,
+    pub clock: Arc<dyn Clock>,
 }
 
 #[derive(Clone)]
