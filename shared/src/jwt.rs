@@ -1,11 +1,13 @@
 //! RFC 9068 access tokens: signing with the current key, and the signature and claims checks of
 //! verification (RFC 8725). Revocation checks build on [`AccessTokens::verify`].
 
-use jsonwebtoken::{Validation, decode, decode_header};
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::keys::KeySet;
+use crate::keys::{KeySet, SigningAlgorithm};
 
 /// The media type RFC 9068 §2.1 puts in `typ`.
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
@@ -69,11 +71,23 @@ pub struct AccessTokens {
     keys: KeySet,
     issuer: String,
     audience: String,
+    /// The claim checks for each algorithm, built once rather than on every verification.
+    validations: Arc<[(Algorithm, Validation); 3]>,
 }
 
 impl AccessTokens {
     pub fn new(keys: KeySet, issuer: String, audience: String) -> Self {
-        Self { keys, issuer, audience }
+        let validations = Arc::new(SigningAlgorithm::ALL.map(|alg| {
+            let mut validation = Validation::new(alg.jwt());
+            validation.set_issuer(&[&issuer]);
+            validation.set_audience(&[&audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            // Time is checked in `verify` against the caller's clock, so tests and replays are exact.
+            validation.validate_exp = false;
+            validation.validate_nbf = false;
+            (alg.jwt(), validation)
+        }));
+        Self { keys, issuer, audience, validations }
     }
 
     pub fn keys(&self) -> &KeySet {
@@ -120,14 +134,13 @@ impl AccessTokens {
         if header.alg != key.alg.jwt() {
             return Err(TokenRejected::AlgorithmMismatch);
         }
-        let mut validation = Validation::new(key.alg.jwt());
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        // Time is checked below against the caller's clock, so tests and replays are exact.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        let claims = decode::<AccessTokenClaims>(token, &key.decoding, &validation)
+        let validation = self
+            .validations
+            .iter()
+            .find(|(alg, _)| *alg == header.alg)
+            .map(|(_, validation)| validation)
+            .ok_or(TokenRejected::AlgorithmMismatch)?;
+        let claims = decode::<AccessTokenClaims>(token, &key.decoding, validation)
             .map_err(|e| TokenRejected::Invalid(e.to_string()))?
             .claims;
         if now >= claims.exp.saturating_add(CLOCK_LEEWAY_SECS) {

@@ -25,19 +25,29 @@ pub async fn refresh(server: &TestServer, client: (&str, &str), token: &str) -> 
     server.token(&[("grant_type", "refresh_token"), ("refresh_token", token)], Some(client)).await
 }
 
-pub async fn introspect_as(
+/// POSTs `form` to `path` with `client`'s HTTP Basic credentials.
+async fn post_as(
     server: &TestServer,
+    path: &str,
     client: (&str, &str),
     form: &[(&str, &str)],
 ) -> reqwest::Response {
     server
         .http
-        .post(server.url("/oauth2/introspect"))
+        .post(server.url(path))
         .header("authorization", basic_header(client.0, client.1))
         .form(form)
         .send()
         .await
         .unwrap()
+}
+
+pub async fn introspect_as(
+    server: &TestServer,
+    client: (&str, &str),
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    post_as(server, "/oauth2/introspect", client, form).await
 }
 
 /// The introspection answer for `token`, asked by `client`.
@@ -66,14 +76,7 @@ pub async fn revoke(
     client: (&str, &str),
     form: &[(&str, &str)],
 ) -> reqwest::Response {
-    server
-        .http
-        .post(server.url("/oauth2/revoke"))
-        .header("authorization", basic_header(client.0, client.1))
-        .form(form)
-        .send()
-        .await
-        .unwrap()
+    post_as(server, "/oauth2/revoke", client, form).await
 }
 
 /// Self revocation with `Authorization: Bearer`.

@@ -149,6 +149,13 @@ impl TestServer {
         format!("{}{path}", self.base_url)
     }
 
+    /// GETs `path` and parses its JSON body.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response =
+            self.http.get(self.url(path)).send().await.expect("request reaches the server");
+        response.json().await.expect("JSON body")
+    }
+
     /// POSTs a form to the token endpoint, with HTTP Basic credentials when given.
     pub async fn token(
         &self,

@@ -65,15 +65,7 @@ async fn tokens_of_every_algorithm_verify_against_the_served_jwks() {
 #[tokio::test]
 async fn jwks_publishes_only_public_key_material() {
     let server = TestServer::start_with(SigningAlgorithm::RS256).await;
-    let jwks: Value = server
-        .http
-        .get(server.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = server.get_json("/.well-known/jwks.json").await;
     for key in jwks["keys"].as_array().unwrap() {
         for private in ["d", "p", "q", "dp", "dq", "qi"] {
             assert!(key.get(private).is_none(), "{private} leaked: {key}");

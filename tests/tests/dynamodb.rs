@@ -181,56 +181,28 @@ async fn round_trips_stay_within_budget() {
 
 #[tokio::test]
 async fn every_grant_works_end_to_end_on_dynamodb() {
-    let server = TestServer::start_on(
-        SigningAlgorithm::ES256,
-        Arc::new(SystemClock),
-        seeded_dynamodb().await,
-    )
-    .await;
+    use integration_tests::flows::{error_of, login, refresh};
+    let server = TestServer::start_on_dynamodb().await;
     assert_eq!(
         server.token(&[("grant_type", "client_credentials")], Some(CC_CLIENT)).await.status(),
         200
     );
-    let login =
-        [("grant_type", "password"), ("username", "alice"), ("password", "alice-password-1")];
-    let first: Value = server.token(&login, Some(APP_CLIENT)).await.json().await.unwrap();
+    let first = login(&server).await;
     let old = first["refresh_token"].as_str().unwrap();
-    let refresh = |token: &str| {
-        [("grant_type", "refresh_token"), ("refresh_token", token)].map(|(k, v)| (k, v.to_owned()))
-    };
-    let second = server
-        .http
-        .post(server.url("/oauth2/token"))
-        .form(&refresh(old))
-        .basic_auth(APP_CLIENT.0, Some(APP_CLIENT.1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(second.status(), 200);
-    let second: Value = second.json().await.unwrap();
+    let second: Value = refresh(&server, APP_CLIENT, old).await.json().await.unwrap();
+    let current = second["refresh_token"].as_str().unwrap();
     let wrong = [("grant_type", "password"), ("username", "alice"), ("password", "nope")];
     assert_eq!(server.token(&wrong, Some(APP_CLIENT)).await.status(), 400);
 
     // Reuse of the rotated token revokes the grant, on DynamoDB as in memory.
-    let reuse = server
-        .http
-        .post(server.url("/oauth2/token"))
-        .form(&refresh(old))
-        .basic_auth(APP_CLIENT.0, Some(APP_CLIENT.1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reuse.status(), 400);
-    let current = second["refresh_token"].as_str().unwrap();
-    let after = server
-        .http
-        .post(server.url("/oauth2/token"))
-        .form(&refresh(current))
-        .basic_auth(APP_CLIENT.0, Some(APP_CLIENT.1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(after.status(), 400);
+    assert_eq!(
+        error_of(refresh(&server, APP_CLIENT, old).await).await,
+        (400, "invalid_grant".into())
+    );
+    assert_eq!(
+        error_of(refresh(&server, APP_CLIENT, current).await).await,
+        (400, "invalid_grant".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -135,15 +135,7 @@ async fn forgeries(server: &TestServer) -> Vec<(&'static str, String)> {
     let parts: Vec<&str> = genuine.split('.').collect();
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
     let real_kid = server.keys.current().kid.clone();
-    let jwks: Value = server
-        .http
-        .get(server.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = server.get_json("/.well-known/jwks.json").await;
     let public_jwk = serde_json::to_vec(&jwks["keys"][0]).unwrap();
     let (attacker, attacker_kid) = attacker_key(SigningAlgorithm::ES256);
     let header = |alg: Algorithm, kid: &str| {
