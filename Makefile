@@ -54,7 +54,7 @@ $(VENV)/.installed: tests/python/requirements.txt
 ## Local DynamoDB (moto) on 127.0.0.1:8000 with table `tokens` holding the seed; for make watch.
 dynamodb-local: $(VENV)/.installed
 	$(CARGO) build -p tokenctl
-	$(VENV)/bin/moto_server -H 127.0.0.1 -p 8000 >.local/moto-8000.log 2>&1 & \
+	$(VENV_PY) tests/moto_server.py 127.0.0.1 8000 >.local/moto-8000.log 2>&1 & \
 	  for i in $$(seq 50); do $(VENV_PY) -c "import socket; socket.create_connection(('127.0.0.1', 8000))" 2>/dev/null && break; sleep 0.1; done
 	set -a; . local/watch.env; set +a; target/debug/tokenctl create-table && target/debug/tokenctl import-seed
 	target/debug/tokenctl keygen --keys .local/signing-keys.json

@@ -4,14 +4,13 @@
 # stops the server afterwards. Usage: tests/aws-local.sh <command...>
 set -euo pipefail
 cd "$(dirname "$0")/.."
-moto=.venv/bin/moto_server
-if [ ! -x "$moto" ]; then
+if [ ! -x .venv/bin/moto_server ]; then
   echo "moto_server is missing: run 'make .venv/.installed' (make test does)" >&2
   exit 1
 fi
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p .local
-"$moto" -H 127.0.0.1 -p "$port" >.local/moto.log 2>&1 &
+.venv/bin/python tests/moto_server.py 127.0.0.1 "$port" >.local/moto.log 2>&1 &
 moto_pid=$!
 trap 'kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
