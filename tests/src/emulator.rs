@@ -12,11 +12,88 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use token_service::keys::{KeySetDocument, SigningAlgorithm};
+
+use crate::{AUDIENCE, dynamo, load_seed, repo_path};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub const ISSUER: &str = "https://abc123.execute-api.eu-west-1.amazonaws.com";
+
+/// A seeded table on the local DynamoDB (moto) and the configuration every function needs for
+/// it: issuer, keys file, table, local endpoint.
+pub struct Deployment {
+    pub env: Vec<(&'static str, String)>,
+    pub kid: String,
+}
+
+pub async fn deployment() -> Deployment {
+    let store = dynamo::fresh_store().await;
+    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    let keys = KeySetDocument::generate(SigningAlgorithm::ES256, 0).unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "lambda-keys-{}-{}",
+        std::process::id(),
+        store.table_name()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys_file = dir.join("keys.json");
+    std::fs::write(&keys_file, serde_json::to_vec(&keys).unwrap()).unwrap();
+    let mut env = vec![
+        ("ISSUER", ISSUER.to_owned()),
+        ("AUDIENCE", AUDIENCE.to_owned()),
+        ("SIGNING_KEYS_FILE", keys_file.display().to_string()),
+        ("TABLE_NAME", store.table_name().to_owned()),
+        ("AUTHORIZER_ROUTE_SCOPES", r#"{"GET /orders": "read"}"#.to_owned()),
+    ];
+    for name in [
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "AWS_MAX_ATTEMPTS",
+    ] {
+        if let Ok(value) = std::env::var(name) {
+            env.push((name, value));
+        }
+    }
+    Deployment { env, kid: keys.current }
+}
+
+pub fn fixture(name: &str, token: &str) -> Value {
+    let text = std::fs::read_to_string(repo_path(&format!("events/{name}")))
+        .unwrap()
+        .replace("{{TOKEN}}", token);
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A token-endpoint event carrying `form`, authenticated as `client` with HTTP Basic.
+pub fn token_event(form: &str, (id, secret): (&str, &str)) -> Value {
+    let mut event = fixture("token-client-credentials-basic.json", "");
+    event["body"] = json!(form);
+    event["headers"]["authorization"] =
+        json!(format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))));
+    event["headers"]["content-length"] = json!(form.len().to_string());
+    event
+}
+
+/// The status and JSON body of an API Gateway v2 response.
+pub fn http(response: &Value) -> (u64, Value) {
+    let status = response["statusCode"].as_u64().unwrap();
+    let body = response["body"].as_str().unwrap_or_default();
+    let body = if response["isBase64Encoded"] == true {
+        String::from_utf8(STANDARD.decode(body).unwrap()).unwrap()
+    } else {
+        body.to_owned()
+    };
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
 
 /// How long an invocation may take before the test gives up.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -37,8 +114,23 @@ pub struct Function {
     init_error: Arc<Mutex<Option<Value>>>,
     polls: Arc<AtomicUsize>,
     child: Child,
+    stdout: JoinHandle<String>,
+    stderr: JoinHandle<String>,
     next_id: AtomicUsize,
     started: Instant,
+}
+
+/// Reads a child's pipe to its end in the background. Reading only at the end would let a
+/// chatty function fill the 64 KiB pipe and block on its next log line (one JSON line per
+/// request: about 160 invocations).
+fn drain(pipe: Option<impl AsyncRead + Unpin + Send + 'static>) -> JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_string(&mut text).await;
+        }
+        text
+    })
 }
 
 /// The path of a workspace binary built by `cargo build` (debug unless `profile` says otherwise).
@@ -77,7 +169,7 @@ impl Function {
         }
         let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("function").to_owned();
         let started = Instant::now();
-        let child = Command::new(&binary)
+        let mut child = Command::new(&binary)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
@@ -92,12 +184,15 @@ impl Function {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
         Function {
             events,
             pending,
             init_error,
             polls,
             child,
+            stdout,
+            stderr,
             next_id: AtomicUsize::new(0),
             started,
         }
@@ -137,6 +232,14 @@ impl Function {
         self.started
     }
 
+    /// The function's peak resident memory so far (`VmHWM`), in bytes; Linux only.
+    pub fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
     /// Waits for the process to exit (an init failure) and returns its status, what it
     /// reported to `init/error` if anything, and its stderr.
     pub async fn exit(mut self) -> (std::process::ExitStatus, Option<Value>, String) {
@@ -144,10 +247,7 @@ impl Function {
             .await
             .expect("exits")
             .expect("waits");
-        let mut stderr = String::new();
-        if let Some(mut pipe) = self.child.stderr.take() {
-            let _ = pipe.read_to_string(&mut stderr).await;
-        }
+        let stderr = self.stderr.await.unwrap_or_default();
         let reported = self.init_error.lock().await.take();
         (status, reported, stderr)
     }
@@ -155,11 +255,7 @@ impl Function {
     /// Everything the function logged to stdout so far (it is stopped first).
     pub async fn logs(mut self) -> String {
         let _ = self.child.kill().await;
-        let mut logs = String::new();
-        if let Some(mut pipe) = self.child.stdout.take() {
-            let _ = pipe.read_to_string(&mut logs).await;
-        }
-        logs
+        self.stdout.await.unwrap_or_default()
     }
 }
 

@@ -4,82 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use integration_tests::emulator::{Function, binary};
-use integration_tests::{ADMIN_CLIENT, APP_CLIENT, AUDIENCE, dynamo, load_seed, repo_path};
+use integration_tests::emulator::{
+    Function, ISSUER, binary, deployment, fixture, http, token_event,
+};
+use integration_tests::{ADMIN_CLIENT, APP_CLIENT};
 use serde_json::{Value, json};
-use token_service::keys::{KeySetDocument, SigningAlgorithm};
-
-const ISSUER: &str = "https://abc123.execute-api.eu-west-1.amazonaws.com";
-
-/// Configuration shared by every function: issuer, keys file, table, local endpoint.
-struct Deployment {
-    env: Vec<(&'static str, String)>,
-    kid: String,
-}
-
-async fn deployment() -> Deployment {
-    let store = dynamo::fresh_store().await;
-    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
-    let keys = KeySetDocument::generate(SigningAlgorithm::ES256, 0).unwrap();
-    let dir = std::env::temp_dir().join(format!(
-        "lambda-keys-{}-{}",
-        std::process::id(),
-        store.table_name()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let keys_file = dir.join("keys.json");
-    std::fs::write(&keys_file, serde_json::to_vec(&keys).unwrap()).unwrap();
-    let mut env = vec![
-        ("ISSUER", ISSUER.to_owned()),
-        ("AUDIENCE", AUDIENCE.to_owned()),
-        ("SIGNING_KEYS_FILE", keys_file.display().to_string()),
-        ("TABLE_NAME", store.table_name().to_owned()),
-        ("AUTHORIZER_ROUTE_SCOPES", r#"{"GET /orders": "read"}"#.to_owned()),
-    ];
-    for name in [
-        "AWS_ENDPOINT_URL_DYNAMODB",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_REGION",
-        "AWS_MAX_ATTEMPTS",
-    ] {
-        if let Ok(value) = std::env::var(name) {
-            env.push((name, value));
-        }
-    }
-    Deployment { env, kid: keys.current }
-}
-
-fn fixture(name: &str, token: &str) -> Value {
-    let text = std::fs::read_to_string(repo_path(&format!("events/{name}")))
-        .unwrap()
-        .replace("{{TOKEN}}", token);
-    serde_json::from_str(&text).unwrap()
-}
-
-/// A token-endpoint event carrying `form`, authenticated as `client` with HTTP Basic.
-fn token_event(form: &str, (id, secret): (&str, &str)) -> Value {
-    let mut event = fixture("token-client-credentials-basic.json", "");
-    event["body"] = json!(form);
-    event["headers"]["authorization"] =
-        json!(format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))));
-    event["headers"]["content-length"] = json!(form.len().to_string());
-    event
-}
-
-/// The status and JSON body of an API Gateway v2 response.
-fn http(response: &Value) -> (u64, Value) {
-    let status = response["statusCode"].as_u64().unwrap();
-    let body = response["body"].as_str().unwrap_or_default();
-    let body = if response["isBase64Encoded"] == true {
-        String::from_utf8(STANDARD.decode(body).unwrap()).unwrap()
-    } else {
-        body.to_owned()
-    };
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_function_binary_serves_its_route() {
