@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/RESULTS.md
 seconds=${BENCH_SECONDS:-10}
-tokens=${BENCH_COUNT_TOKENS:-20000}
+tokens=${BENCH_COUNT_TOKENS:-100000}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk zip >/dev/null; }
 cargo build --release --locked --workspace --bins
@@ -75,6 +75,16 @@ echo "== cold starts"
   echo "## Cold start: release bootstrap under the Runtime API emulator"
   echo
   target/release/bench coldstart release 20
+  echo
+} >>"$out"
+
+echo "== memory under load"
+{
+  echo "## Peak memory of each release function under sustained load"
+  echo
+  echo "One request at a time, as Lambda sends them, on a seeded table on moto; VmHWM of the process."
+  echo
+  tests/aws-local.sh target/release/bench memory release "${BENCH_INVOCATIONS:-2000}" 2>/dev/null | grep -v '^moto server'
   echo
 } >>"$out"
 

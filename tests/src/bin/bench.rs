@@ -2,13 +2,14 @@
 //! starts under the Runtime API emulator, DynamoDB round trips per operation, and counting 100k
 //! live tokens for a batch revocation. Prints markdown table rows; fails nothing.
 //!
-//! Usage: `bench coldstart <profile> <starts>` | `bench dynamodb <tokens>` (under tests/aws-local.sh)
+//! Usage: `bench coldstart <profile> <starts>` | `bench memory <profile> <invocations>` |
+//! `bench dynamodb <tokens>` (the last two under tests/aws-local.sh)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_tests::dynamo::{self, RoundTrips};
-use integration_tests::emulator::{Function, binary};
+use integration_tests::emulator::{Function, binary, deployment, fixture, http, token_event};
 use integration_tests::{ADMIN_CLIENT, APP_CLIENT, CC_CLIENT, load_seed, repo_path, test_config};
 use serde_json::Value;
 use token_service::auth::PresentedClient;
@@ -38,10 +39,17 @@ async fn main() {
             let starts = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(20);
             coldstart(profile, starts).await
         }
+        Some("memory") => {
+            let profile = args.get(2).map(String::as_str).unwrap_or("release");
+            memory(profile, args.get(3).and_then(|n| n.parse().ok()).unwrap_or(2_000)).await
+        }
         Some("dynamodb") => {
             dynamodb(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(100_000)).await
         }
-        _ => eprintln!("usage: bench coldstart <profile> <starts> | bench dynamodb <tokens>"),
+        _ => eprintln!(
+            "usage: bench coldstart <profile> <starts> | bench memory <profile> <invocations> | \
+             bench dynamodb <tokens>"
+        ),
     }
 }
 
@@ -87,6 +95,69 @@ async fn coldstart(profile: &str, starts: usize) {
             ms(median(responses))
         };
         println!("| {name} | {} | {response} |", ms(median(inits)));
+    }
+}
+
+/// Peak resident memory (VmHWM) of each function process after `invocations` requests on its
+/// route, sent one at a time as Lambda does, on a seeded table on the local DynamoDB server.
+async fn memory(profile: &str, invocations: usize) {
+    let deployment = deployment().await;
+    let start = async |name: &str| Function::start(binary(name, profile), &deployment.env).await;
+    let mib = |function: &Function| {
+        function.peak_rss().map_or("n/a".into(), |bytes| format!("{:.1} MB", bytes as f64 / 1e6))
+    };
+    let issuer = start("token").await;
+    let (_, issued) =
+        http(&issuer.respond(fixture("token-client-credentials-basic.json", "")).await);
+    let access_token = issued["access_token"].as_str().unwrap_or_default().to_owned();
+    let (_, admin) =
+        http(&issuer.respond(token_event("grant_type=client_credentials", ADMIN_CLIENT)).await);
+    let admin_token = admin["access_token"].as_str().unwrap_or_default().to_owned();
+    let login = "grant_type=password&username=alice&password=alice-password-1";
+    // Argon2id takes tens of milliseconds a request; fewer invocations reach the same peak.
+    let logins = (invocations / 10).max(20);
+    let runs = [
+        (
+            "token",
+            "client_credentials",
+            fixture("token-client-credentials-basic.json", ""),
+            invocations,
+        ),
+        ("token", "password (Argon2id, 19 MiB)", token_event(login, APP_CLIENT), logins),
+        (
+            "introspect",
+            "introspection",
+            fixture("introspect-basic.json", &access_token),
+            invocations,
+        ),
+        (
+            "authorizer",
+            "authorize a request",
+            fixture("authorizer-get-orders.json", &access_token),
+            invocations,
+        ),
+        (
+            "revoke",
+            "RFC 7009 revocation",
+            fixture("revoke-rfc7009-basic.json", &access_token),
+            invocations,
+        ),
+        (
+            "batch-revoke",
+            "dry run (count)",
+            fixture("batch-revoke-dry-run.json", &admin_token),
+            logins,
+        ),
+        ("keys", "JWKS", fixture("keys-jwks.json", ""), invocations),
+    ];
+    println!("| function | requests | invocations | peak RSS |");
+    println!("|---|---|---|---|");
+    for (name, what, event, count) in runs {
+        let function = start(name).await;
+        for _ in 0..count {
+            function.respond(event.clone()).await;
+        }
+        println!("| {name} | {what} | {count} | {} |", mib(&function));
     }
 }
 
