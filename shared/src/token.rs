@@ -381,6 +381,92 @@ fn parse_positive_integer(raw: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::domain::{ClientSecret, User, UserId};
+    use crate::keys::{KeySet, SigningAlgorithm};
+    use crate::password::HashParams;
+    use crate::store::UserStore;
+    use crate::store::memory::MemoryStore;
+
+    /// Cheap Argon2 parameters: these tests count verifications, they do not time them.
+    const FAST: HashParams = HashParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+
+    /// A token service over a memory store holding one password client and the user alice.
+    async fn password_service() -> (TokenService, Passwords, Client) {
+        let store = Arc::new(MemoryStore::new());
+        let passwords = Passwords::new(FAST);
+        let tenant = TenantPath::parse("/acme").unwrap();
+        let alice = User {
+            id: UserId::generate(),
+            tenant: tenant.clone(),
+            username: Username::parse("alice").unwrap(),
+            password_hash: passwords.hash("alice-password").unwrap(),
+        };
+        store.create_user(&alice).await.unwrap();
+        let client = Client {
+            id: crate::domain::ClientId::parse("app").unwrap(),
+            secret_digest: ClientSecret::generate().digest(),
+            tenant,
+            grants: [GrantType::Password, GrantType::RefreshToken].into(),
+            scopes: ScopeSet::parse("read").unwrap(),
+            max_access_token_lifetime: 600,
+            refresh_idle_lifetime: 3600,
+            refresh_absolute_lifetime: 7200,
+        };
+        let tokens = AccessTokens::new(
+            KeySet::generate(SigningAlgorithm::ES256).unwrap(),
+            "https://issuer".into(),
+            "api".into(),
+        );
+        let clock = Arc::new(ManualClock::new(1_800_000_000));
+        let service = TokenService::new(Stores::all(store), tokens, passwords.clone(), clock, 600);
+        (service, passwords, client)
+    }
+
+    fn login<'a>(username: &'a str, password: &'a str) -> TokenParams<'a> {
+        TokenParams {
+            grant_type: Some("password"),
+            username: Some(username),
+            password: Some(password),
+            ..TokenParams::default()
+        }
+    }
+
+    /// The password grant's timing rule, proved by counting rather than timing: an unknown user
+    /// and a wrong password each cost exactly one Argon2 verification and get the same answer.
+    #[tokio::test]
+    async fn unknown_user_and_wrong_password_each_run_exactly_one_argon2_verification() {
+        let (service, passwords, client) = password_service().await;
+        let wrong = service.issue(&client, &login("alice", "not-it")).await.unwrap_err();
+        assert_eq!(passwords.argon2_runs(), 1, "wrong password");
+        let unknown = service.issue(&client, &login("mallory", "not-it")).await.unwrap_err();
+        assert_eq!(passwords.argon2_runs(), 2, "unknown user: the dummy hash is verified");
+        assert_eq!(passwords.dummy_params(), Some(FAST), "at the real hashes' parameters");
+        assert!(
+            matches!(wrong, Error::InvalidGrant(_)) && matches!(unknown, Error::InvalidGrant(_))
+        );
+        assert_eq!(wrong.to_string(), unknown.to_string());
+        service.issue(&client, &login("alice", "alice-password")).await.unwrap();
+        assert_eq!(passwords.argon2_runs(), 3);
+    }
+
+    #[tokio::test]
+    async fn oversized_and_malformed_credentials_are_refused_before_any_hashing() {
+        let (service, passwords, client) = password_service().await;
+        let long_password = "p".repeat(MAX_PASSWORD_LEN + 1);
+        let long_username = "u".repeat(crate::domain::MAX_USERNAME_LEN + 1);
+        for params in [
+            login("alice", &long_password),
+            login(&long_username, "pw"),
+            login(" alice", "pw"),
+            TokenParams { tenant_path: Some("/globex"), ..login("alice", "alice-password") },
+            TokenParams { tenant_path: Some("not a path"), ..login("alice", "alice-password") },
+        ] {
+            let error = service.issue(&client, &params).await.unwrap_err();
+            assert!(matches!(error, Error::InvalidRequest(_)), "{error:?}");
+        }
+        assert_eq!(passwords.argon2_runs(), 0, "no Argon2 run for a request refused on its limits");
+    }
 
     #[test]
     fn lifetimes_must_be_positive_decimal_integers() {

@@ -443,6 +443,77 @@ pub async fn revocation_state_carries_the_grant(store: Arc<dyn Store>) {
     assert_eq!(gone.grant, None, "an expired grant reads as absent");
 }
 
+/// DynamoDB's TTL deletes only eventually, so every read that decides validity filters on the
+/// item's expiry itself. Each item type is written, then read at its last live second and at
+/// its expiry, while still stored (moto, like DynamoDB within its deletion delay, keeps it).
+pub async fn every_read_treats_expired_items_as_absent(store: Arc<dyn Store>) {
+    // Grant (absolute end 3_000) and refresh record (idle end 1_500).
+    let short = grant(1_000, 2_000);
+    let record = refresh_record(&short, 1_000, 500);
+    store.start_grant(&short, &record, &[]).await.unwrap();
+    assert!(store.refresh_token(&short.id, &record.digest, 1_499).await.unwrap().is_some());
+    assert_eq!(store.refresh_token(&short.id, &record.digest, 1_500).await.unwrap(), None);
+    assert!(store.grant(&short.id, 2_999).await.unwrap().is_some());
+    assert_eq!(store.grant(&short.id, 3_000).await.unwrap(), None);
+    assert_eq!(store.grants(std::slice::from_ref(&short.id), 2_999).await.unwrap().len(), 1);
+    assert!(store.grants(std::slice::from_ref(&short.id), 3_000).await.unwrap().is_empty());
+    // Rotating an expired refresh token stores nothing.
+    let next = refresh_record(&short, 1_500, 500);
+    assert_ne!(
+        store.rotate_refresh_token(&record, &next, &[], &no_cutoffs(&short), 1_500).await.unwrap(),
+        Rotation::Rotated,
+        "an expired refresh token does not rotate"
+    );
+    assert_eq!(store.refresh_token(&short.id, &next.digest, 1_500).await.unwrap(), None);
+
+    // Revocation record (until 2_000), the grant, and a cutoff (until 2_500) in revocation_state.
+    let (id, client) = (TokenId::generate(), short.client_id.clone());
+    store.revoke_token(&id, 2_000, None, 1_000).await.unwrap();
+    let cutoff_layer = layer::client(&client);
+    store.raise_cutoff(&cutoff_layer, 1_200, 2_500, 1_000).await.unwrap();
+    let token = TokenRef {
+        id: &id,
+        grant: Some(&short.id),
+        tenant: &short.tenant,
+        client_id: &client,
+        subject: &short.subject,
+    };
+    let live = store.revocation_state(&token, 1_999).await.unwrap();
+    assert!(live.token_revoked && live.grant.is_some() && live.not_before == Some(1_200));
+    let state = store.revocation_state(&token, 2_000).await.unwrap();
+    assert!(!state.token_revoked, "expired revocation record");
+    assert_eq!(state.not_before, Some(1_200));
+    let state = store.revocation_state(&token, 2_500).await.unwrap();
+    assert_eq!(state.not_before, None, "expired cutoff");
+    let state = store.revocation_state(&token, 3_000).await.unwrap();
+    assert_eq!(state.grant, None, "expired grant");
+    assert_eq!(store.cutoffs(std::slice::from_ref(&cutoff_layer), 2_500).await.unwrap().len(), 0);
+
+    // An expired cutoff no longer stops a rotation.
+    let later = grant(1_000, 10_000);
+    let first = refresh_record(&later, 1_000, 5_000);
+    store.start_grant(&later, &first, &[]).await.unwrap();
+    store.raise_cutoff(&layer::subject(&later.subject), 1_100, 2_600, 1_000).await.unwrap();
+    let second = refresh_record(&later, 2_599, 5_000);
+    assert_eq!(
+        store.rotate_refresh_token(&first, &second, &[], &no_cutoffs(&later), 2_599).await.unwrap(),
+        Rotation::CutOff,
+        "live at 2_599"
+    );
+    let second = refresh_record(&later, 2_600, 5_000);
+    assert_eq!(
+        store.rotate_refresh_token(&first, &second, &[], &no_cutoffs(&later), 2_600).await.unwrap(),
+        Rotation::Rotated,
+        "expired at 2_600, still stored"
+    );
+
+    // Issuance log entries.
+    let entry = issued("/ttl", "a", "s", 100, 200);
+    store.record_issued(&entry).await.unwrap();
+    assert_eq!(live_count(&store, &filter("/ttl", None, None), 199).await, 1);
+    assert_eq!(live_count(&store, &filter("/ttl", None, None), 200).await, 0);
+}
+
 /// Declares one test per contract check, each on a fresh store from `$fresh` (an async
 /// expression), so that a failure names the rule it broke.
 #[macro_export]
@@ -470,6 +541,7 @@ macro_rules! store_contract_tests {
             revocation_state_takes_the_latest_cutoff_of_every_layer,
             grants_are_read_in_bulk,
             users_are_found_by_id_for_their_tenant,
+            every_read_treats_expired_items_as_absent,
         );
     };
     (@tests $fresh:expr; $($check:ident),* $(,)?) => {

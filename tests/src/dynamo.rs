@@ -101,6 +101,18 @@ impl FaultyEndpoint {
 }
 
 pub async fn faulty_endpoint(failing: &'static [&'static str]) -> FaultyEndpoint {
+    let error =
+        r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected"}"#;
+    faulty_endpoint_answering(failing, 500, error).await
+}
+
+/// [`faulty_endpoint`], answering the failing operations with `status` and the JSON `error`
+/// (a `TransactionCanceledException` with chosen cancellation reasons, say).
+pub async fn faulty_endpoint_answering(
+    failing: &'static [&'static str],
+    status: u16,
+    error: &'static str,
+) -> FaultyEndpoint {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let on = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let switch = on.clone();
@@ -145,29 +157,27 @@ pub async fn faulty_endpoint(failing: &'static [&'static str]) -> FaultyEndpoint
                 let body = request[head_end..head_end + length].to_vec();
                 let target = header("x-amz-target").unwrap_or_default();
                 let operation = target.rsplit('.').next().unwrap_or_default();
-                let (status, response_body) = if on.load(Ordering::SeqCst)
-                    && failing.contains(&operation)
-                {
-                    let error = r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected"}"#;
-                    (500, error.as_bytes().to_vec())
-                } else {
-                    let forwarded = http
-                        .post(&upstream)
-                        .header("content-type", header("content-type").unwrap_or_default())
-                        .header("x-amz-target", target.clone())
-                        .header("authorization", header("authorization").unwrap_or_default())
-                        .header("x-amz-date", header("x-amz-date").unwrap_or_default())
-                        .body(body)
-                        .send()
-                        .await;
-                    match forwarded {
-                        Ok(response) => (
-                            response.status().as_u16(),
-                            response.bytes().await.unwrap_or_default().to_vec(),
-                        ),
-                        Err(_) => return,
-                    }
-                };
+                let (status, response_body) =
+                    if on.load(Ordering::SeqCst) && failing.contains(&operation) {
+                        (status, error.as_bytes().to_vec())
+                    } else {
+                        let forwarded = http
+                            .post(&upstream)
+                            .header("content-type", header("content-type").unwrap_or_default())
+                            .header("x-amz-target", target.clone())
+                            .header("authorization", header("authorization").unwrap_or_default())
+                            .header("x-amz-date", header("x-amz-date").unwrap_or_default())
+                            .body(body)
+                            .send()
+                            .await;
+                        match forwarded {
+                            Ok(response) => (
+                                response.status().as_u16(),
+                                response.bytes().await.unwrap_or_default().to_vec(),
+                            ),
+                            Err(_) => return,
+                        }
+                    };
                 let head = format!(
                     "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.0\r\nx-amzn-requestid: proxy\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                     response_body.len()

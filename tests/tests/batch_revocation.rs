@@ -62,6 +62,8 @@ on_both_backends!(
     already_revoked_tokens_are_not_counted,
     malformed_and_future_requests_are_invalid_and_change_nothing,
     absent_creation_before_means_now,
+    a_grant_begun_in_the_cutoff_second_survives_everywhere_and_one_begun_before_dies,
+    cut_off_refresh_tokens_are_inactive_to_introspection,
 );
 
 async fn the_caller_needs_a_valid_token_with_the_batch_scope(backend: Backend) {
@@ -360,4 +362,56 @@ async fn absent_creation_before_means_now(backend: Backend) {
     // Same second as the tokens: "now" is part-way through it, so it rounds up past them.
     assert_eq!(batch_count(&server, &admin, json!({})).await, 2);
     assert!(!is_active(&server, &token).await);
+}
+
+/// The documented boundary (README, "The rule"): revoked when `iat` (or the grant's start) is
+/// earlier than the cutoff second; issued in the cutoff second, valid. Held at every place a
+/// token is accepted: introspection of access and refresh tokens, refresh, the count.
+async fn a_grant_begun_in_the_cutoff_second_survives_everywhere_and_one_begun_before_dies(
+    backend: Backend,
+) {
+    let (server, clock) = clocked(backend).await;
+    let before = login(&server).await; // grant and tokens of T0
+    clock.advance(1);
+    let at = login(&server).await; // grant and tokens of T0 + 1
+    let admin = admin_token(&server).await; // T0 + 1
+    clock.advance(5);
+    let cutoff = json!({"creationBefore": rfc3339(T0 + 1), "clientId": "app-client"});
+    let mut dry_run = cutoff.clone();
+    dry_run["dryRun"] = json!(true);
+    assert_eq!(batch_count(&server, &admin, dry_run).await, 2, "only the T0 pair is covered");
+    assert_eq!(batch_count(&server, &admin, cutoff).await, 2);
+
+    for token in [&at["access_token"], &at["refresh_token"]] {
+        assert!(is_active(&server, token.as_str().unwrap()).await, "issued in the cutoff second");
+    }
+    for token in [&before["access_token"], &before["refresh_token"]] {
+        assert!(!is_active(&server, token.as_str().unwrap()).await, "issued the second before");
+    }
+    let refreshed = refresh(&server, APP_CLIENT, at["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(refreshed.status(), 200, "a grant begun in the cutoff second refreshes");
+    let refused = refresh(&server, APP_CLIENT, before["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(error_of(refused).await, (400, "invalid_grant".into()));
+}
+
+/// The layer the CVEs missed at introspection: a refresh token whose grant a cutoff covers is
+/// inactive, before anyone tries to use it.
+async fn cut_off_refresh_tokens_are_inactive_to_introspection(backend: Backend) {
+    let (server, clock) = clocked(backend).await;
+    let alice = login(&server).await;
+    let bob = bob_login(&server).await;
+    let admin = admin_token(&server).await;
+    clock.advance(1);
+    let alice_refresh = alice["refresh_token"].as_str().unwrap();
+    let bob_refresh = bob["refresh_token"].as_str().unwrap();
+    assert!(is_active(&server, alice_refresh).await);
+    // An ancestor tenant's cutoff reaches bob in /acme/sales; a subject cutoff reaches alice.
+    let alice_sub = introspect(&server, APP_CLIENT, alice["access_token"].as_str().unwrap()).await
+        ["sub"]
+        .clone();
+    batch_count(&server, &admin, json!({"subject": alice_sub})).await;
+    assert!(!is_active(&server, alice_refresh).await, "subject layer");
+    assert!(is_active(&server, bob_refresh).await, "not yet");
+    batch_count(&server, &admin, json!({"tenantPath": "/acme"})).await;
+    assert!(!is_active(&server, bob_refresh).await, "ancestor tenant layer");
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::dynamo::{self, RoundTrips};
@@ -440,4 +441,306 @@ async fn a_dynamodb_that_hangs_answers_503_within_the_timeouts() {
     assert_unavailable(store_at(&endpoint).await).await;
     let elapsed = started.elapsed();
     assert!(elapsed < std::time::Duration::from_secs(8), "answered after {elapsed:?}");
+}
+
+/// Records the operation and JSON body of every request the SDK sends.
+#[derive(Clone, Debug, Default)]
+struct Requests(Arc<std::sync::Mutex<Vec<(String, Value)>>>);
+
+impl Requests {
+    fn take(&self) -> Vec<(String, Value)> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for Requests {
+    fn name(&self) -> &'static str {
+        "Requests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _config: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let request = context.request();
+        let target = request.headers().get("x-amz-target").unwrap_or_default();
+        let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
+        let body = request.body().bytes().and_then(|b| serde_json::from_slice(b).ok());
+        self.0.lock().unwrap().push((operation, body.unwrap_or(Value::Null)));
+        Ok(())
+    }
+}
+
+/// Every read that decides whether a token, grant, client or user is valid is a GetItem or
+/// BatchGetItem with `ConsistentRead: true`; none is a Query or Scan (an index read, which is
+/// only eventually consistent). The recorder does see the index query a batch count makes.
+#[tokio::test]
+async fn validity_reads_are_strongly_consistent_and_never_use_an_index() {
+    use integration_tests::flows::{
+        admin_token, batch_count, introspect, login, refresh, revoke, revoke_self, service_token,
+    };
+    let requests = Requests::default();
+    let sdk_config =
+        setup::aws_config_with_timeouts(Duration::from_secs(10), Duration::from_secs(30)).await;
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk_config).interceptor(requests.clone()).build(),
+    );
+    let name = format!("consistent-{}", token_service::domain::TokenId::generate());
+    table::create_table(&client, &name).await.unwrap();
+    let store = DynamoStore::new(client, name.clone());
+    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    let server = TestServer::start_on(
+        SigningAlgorithm::ES256,
+        Arc::new(SystemClock),
+        Stores::all(Arc::new(store)),
+    )
+    .await;
+    requests.take();
+
+    let service = service_token(&server).await;
+    let first = login(&server).await;
+    let old = first["refresh_token"].as_str().unwrap();
+    let second: Value = refresh(&server, APP_CLIENT, old).await.json().await.unwrap();
+    assert_eq!(refresh(&server, APP_CLIENT, old).await.status(), 400, "reuse");
+    let other = login(&server).await;
+    for token in [
+        &service,
+        other["access_token"].as_str().unwrap(),
+        other["refresh_token"].as_str().unwrap(),
+    ] {
+        assert_eq!(introspect(&server, APP_CLIENT, token).await["active"], true);
+    }
+    assert_eq!(
+        introspect(&server, APP_CLIENT, second["access_token"].as_str().unwrap()).await["active"],
+        false
+    );
+    let access = other["access_token"].as_str().unwrap();
+    assert_eq!(revoke(&server, APP_CLIENT, &[("token", access)]).await.status(), 200);
+    let refresh_token = other["refresh_token"].as_str().unwrap();
+    assert_eq!(revoke(&server, APP_CLIENT, &[("token", refresh_token)]).await.status(), 200);
+    assert_eq!(revoke_self(&server, &service).send().await.unwrap().status(), 200);
+
+    let sent = requests.take();
+    let operations: Vec<&str> = sent.iter().map(|(op, _)| op.as_str()).collect();
+    assert!(
+        operations.contains(&"GetItem") && operations.contains(&"BatchGetItem"),
+        "{operations:?}"
+    );
+    for (operation, body) in &sent {
+        match operation.as_str() {
+            "GetItem" => assert_eq!(body["ConsistentRead"], true, "{body}"),
+            "BatchGetItem" => {
+                assert_eq!(body["RequestItems"][&name]["ConsistentRead"], true, "{body}")
+            }
+            "Query" | "Scan" => panic!("a validity path read an index: {body}"),
+            _ => assert!(body.get("IndexName").is_none(), "{operation}: {body}"),
+        }
+    }
+
+    // Counting (not validity) is what the index serves; the recorder sees it.
+    let admin = admin_token(&server).await;
+    requests.take();
+    batch_count(&server, &admin, serde_json::json!({"dryRun": true})).await;
+    let counted = requests.take();
+    assert!(
+        counted.iter().any(|(op, body)| op == "Query" && body["IndexName"].is_string()),
+        "{counted:?}"
+    );
+}
+
+/// Refresh tokens (and client secrets and passwords) are never stored: the whole table holds
+/// only the refresh tokens' digests.
+#[tokio::test]
+async fn refresh_tokens_are_stored_only_as_digests() {
+    use integration_tests::flows::{login, refresh};
+    use token_service::domain::RefreshToken;
+    let store = dynamo::fresh_store().await;
+    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    let stores = Stores::all(Arc::new(store.clone()));
+    let server = TestServer::start_on(SigningAlgorithm::ES256, Arc::new(SystemClock), stores).await;
+    let first = login(&server).await;
+    let old = first["refresh_token"].as_str().unwrap().to_owned();
+    let second: Value = refresh(&server, APP_CLIENT, &old).await.json().await.unwrap();
+    let current = second["refresh_token"].as_str().unwrap().to_owned();
+
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = store
+            .sdk_client()
+            .scan()
+            .table_name(store.table_name())
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        items.extend(page.items().iter().cloned());
+        start = page.last_evaluated_key.filter(|key| !key.is_empty());
+        if start.is_none() {
+            break;
+        }
+    }
+    let table = format!("{items:?}");
+    for token in [&old, &current] {
+        let secret = token.split_once('.').unwrap().1;
+        assert!(!table.contains(secret), "a refresh token's secret part is stored");
+        let (_, digest) = RefreshToken::parse(token).unwrap();
+        assert!(table.contains(&String::from(digest)), "its digest is the key");
+    }
+    for token in [&first["access_token"], &second["access_token"]] {
+        assert!(!table.contains(token.as_str().unwrap()), "access tokens are not stored");
+    }
+    for secret in [APP_CLIENT.1, CC_CLIENT.1, "alice-password-1"] {
+        assert!(!table.contains(secret), "a secret is stored in plain text");
+    }
+}
+
+/// A stand-in for DynamoDB that throttles every request and counts them.
+async fn counting_throttler() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut buffer).await;
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"injected"}"#;
+                let response = format!(
+                    "HTTP/1.1 400 Error\r\ncontent-type: application/x-amz-json-1.0\r\nx-amzn-requestid: test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (endpoint, count)
+}
+
+/// Throttling is retried by the SDK (with its standard retry policy) before the service gives
+/// up with a 503.
+#[tokio::test]
+async fn throttled_requests_are_retried_by_the_sdk_then_answer_503() {
+    let (endpoint, count) = counting_throttler().await;
+    assert_unavailable(store_at(&endpoint).await).await;
+    let attempts = count.load(std::sync::atomic::Ordering::SeqCst);
+    let configured: usize =
+        std::env::var("AWS_MAX_ATTEMPTS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    assert!(configured >= 2, "retries are on");
+    assert!(
+        (2..=configured).contains(&attempts),
+        "{attempts} attempts: at least one retry, at most the configured {configured}"
+    );
+}
+
+/// RFC 7009 revocation must not answer 200 when it could not even look the token up.
+#[tokio::test]
+async fn failed_token_lookups_during_revocation_answer_503() {
+    use integration_tests::flows::{error_of, login, revoke};
+    let (stores, faults) = seeded_store_behind(&["BatchGetItem"]).await;
+    let server = TestServer::start_on(SigningAlgorithm::ES256, Arc::new(SystemClock), stores).await;
+    let tokens = login(&server).await;
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    faults.fail(true);
+    for hint in [None, Some("refresh_token"), Some("access_token")] {
+        let mut form = vec![("token", refresh)];
+        form.extend(hint.map(|h| ("token_type_hint", h)));
+        let response = revoke(&server, APP_CLIENT, &form).await;
+        assert_eq!(error_of(response).await, (503, "temporarily_unavailable".into()), "{hint:?}");
+    }
+}
+
+/// The brute-force protection of the password grant beyond Argon2's cost: API Gateway
+/// throttles `POST /oauth2/token`.
+#[tokio::test]
+async fn the_token_route_is_throttled_against_brute_force() {
+    let template: Yaml =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_path("../template.yaml")).unwrap())
+            .unwrap();
+    let route =
+        &template["Resources"]["HttpApi"]["Properties"]["RouteSettings"]["POST /oauth2/token"];
+    let reference = |value: &Yaml| match value {
+        Yaml::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str().map(str::to_owned),
+        other => other["Ref"].as_str().map(str::to_owned),
+    };
+    assert_eq!(reference(&route["ThrottlingRateLimit"]).as_deref(), Some("TokenRateLimit"));
+    assert_eq!(reference(&route["ThrottlingBurstLimit"]).as_deref(), Some("TokenBurstLimit"));
+    for parameter in ["TokenRateLimit", "TokenBurstLimit"] {
+        let default = template["Parameters"][parameter]["Default"].as_u64();
+        assert!(default.is_some_and(|d| d > 0 && d <= 1000), "{parameter}: {default:?}");
+    }
+}
+
+const TRANSACTION_CONFLICT_ON_A_CUTOFF_CHECK: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [None, None, None, TransactionConflict]","CancellationReasons":[{"Code":"None"},{"Code":"None"},{"Code":"None"},{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
+
+const TRANSACTION_CONFLICT_ON_THE_USED_TOKEN: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict]","CancellationReasons":[{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
+
+/// Regression: a rotation cancelled by a conflict on one of its cutoff condition checks (a batch
+/// revocation writing that cutoff record at the same moment) is not a reuse of the refresh
+/// token. It once revoked the whole grant; now it is a 503 that changes nothing, and the same
+/// token refreshes once the conflict is gone.
+#[tokio::test]
+async fn a_conflict_on_a_cutoff_check_is_not_refresh_token_reuse() {
+    use integration_tests::flows::{error_of, login, refresh};
+    let store = dynamo::fresh_store().await;
+    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    let sdk_config = setup::aws_config().await;
+    let faults = dynamo::faulty_endpoint_answering(
+        &["TransactWriteItems"],
+        400,
+        TRANSACTION_CONFLICT_ON_A_CUTOFF_CHECK,
+    )
+    .await;
+    let config =
+        aws_sdk_dynamodb::config::Builder::from(&sdk_config).endpoint_url(&faults.url).build();
+    let proxied = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), store.table_name());
+    let server = TestServer::start_on(
+        SigningAlgorithm::ES256,
+        Arc::new(SystemClock),
+        Stores::all(Arc::new(proxied)),
+    )
+    .await;
+    let tokens = login(&server).await;
+    let token = tokens["refresh_token"].as_str().unwrap();
+    faults.fail(true);
+    let response = refresh(&server, APP_CLIENT, token).await;
+    assert_eq!(error_of(response).await, (503, "temporarily_unavailable".into()));
+    faults.fail(false);
+    assert_eq!(refresh(&server, APP_CLIENT, token).await.status(), 200, "the grant lives on");
+}
+
+/// A conflict on the mark-as-used write itself is a concurrent use of the same token: reuse.
+#[tokio::test]
+async fn a_conflict_on_the_used_token_is_a_concurrent_use() {
+    use integration_tests::flows::{error_of, is_active, login, refresh};
+    let store = dynamo::fresh_store().await;
+    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    let sdk_config = setup::aws_config().await;
+    let faults = dynamo::faulty_endpoint_answering(
+        &["TransactWriteItems"],
+        400,
+        TRANSACTION_CONFLICT_ON_THE_USED_TOKEN,
+    )
+    .await;
+    let config =
+        aws_sdk_dynamodb::config::Builder::from(&sdk_config).endpoint_url(&faults.url).build();
+    let proxied = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), store.table_name());
+    let server = TestServer::start_on(
+        SigningAlgorithm::ES256,
+        Arc::new(SystemClock),
+        Stores::all(Arc::new(proxied)),
+    )
+    .await;
+    let tokens = login(&server).await;
+    let token = tokens["refresh_token"].as_str().unwrap();
+    faults.fail(true);
+    assert_eq!(error_of(refresh(&server, APP_CLIENT, token).await).await.1, "invalid_grant");
+    faults.fail(false);
+    assert!(!is_active(&server, tokens["access_token"].as_str().unwrap()).await, "grant revoked");
 }

@@ -22,6 +22,9 @@ on_both_stores!(
     refresh_tokens_are_active_only_for_their_client,
     used_and_revoked_tokens_are_inactive,
     forged_tokens_are_inactive_everywhere,
+    a_wrong_hint_still_finds_the_token_at_introspection,
+    claims_of_the_wrong_json_type_are_inactive_and_refused_as_bearers,
+    unknown_and_malformed_tokens_are_inactive_and_nothing_more,
 );
 
 async fn introspection_requires_client_authentication(server: TestServer) {
@@ -232,4 +235,154 @@ async fn expired_tokens_are_inactive() {
     assert_eq!(introspect(&server, CC_CLIENT, &token).await["active"], true);
     clock.advance(600 + 10);
     assert_eq!(introspect(&server, CC_CLIENT, &token).await, json!({"active": false}));
+}
+
+async fn a_wrong_hint_still_finds_the_token_at_introspection(server: TestServer) {
+    let tokens = login(&server).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+    for (token, hint, token_type) in [
+        (access, "refresh_token", "Bearer"),
+        (access, "id_token", "Bearer"),
+        (refresh_token, "access_token", "refresh_token"),
+        (refresh_token, "id_token", "refresh_token"),
+    ] {
+        let form = [("token", token), ("token_type_hint", hint)];
+        let response = introspect_as(&server, APP_CLIENT, &form).await;
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["active"], true, "{hint}: {answer}");
+        assert_eq!(answer["token_type"], token_type, "{hint}");
+    }
+}
+
+/// Genuinely signed by the server's own key, with every other claim intact: only the type of
+/// one claim is wrong. The same payload with correct types is active (the control).
+async fn claims_of_the_wrong_json_type_are_inactive_and_refused_as_bearers(server: TestServer) {
+    let genuine = service_token(&server).await;
+    let payload = genuine.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let sign = |claims: &Value| {
+        server.keys.current().sign_json(&serde_json::to_vec(claims).unwrap()).unwrap()
+    };
+    assert_eq!(introspect(&server, APP_CLIENT, &sign(&claims)).await["active"], true, "control");
+    let exp = claims["exp"].as_u64().unwrap();
+    for (claim, value) in [
+        ("exp", json!(exp.to_string())),
+        ("exp", json!(exp as f64 + 0.5)),
+        ("iat", json!(claims["iat"].as_u64().unwrap().to_string())),
+        ("nbf", json!("0")),
+        ("aud", json!([AUDIENCE])),
+        ("client_id", json!(1)),
+    ] {
+        let mut wrong = claims.clone();
+        wrong[claim] = value.clone();
+        let forged = sign(&wrong);
+        assert_eq!(
+            introspect(&server, APP_CLIENT, &forged).await,
+            json!({"active": false}),
+            "{claim}: {value}"
+        );
+        let response = revoke_self(&server, &forged).send().await.unwrap();
+        assert_eq!(error_of(response).await, (401, "invalid_token".into()), "{claim}: {value}");
+    }
+    assert_eq!(introspect(&server, APP_CLIENT, &genuine).await["active"], true);
+}
+
+async fn unknown_and_malformed_tokens_are_inactive_and_nothing_more(server: TestServer) {
+    let grant_shaped = "AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let long = "a".repeat(9 * 1024);
+    for token in ["garbage", "a.b.c", "..", grant_shaped, long.as_str(), "é\u{0}"] {
+        for hint in [None, Some("access_token"), Some("refresh_token")] {
+            let mut form = vec![("token", token)];
+            form.extend(hint.map(|h| ("token_type_hint", h)));
+            let response = introspect_as(&server, APP_CLIENT, &form).await;
+            assert_eq!(response.status(), 200, "{token} {hint:?}");
+            assert_eq!(response.json::<Value>().await.unwrap(), json!({"active": false}));
+        }
+    }
+}
+
+/// RFC 8725 §3.10 / the JWT CVE record: a `jku` or `x5u` header is never fetched. Both point at
+/// a listener of this test, which counts the connections it receives: there must be none.
+#[tokio::test]
+async fn jku_and_x5u_headers_are_never_fetched() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let server = TestServer::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        while let Ok(_socket) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let genuine = service_token(&server).await;
+    let payload = genuine.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let (attacker, attacker_kid) = attacker_key(SigningAlgorithm::ES256);
+    let real_kid = server.keys.current().kid.clone();
+    let mut forgeries = Vec::new();
+    for kid in [attacker_kid.as_str(), real_kid.as_str(), "remote-only-kid"] {
+        let mut jku = Header::new(Algorithm::ES256);
+        jku.typ = Some("at+jwt".into());
+        jku.kid = Some(kid.to_owned());
+        jku.jku = Some(url.clone());
+        let mut x5u = jku.clone();
+        x5u.jku = None;
+        x5u.x5u = Some(url.clone());
+        let mut no_kid = jku.clone();
+        no_kid.kid = None;
+        no_kid.x5u = Some(url.clone());
+        for header in [jku, x5u, no_kid] {
+            forgeries.push(signed(header, &claims, &attacker));
+        }
+    }
+    for forged in &forgeries {
+        assert_eq!(introspect(&server, APP_CLIENT, forged).await, json!({"active": false}));
+        let response = revoke_self(&server, forged).send().await.unwrap();
+        assert_eq!(error_of(response).await, (401, "invalid_token".into()));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "a key URL in a header was followed");
+    assert_eq!(introspect(&server, APP_CLIENT, &genuine).await["active"], true, "control");
+}
+
+/// Algorithm confusion on an RS256 server: HS256 tokens keyed with the published RSA public key
+/// (the JWK, its modulus, the whole JWKS) under the genuine kid are inactive and refused.
+#[tokio::test]
+async fn rsa_public_key_as_an_hmac_secret_is_inactive() {
+    let server = TestServer::start_with(SigningAlgorithm::RS256).await;
+    let genuine = service_token(&server).await;
+    assert_eq!(jsonwebtoken::decode_header(&genuine).unwrap().alg, Algorithm::RS256);
+    let payload = genuine.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let jwks = server.get_json("/.well-known/jwks.json").await;
+    let jwk = &jwks["keys"][0];
+    let kid = jwk["kid"].as_str().unwrap();
+    let n = jwk["n"].as_str().unwrap();
+    let secrets = [
+        serde_json::to_vec(jwk).unwrap(),
+        serde_json::to_vec(&jwks).unwrap(),
+        n.as_bytes().to_vec(),
+        URL_SAFE_NO_PAD.decode(n).unwrap(),
+    ];
+    for secret in &secrets {
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            let mut header = Header::new(alg);
+            header.typ = Some("at+jwt".into());
+            header.kid = Some(kid.to_owned());
+            let forged = signed(header, &claims, &EncodingKey::from_secret(secret));
+            assert_eq!(
+                introspect(&server, APP_CLIENT, &forged).await,
+                json!({"active": false}),
+                "{alg:?}"
+            );
+            let response = revoke_self(&server, &forged).send().await.unwrap();
+            assert_eq!(error_of(response).await, (401, "invalid_token".into()));
+        }
+    }
+    assert_eq!(introspect(&server, APP_CLIENT, &genuine).await["active"], true, "control");
 }

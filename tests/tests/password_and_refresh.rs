@@ -441,3 +441,28 @@ async fn login_rehashes_a_password_stored_at_old_parameters() {
     );
     service.issue(&client, &params).await.expect("new hash verifies");
 }
+
+/// RFC 9700 §4.14.2: the reuse ends the whole grant, access tokens included, not only its
+/// refresh tokens.
+#[tokio::test]
+async fn reusing_a_rotated_refresh_token_also_kills_the_grants_access_tokens() {
+    use integration_tests::flows::is_active;
+    let server = TestServer::start().await;
+    let first = alice(&server).await;
+    let old = first["refresh_token"].as_str().unwrap();
+    let second: Value = refresh(&server, APP_CLIENT, old, None).await.json().await.unwrap();
+    let current_access = second["access_token"].as_str().unwrap();
+    assert!(is_active(&server, current_access).await);
+    let other = alice(&server).await;
+    assert_eq!(
+        error_code(refresh(&server, APP_CLIENT, old, None).await).await,
+        (400, "invalid_grant".into())
+    );
+    assert!(!is_active(&server, current_access).await, "the rotation's access token");
+    assert!(!is_active(&server, first["access_token"].as_str().unwrap()).await, "the first");
+    assert!(
+        !is_active(&server, second["refresh_token"].as_str().unwrap()).await,
+        "the current refresh token"
+    );
+    assert!(is_active(&server, other["access_token"].as_str().unwrap()).await, "other grants live");
+}

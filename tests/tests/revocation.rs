@@ -271,3 +271,60 @@ async fn expired_tokens_revoke_silently_and_fail_as_bearers() {
     );
     assert_eq!(introspect(&server, CC_CLIENT, &token).await, serde_json::json!({"active": false}));
 }
+
+/// Revocation answers on a clock the test moves, on both stores.
+mod clocked {
+    use std::sync::Arc;
+
+    use integration_tests::flows::{error_of, introspect, login, refresh, revoke};
+    use integration_tests::{APP_CLIENT, Backend, OTHER_APP, on_both_backends};
+    use serde_json::json;
+    use token_service::clock::ManualClock;
+
+    on_both_backends!(
+        revoking_an_expired_refresh_token_returns_200,
+        another_clients_expired_or_unknown_token_is_200_and_authentication_comes_first,
+    );
+
+    /// app-client's refresh tokens idle out after 3600 s: revoking one afterwards is a silent
+    /// 200 (RFC 7009 §2.2), and it stays unusable.
+    async fn revoking_an_expired_refresh_token_returns_200(backend: Backend) {
+        let clock = Arc::new(ManualClock::new(1_800_000_000));
+        let server = backend.server(clock.clone()).await;
+        let tokens = login(&server).await;
+        let refresh_token = tokens["refresh_token"].as_str().unwrap();
+        clock.advance(3600);
+        for hint in [None, Some("refresh_token"), Some("access_token")] {
+            let mut form = vec![("token", refresh_token)];
+            form.extend(hint.map(|h| ("token_type_hint", h)));
+            let response = revoke(&server, APP_CLIENT, &form).await;
+            assert_eq!(response.status(), 200, "{hint:?}");
+            assert!(response.bytes().await.unwrap().is_empty());
+        }
+        let access = tokens["access_token"].as_str().unwrap();
+        assert_eq!(revoke(&server, APP_CLIENT, &[("token", access)]).await.status(), 200);
+        assert_eq!(introspect(&server, APP_CLIENT, refresh_token).await, json!({"active": false}));
+        assert_eq!(
+            error_of(refresh(&server, APP_CLIENT, refresh_token).await).await.1,
+            "invalid_grant"
+        );
+    }
+
+    /// Authentication is checked before anything about the token: a wrong secret with another
+    /// client's live token is 401, not a hint that the token exists.
+    async fn another_clients_expired_or_unknown_token_is_200_and_authentication_comes_first(
+        backend: Backend,
+    ) {
+        let clock = Arc::new(ManualClock::new(1_800_000_000));
+        let server = backend.server(clock.clone()).await;
+        let tokens = login(&server).await;
+        let access = tokens["access_token"].as_str().unwrap();
+        let response = revoke(&server, (OTHER_APP.0, "wrong-secret"), &[("token", access)]).await;
+        assert_eq!(error_of(response).await, (401, "invalid_client".into()));
+        let response = revoke(&server, OTHER_APP, &[("token", access)]).await;
+        assert_eq!(error_of(response).await, (400, "unauthorized_client".into()));
+        clock.advance(601 + 10);
+        // Expired: nothing left to refuse or revoke.
+        assert_eq!(revoke(&server, OTHER_APP, &[("token", access)]).await.status(), 200);
+    }
+}

@@ -328,3 +328,159 @@ async fn oversized_request_heads_are_refused() {
         .unwrap();
     assert_eq!(response.status(), 431, "request header fields too large");
 }
+
+/// RFC 9068 §2.1-2.2 on an RS256 server: the raw header and payload, not a typed reading of
+/// them, carry `typ: at+jwt`, `alg: RS256`, a `kid`, and every required claim.
+#[tokio::test]
+async fn rs256_access_tokens_carry_typ_at_jwt_and_every_rfc9068_claim() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let server = TestServer::start_with(token_service::keys::SigningAlgorithm::RS256).await;
+    let body =
+        json(server.token(&[("grant_type", "client_credentials")], Some(CC_CLIENT)).await).await;
+    let token = body["access_token"].as_str().unwrap();
+    let part = |i: usize| -> Value {
+        let raw = token.split('.').nth(i).unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(raw).unwrap()).unwrap()
+    };
+    let header = part(0);
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(header["kid"], server.keys.current().kid.as_str());
+    let claims = part(1);
+    assert_eq!(claims["iss"], server.base_url);
+    assert_eq!(claims["aud"], AUDIENCE);
+    assert_eq!(claims["sub"], "cc-client");
+    assert_eq!(claims["client_id"], "cc-client");
+    for number in ["exp", "iat"] {
+        assert!(claims[number].is_u64(), "{number}: {claims}");
+    }
+    assert!(claims["jti"].as_str().is_some_and(|jti| !jti.is_empty()), "{claims}");
+    assert!(verifier(&server).verify(token, SystemClock.now()).is_ok());
+}
+
+/// A secret that must never come back in a response, body or headers.
+const MARKER: &str = "S3CRET-marker-7f3a";
+
+/// Every 4xx of every endpoint says what is wrong in a non-empty `error_description`, and never
+/// repeats a secret the request carried: client secrets, passwords, refresh and access tokens.
+#[tokio::test]
+async fn every_4xx_explains_itself_without_echoing_secrets() {
+    use integration_tests::flows::{batch, introspect_as, login, refresh, revoke, revoke_self};
+    use integration_tests::{APP_CLIENT, OTHER_APP};
+    let server = TestServer::start().await;
+    let alice = login(&server).await;
+    let access = alice["access_token"].as_str().unwrap().to_owned();
+    let refresh_token = alice["refresh_token"].as_str().unwrap().to_owned();
+    let marked_secret = format!("{MARKER}-client-secret");
+    let marked_password = format!("{MARKER}-password");
+    let long_password = format!("{MARKER}{}", "p".repeat(1100));
+    let forged_refresh = format!("AAAAAAAAAAAAAAAAAAAAAA.{MARKER}AAAAAAAAAAAAAAAAAAAAAAAAAA");
+    let forged_jwt = format!("eyJhbGciOiJFUzI1NiJ9.{MARKER}.sig");
+    let mut responses = Vec::new();
+    let form = [("grant_type", "client_credentials")];
+    responses.push(server.token(&form, Some(("cc-client", marked_secret.as_str()))).await);
+    let body_auth = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "cc-client"),
+        ("client_secret", marked_secret.as_str()),
+    ];
+    responses.push(server.token(&body_auth, None).await);
+    responses.push(server.token(&body_auth, Some(CC_CLIENT)).await);
+    for candidate in [marked_password.as_str(), long_password.as_str()] {
+        let form = [("grant_type", "password"), ("username", "alice"), ("password", candidate)];
+        responses.push(server.token(&form, Some(APP_CLIENT)).await);
+    }
+    let repeated =
+        format!("grant_type=password&username=alice&password={MARKER}&password={MARKER}");
+    responses.push(
+        server
+            .http
+            .post(server.url("/oauth2/token"))
+            .header("authorization", basic_header(APP_CLIENT.0, APP_CLIENT.1))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(repeated)
+            .send()
+            .await
+            .unwrap(),
+    );
+    for token in [forged_refresh.as_str(), refresh_token.as_str()] {
+        responses.push(refresh(&server, OTHER_APP, token).await);
+    }
+    let scope = [("grant_type", "client_credentials"), ("scope", MARKER), ("scope", "x")];
+    responses.push(server.token(&scope, Some(CC_CLIENT)).await);
+    for token in [access.as_str(), refresh_token.as_str()] {
+        responses.push(revoke(&server, OTHER_APP, &[("token", token)]).await);
+    }
+    responses
+        .push(revoke(&server, ("app-client", marked_secret.as_str()), &[("token", &access)]).await);
+    responses.push(
+        introspect_as(&server, ("app-client", marked_secret.as_str()), &[("token", &access)]).await,
+    );
+    responses.push(revoke_self(&server, &forged_jwt).send().await.unwrap());
+    responses.push(batch(&server, &forged_jwt, serde_json::json!({})).await);
+    responses.push(batch(&server, &access, serde_json::json!({})).await);
+
+    let secrets = [
+        MARKER,
+        APP_CLIENT.1,
+        CC_CLIENT.1,
+        "alice-password-1",
+        access.as_str(),
+        refresh_token.as_str(),
+        refresh_token.split_once('.').unwrap().1,
+    ];
+    for response in responses {
+        let status = response.status();
+        assert!(status.is_client_error(), "{status}");
+        let headers = format!("{:?}", response.headers());
+        let text = response.text().await.unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{text}");
+        assert!(
+            body["error_description"].as_str().is_some_and(|d| !d.trim().is_empty()),
+            "{status}: {text}"
+        );
+        for secret in secrets {
+            assert!(!text.contains(secret), "{status} echoes a secret: {text}");
+            assert!(!headers.contains(secret), "{status} echoes a secret in a header: {headers}");
+        }
+    }
+}
+
+/// The 64 KiB cap holds on every POST endpoint, before anything else is parsed.
+#[tokio::test]
+async fn oversized_bodies_are_refused_on_every_endpoint() {
+    let server = TestServer::start().await;
+    let body = vec![b'a'; 64 * 1024 + 1];
+    for (path, authorization, content_type) in [
+        (
+            "/oauth2/token",
+            basic_header(CC_CLIENT.0, CC_CLIENT.1),
+            "application/x-www-form-urlencoded",
+        ),
+        (
+            "/oauth2/introspect",
+            basic_header(CC_CLIENT.0, CC_CLIENT.1),
+            "application/x-www-form-urlencoded",
+        ),
+        (
+            "/oauth2/revoke",
+            basic_header(CC_CLIENT.0, CC_CLIENT.1),
+            "application/x-www-form-urlencoded",
+        ),
+        ("/oauth2/revoke", "Bearer x.y.z".to_owned(), "application/json"),
+        ("/oauth2/revoke/batch", "Bearer x.y.z".to_owned(), "application/json"),
+    ] {
+        let response = server
+            .http
+            .post(server.url(path))
+            .header("authorization", authorization)
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 413, "invalid_request").await;
+    }
+}

@@ -656,9 +656,11 @@ impl GrantStore for DynamoStore {
             .any(|(i, code)| checks.contains(&i) && *code == CONDITION_FAILED)
         {
             Ok(Rotation::CutOff)
-        } else if codes.contains(&CONFLICT) {
+        } else if codes.iter().take(checks.start).any(|code| *code == CONFLICT) {
             // Another transaction is writing this token's items right now: a concurrent use of
-            // the same refresh token (rotations of different tokens share no written item).
+            // the same refresh token (rotations of different tokens share no written item). A
+            // conflict only on a cutoff check (a batch revocation writing that record) is not a
+            // use: it falls through to a storage error, and the unchanged token can be retried.
             Ok(Rotation::AlreadyUsed)
         } else {
             Err(failure("TransactWriteItems rotate", &e))
