@@ -115,6 +115,9 @@ impl AccessTokens {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenRejected::TooLong);
         }
+        if !utf8_segments(token) {
+            return Err(TokenRejected::Malformed);
+        }
         let header = decode_header(token).map_err(|_| TokenRejected::Malformed)?;
         let typ_ok = header.typ.as_deref().is_some_and(|typ| {
             typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE)
@@ -152,6 +155,17 @@ impl AccessTokens {
         }
         Ok(claims)
     }
+}
+
+/// RFC 7519 §7.2: the header and the claims must each be UTF-8 JSON. `serde_json` skips the
+/// members a type ignores without checking their UTF-8, so a token with invalid UTF-8 in an
+/// unknown member would otherwise pass; the decoded segments are checked here.
+fn utf8_segments(token: &str) -> bool {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    token.split('.').take(2).all(|segment| {
+        URL_SAFE_NO_PAD.decode(segment).is_ok_and(|bytes| std::str::from_utf8(&bytes).is_ok())
+    })
 }
 
 #[cfg(test)]
@@ -271,5 +285,135 @@ mod tests {
         assert!(matches!(tokens.verify(&jwt, 1_500), Err(TokenRejected::Invalid(_))));
         assert!(tokens.verify("not.a.jwt", 1_500).is_err());
         assert_eq!(tokens.verify(&"a".repeat(MAX_TOKEN_LEN + 1), 0), Err(TokenRejected::TooLong));
+    }
+
+    /// RFC 8725 §2.1: a token that names no algorithm, in every spelling, is refused whatever
+    /// follows it, with or without a signature part.
+    #[test]
+    fn alg_none_is_rejected() {
+        let tokens = tokens(SigningAlgorithm::RS256);
+        let kid = tokens.keys().current().kid.clone();
+        let payload = b64(&serde_json::to_value(claims()).unwrap());
+        for alg in ["none", "None", "NONE", "nOnE", ""] {
+            let header = b64(&serde_json::json!({"alg": alg, "typ": "at+jwt", "kid": kid}));
+            for forged in [
+                format!("{header}.{payload}."),
+                format!("{header}.{payload}"),
+                format!("{header}.{payload}.c2ln"),
+            ] {
+                assert!(tokens.verify(&forged, 1_500).is_err(), "{alg:?}: {forged}");
+            }
+        }
+    }
+
+    /// Algorithm confusion: the RSA public key (in every form an attacker could fetch it) used as
+    /// an HMAC secret, under the genuine kid. The key is bound to RS256, so the header's HS*
+    /// algorithm is refused before any signature check.
+    #[test]
+    fn rsa_public_key_used_as_an_hmac_secret_is_rejected() {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::signature::KeyPair;
+        use base64::engine::general_purpose::STANDARD;
+        use jsonwebtoken::{EncodingKey, Header};
+
+        let document = crate::keys::KeySetDocument::generate(SigningAlgorithm::RS256, 0).unwrap();
+        let keys = KeySet::from_document(&document).unwrap();
+        let tokens = AccessTokens::new(keys, "https://issuer".into(), "api".into());
+        let key = tokens.keys().current();
+        let pkcs1 = STANDARD.decode(&document.keys[0].private_key).unwrap();
+        let pair = aws_lc_rs::signature::RsaKeyPair::from_der(&pkcs1).unwrap();
+        let spki = pair.public_key().as_der().unwrap().as_ref().to_vec();
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            STANDARD.encode(&spki)
+        );
+        let jwk = serde_json::to_vec(&key.public_jwk).unwrap();
+        let jwks = serde_json::to_vec(&tokens.keys().jwks()).unwrap();
+        let n = serde_json::to_value(&key.public_jwk).unwrap()["n"].as_str().unwrap().to_owned();
+        let secrets: [&[u8]; 7] = [
+            &spki,
+            pem.as_bytes(),
+            pem.trim_end().as_bytes(),
+            &jwk,
+            &jwks,
+            n.as_bytes(),
+            &URL_SAFE_NO_PAD.decode(&n).unwrap(),
+        ];
+        let genuine = tokens.sign(&claims()).unwrap();
+        assert!(tokens.verify(&genuine, 1_500).is_ok(), "the control verifies");
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            for secret in secrets {
+                let mut header = Header::new(alg);
+                header.typ = Some(ACCESS_TOKEN_TYPE.into());
+                header.kid = Some(key.kid.clone());
+                let forged =
+                    jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_secret(secret))
+                        .unwrap();
+                assert_eq!(
+                    tokens.verify(&forged, 1_500),
+                    Err(TokenRejected::AlgorithmMismatch),
+                    "{alg:?}"
+                );
+            }
+        }
+    }
+
+    /// Claims of the wrong JSON type fail verification instead of being skipped (the advisory
+    /// against `jsonwebtoken` before 10.3.0 was a string `exp` silently ignored). Each token is
+    /// genuinely signed, and the same payload with correct types verifies.
+    #[test]
+    fn every_claim_of_the_wrong_json_type_is_rejected() {
+        let tokens = tokens(SigningAlgorithm::ES256);
+        let sign = |value: &serde_json::Value| {
+            tokens.keys().current().sign_json(&serde_json::to_vec(value).unwrap()).unwrap()
+        };
+        let good = serde_json::to_value(claims()).unwrap();
+        assert!(tokens.verify(&sign(&good), 1_500).is_ok(), "the control verifies");
+        for (claim, value) in [
+            ("exp", serde_json::json!("2000")),
+            ("exp", serde_json::json!(2000.5)),
+            ("exp", serde_json::json!(-1)),
+            ("exp", serde_json::json!(null)),
+            ("exp", serde_json::json!([2000])),
+            ("iat", serde_json::json!("1000")),
+            ("nbf", serde_json::json!("1000")),
+            ("nbf", serde_json::json!(true)),
+            ("iss", serde_json::json!(["https://issuer"])),
+            ("aud", serde_json::json!(["api", "other"])),
+            ("sub", serde_json::json!(42)),
+            ("jti", serde_json::json!(7)),
+            ("client_id", serde_json::json!({"id": "client"})),
+            ("scope", serde_json::json!(["read"])),
+            ("tenant", serde_json::json!(1)),
+            ("sid", serde_json::json!(5)),
+        ] {
+            let mut wrong = good.clone();
+            wrong[claim] = value.clone();
+            assert!(
+                matches!(tokens.verify(&sign(&wrong), 1_500), Err(TokenRejected::Invalid(_))),
+                "{claim}: {value}"
+            );
+        }
+        for missing in ["exp", "iat", "iss", "aud", "sub", "jti", "client_id"] {
+            let mut without = good.clone();
+            without.as_object_mut().unwrap().remove(missing);
+            assert!(tokens.verify(&sign(&without), 1_500).is_err(), "missing {missing}");
+        }
+    }
+
+    #[test]
+    fn a_missing_or_foreign_typ_is_rejected() {
+        let tokens = tokens(SigningAlgorithm::ES256);
+        let jwt = tokens.sign(&claims()).unwrap();
+        let (_, rest) = jwt.split_once('.').unwrap();
+        let kid = tokens.keys().current().kid.clone();
+        for header in [
+            serde_json::json!({"alg": "ES256", "kid": kid}),
+            serde_json::json!({"alg": "ES256", "kid": kid, "typ": "JWT"}),
+            serde_json::json!({"alg": "ES256", "kid": kid, "typ": "id_token+jwt"}),
+        ] {
+            let forged = format!("{}.{rest}", b64(&header));
+            assert_eq!(tokens.verify(&forged, 1_500), Err(TokenRejected::WrongType), "{header}");
+        }
     }
 }

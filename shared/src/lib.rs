@@ -10,6 +10,8 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod introspection;
 pub mod jwt;
 pub mod keys;

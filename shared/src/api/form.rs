@@ -10,7 +10,7 @@ use crate::error::Error;
 /// Request bodies larger than this are refused before parsing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// More parameters than any request of the contract needs.
-const MAX_PARAMS: usize = 32;
+pub const MAX_PARAMS: usize = 32;
 
 /// Decoded form parameters. Each name appears once; a parameter sent without a value is treated
 /// as omitted (RFC 6749 §3.1).
@@ -43,7 +43,7 @@ impl Form {
                 return Err(Error::invalid_request("too many parameters"));
             }
             if params.insert(name.clone(), value).is_some() {
-                return Err(Error::invalid_request(format!("parameter {name} is repeated")));
+                return Err(repeated(&name));
             }
         }
         Ok(Self(params))
@@ -52,6 +52,17 @@ impl Form {
     /// The parameter's value, or `None` when it is absent or empty.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str).filter(|value| !value.is_empty())
+    }
+}
+
+/// Names the repeated parameter only when the name is short and plain (as every parameter of
+/// the contract is), so the description never quotes arbitrary request text.
+fn repeated(name: &str) -> Error {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+    if !name.is_empty() && name.len() <= 64 && name.bytes().all(plain) {
+        Error::invalid_request(format!("parameter {name} is repeated"))
+    } else {
+        Error::invalid_request("a parameter is repeated")
     }
 }
 
@@ -126,6 +137,14 @@ mod tests {
     fn repeated_parameters_are_invalid_requests() {
         assert!(matches!(parse("a=1&a=2"), Err(Error::InvalidRequest(_))));
         assert!(matches!(parse("a=&a=2"), Err(Error::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn a_repeated_name_is_quoted_only_when_plain() {
+        let Err(error) = parse("scope=a&scope=b") else { panic!("accepted") };
+        assert_eq!(error.to_string(), "parameter scope is repeated");
+        let Err(error) = parse("a%0A%22=1&a%0A%22=2") else { panic!("accepted") };
+        assert_eq!(error.to_string(), "a parameter is repeated");
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub struct Scope(String);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidScope {
     #[error(
-        "scope must be space-separated tokens of printable ASCII without '\"' or '\\', at most {MAX_SCOPE_LEN} characters each and {MAX_SCOPES} in all"
+        "scope must be space-separated tokens of printable ASCII without double quotes or backslashes, at most {MAX_SCOPE_LEN} characters each and {MAX_SCOPES} in all"
     )]
     Malformed,
 }
