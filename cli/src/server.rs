@@ -16,13 +16,20 @@ use hyper_util::server::graceful::GracefulShutdown;
 use lambda_http::Body;
 use token_service::api::Router;
 use token_service::api::form::{MAX_BODY_BYTES, body_too_large};
-use token_service::api::response::error_response;
+use token_service::api::response::{Caching, error_response, raw_json_response};
+use token_service::error::Error;
 use tokio::net::TcpListener;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Cap on the request head (line and headers), like API Gateway's.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Where the local server publishes the OpenAPI description of the contract.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+/// The OpenAPI 3.1 description of the HTTP contract, `openapi.json` at the repository root.
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
+const OPENAPI_MAX_AGE: u32 = 3600;
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains open connections.
 pub async fn serve(
@@ -71,6 +78,9 @@ async fn handle(
     router: &Router,
     request: hyper::Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
+    if request.uri().path() == OPENAPI_PATH {
+        return to_hyper(openapi(request.method()));
+    }
     let (parts, body) = request.into_parts();
     // One byte over the cap is enough for the handler to see the body is too large.
     let response = match Limited::new(body, MAX_BODY_BYTES + 1).collect().await {
@@ -81,6 +91,22 @@ async fn handle(
         }
         Err(_) => error_response(&body_too_large()),
     };
+    to_hyper(response)
+}
+
+/// `GET /openapi.json`: the local server's own route; the Lambda functions do not serve it.
+fn openapi(method: &http::Method) -> lambda_http::Response<Body> {
+    if method != http::Method::GET && method != http::Method::HEAD {
+        return error_response(&Error::MethodNotAllowed("GET, HEAD"));
+    }
+    raw_json_response(
+        http::StatusCode::OK,
+        OPENAPI_JSON.to_owned(),
+        Caching::Public(OPENAPI_MAX_AGE),
+    )
+}
+
+fn to_hyper(response: lambda_http::Response<Body>) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = response.into_parts();
     hyper::Response::from_parts(parts, Full::new(Bytes::copy_from_slice(body.as_ref())))
 }

@@ -29,8 +29,10 @@ pub enum Error {
     InsufficientScope(Cow<'static, str>),
     #[error("no such route")]
     NotFound,
+    /// The route exists but not for this method; the value is the `Allow` header (RFC 9110
+    /// §15.5.6), e.g. `POST`.
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
     /// The store failed or timed out after the SDK's retries. Answered with 503 so that no
     /// client ever sees success for work that may not have been saved.
     #[error("storage is temporarily unavailable")]

@@ -12,7 +12,7 @@ use crate::error::Error;
 
 pub async fn handle(service: &BatchRevocation, request: &Request) -> Result<Response<Body>, Error> {
     if request.method() != Method::POST {
-        return Err(Error::MethodNotAllowed);
+        return Err(Error::MethodNotAllowed("POST"));
     }
     let bearer = bearer_token(request.headers())?.ok_or_else(|| {
         Error::InvalidToken(

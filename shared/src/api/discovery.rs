@@ -13,6 +13,8 @@ use crate::keys::KeySet;
 /// How long resource servers may cache the JWKS. Short, so a rotated-in key is seen quickly.
 const JWKS_MAX_AGE: u32 = 300;
 const METADATA_MAX_AGE: u32 = 3600;
+/// The `Allow` header of a 405.
+const ALLOWED_METHODS: &str = "GET, HEAD";
 
 pub struct Discovery {
     jwks: String,
@@ -44,7 +46,7 @@ impl Discovery {
 
     pub fn handle(&self, request: &Request) -> Result<Response<Body>, Error> {
         if request.method() != Method::GET && request.method() != Method::HEAD {
-            return Err(Error::MethodNotAllowed);
+            return Err(Error::MethodNotAllowed(ALLOWED_METHODS));
         }
         let (document, max_age) = match request.uri().path() {
             JWKS_PATH => (&self.jwks, JWKS_MAX_AGE),

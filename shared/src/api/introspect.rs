@@ -14,7 +14,7 @@ pub async fn handle(
     request: &Request,
 ) -> Result<Response<Body>, Error> {
     if request.method() != Method::POST {
-        return Err(Error::MethodNotAllowed);
+        return Err(Error::MethodNotAllowed("POST"));
     }
     let form = Form::parse(request.headers(), request.body().as_ref())?;
     let presented = presented_client(request.headers(), &form)?;

@@ -1,6 +1,6 @@
 //! Building responses. [`error_response`] is the one place where an [`Error`] becomes HTTP.
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Response};
 use serde::Serialize;
@@ -78,10 +78,27 @@ pub fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         Error::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
         Error::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
         Error::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-        Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request"),
+        Error::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request"),
         Error::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
         Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     }
+}
+
+/// Longest `error_description` sent; longer ones (quoting request data) are cut.
+const MAX_DESCRIPTION_CHARS: usize = 256;
+
+/// The error's description as RFC 6749 §5.2 allows it: only `%x20-21 / %x23-5B / %x5D-7E`, so a
+/// description that quotes request data (a JSON parse error naming a field) can't carry control
+/// characters, quotes or non-ASCII text; anything else becomes `?`.
+fn public_description(error: &Error) -> String {
+    let allowed =
+        |c: char| matches!(c, '\u{20}'..='\u{21}' | '\u{23}'..='\u{5B}' | '\u{5D}'..='\u{7E}');
+    let description = error.to_string();
+    description
+        .chars()
+        .take(MAX_DESCRIPTION_CHARS)
+        .map(|c| if allowed(c) { c } else { '?' })
+        .collect()
 }
 
 /// The response for an error: status, OAuth2 error code and challenge. Server-side failures are
@@ -91,7 +108,7 @@ pub fn error_response(error: &Error) -> Response<Body> {
     if status.is_server_error() {
         tracing::error!(error = ?error, "request failed");
     }
-    let description = error.to_string();
+    let description = public_description(error);
     let challenge = match error {
         Error::InvalidClient => Some(format!("Basic realm=\"{REALM}\"")),
         Error::InvalidToken(_) | Error::InsufficientScope(_) => Some(format!(
@@ -104,6 +121,9 @@ pub fn error_response(error: &Error) -> Response<Body> {
     let mut response = json_response(status, &body, Caching::NoStore);
     if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
         response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
+    if let Error::MethodNotAllowed(allow) = error {
+        response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
     }
     response
 }
@@ -132,6 +152,106 @@ mod tests {
         let body = body_json(&response);
         assert_eq!(body["error"], "temporarily_unavailable");
         assert!(!body["error_description"].as_str().unwrap().contains("xyz"));
+    }
+
+    /// One value of every variant. The match has no wildcard, so a new variant does not compile
+    /// until it is listed here, and so checked by the tests below.
+    fn every_variant() -> Vec<Error> {
+        let all = vec![
+            Error::invalid_request("d"),
+            Error::PayloadTooLarge("d".into()),
+            Error::InvalidClient,
+            Error::InvalidGrant("d".into()),
+            Error::UnauthorizedClient("d".into()),
+            Error::UnsupportedGrantType("d".into()),
+            Error::InvalidScope("d".into()),
+            Error::InvalidToken("d".into()),
+            Error::InsufficientScope("d".into()),
+            Error::NotFound,
+            Error::MethodNotAllowed("POST"),
+            Error::Storage(StoreError("d".into())),
+            Error::Internal("d".into()),
+        ];
+        for error in &all {
+            match error {
+                Error::InvalidRequest(_)
+                | Error::PayloadTooLarge(_)
+                | Error::InvalidClient
+                | Error::InvalidGrant(_)
+                | Error::UnauthorizedClient(_)
+                | Error::UnsupportedGrantType(_)
+                | Error::InvalidScope(_)
+                | Error::InvalidToken(_)
+                | Error::InsufficientScope(_)
+                | Error::NotFound
+                | Error::MethodNotAllowed(_)
+                | Error::Storage(_)
+                | Error::Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    /// RFC 6749 §5.2: `error` is one or more of %x20-21 / %x23-5B / %x5D-7E.
+    fn rfc6749_error_chars(code: &str) -> bool {
+        !code.is_empty()
+            && code.bytes().all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+    }
+
+    #[test]
+    fn every_error_code_uses_only_rfc6749_characters() {
+        assert!(
+            !rfc6749_error_chars("bad\"code")
+                && !rfc6749_error_chars("é")
+                && !rfc6749_error_chars("")
+        );
+        for error in every_variant() {
+            let (status, code) = status_and_code(&error);
+            assert!(rfc6749_error_chars(code), "{error:?}: {code:?}");
+            assert!(status.is_client_error() || status.is_server_error(), "{error:?}");
+            let response = error_response(&error);
+            assert_eq!(body_json(&response)["error"], code, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn every_error_is_never_cached_and_explains_itself() {
+        for error in every_variant() {
+            let response = error_response(&error);
+            assert_eq!(response.headers()[CACHE_CONTROL], "no-store", "{error:?}");
+            assert_eq!(response.headers()[PRAGMA], "no-cache", "{error:?}");
+            assert_eq!(response.headers()[CONTENT_TYPE], "application/json", "{error:?}");
+            let body = body_json(&response);
+            assert!(
+                body["error_description"].as_str().is_some_and(|d| !d.is_empty()),
+                "{error:?}: {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_token_endpoint_errors_are_400_except_invalid_client() {
+        for (error, code) in [
+            (Error::invalid_request("d"), "invalid_request"),
+            (Error::InvalidGrant("d".into()), "invalid_grant"),
+            (Error::UnauthorizedClient("d".into()), "unauthorized_client"),
+            (Error::UnsupportedGrantType("d".into()), "unsupported_grant_type"),
+            (Error::InvalidScope("d".into()), "invalid_scope"),
+        ] {
+            assert_eq!(status_and_code(&error), (StatusCode::BAD_REQUEST, code));
+        }
+        assert_eq!(
+            status_and_code(&Error::InvalidClient),
+            (StatusCode::UNAUTHORIZED, "invalid_client")
+        );
+    }
+
+    #[test]
+    fn internal_error_details_never_reach_the_client() {
+        let response = error_response(&Error::Internal("secret detail: key xyz".into()));
+        assert_eq!(response.status(), 500);
+        let body = body_json(&response);
+        assert!(!body.to_string().contains("xyz"), "{body}");
     }
 
     #[test]

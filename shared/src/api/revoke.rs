@@ -15,7 +15,7 @@ pub async fn handle(
     request: &Request,
 ) -> Result<Response<Body>, Error> {
     if request.method() != Method::POST {
-        return Err(Error::MethodNotAllowed);
+        return Err(Error::MethodNotAllowed("POST"));
     }
     if let Some(bearer) = bearer_token(request.headers())? {
         return revoke_self(service, request, bearer).await;

@@ -11,7 +11,7 @@ use crate::token::{TokenParams, TokenService};
 
 pub async fn handle(service: &TokenService, request: &Request) -> Result<Response<Body>, Error> {
     if request.method() != Method::POST {
-        return Err(Error::MethodNotAllowed);
+        return Err(Error::MethodNotAllowed("POST"));
     }
     let form = Form::parse(request.headers(), request.body().as_ref())?;
     let presented = presented_client(request.headers(), &form)?;
