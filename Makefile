@@ -8,7 +8,7 @@ VENV_PY := $(VENV)/bin/python
 PORT ?= 3000
 
 .PHONY: run run-dynamodb test fmt-check clippy lint-template test-rust test-python \
-	watch build deploy cargo-lambda dynamodb-local bench
+	test-api watch build deploy cargo-lambda dynamodb-local bench soak
 
 ARCH ?= arm64
 FUNCTIONS := token revoke batch-revoke introspect keys authorizer
@@ -25,8 +25,9 @@ run-dynamodb: $(VENV)/.installed
 	  target/debug/tokenctl import-seed --table tokens && \
 	  TABLE_NAME=tokens target/debug/tokenctl serve --port $(PORT)'
 
-## fmt check, clippy with warnings denied, cfn-lint, every Rust test, the Python client tests.
-test: fmt-check clippy lint-template test-rust test-python
+## fmt check, clippy with warnings denied, cfn-lint, every Rust test, the Python client tests,
+## Schemathesis against openapi.json.
+test: fmt-check clippy lint-template test-rust test-python test-api
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -45,6 +46,12 @@ test-rust: $(VENV)/.installed
 test-python: $(VENV)/.installed
 	$(CARGO) build -p tokenctl --locked
 	TOKENCTL=target/debug/tokenctl tests/aws-local.sh $(VENV_PY) -m pytest tests/python -q
+
+## Schemathesis (every check, bounded examples) against `tokenctl serve` with the demo seed: no 5xx,
+## every answer as openapi.json describes it. API_MAX_EXAMPLES and API_SEED tune the run.
+test-api: $(VENV)/.installed
+	$(CARGO) build -p tokenctl --locked
+	$(VENV_PY) tests/schemathesis/run.py
 
 $(VENV)/.installed: tests/python/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -87,3 +94,26 @@ deploy:
 ## Every performance measurement, written to bench/RESULTS.md (BENCH_SECONDS, BENCH_COUNT_TOKENS).
 bench: $(VENV)/.installed
 	bench/run.sh
+
+## The local server under SOAK_CONNECTIONS keep-alive connections for SOAK_MINUTES: fails on any
+## non-2xx answer, memory that keeps growing, or connection tasks left behind.
+SOAK_MINUTES ?= 2
+SOAK_CONNECTIONS ?= 256
+soak:
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+	$(CARGO) build --release --locked -p integration-tests --bin soak
+	target/release/soak $(SOAK_MINUTES) $(SOAK_CONNECTIONS)
+
+## Fuzzes each cargo-fuzz target in fuzz/ for FUZZ_SECONDS (default 60) on the stable toolchain
+## (no sanitizer; cargo-fuzz is installed if missing). The corpus grows in fuzz/corpus/, crashes
+## land in fuzz/artifacts/; fixed crashes go to fuzz/regressions/<target>/, which `make test` replays.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := form basic_auth jwt_verify jwt_signed domain batch_body
+.PHONY: fuzz
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	set -e; for target in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$target; \
+	  $(CARGO) fuzz run --sanitizer none $$target fuzz/corpus/$$target fuzz/seeds/$$target \
+	    -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1; \
+	done
