@@ -16,6 +16,8 @@ cargo build --release --locked --workspace --bins
   echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB;"
   echo "$(rustc --version); $(date -u +%Y-%m-%d). Command: \`make bench\`. Medians; the machine is shared and noisy."
   echo
+  echo "What bounds each figure, and the verdict against each target: [ANALYSIS.md](ANALYSIS.md)."
+  echo
 } >"$out"
 
 echo "== criterion (in-process, one core)"
@@ -32,6 +34,22 @@ for estimates in sorted(glob.glob("target/criterion/**/new/estimates.json", recu
     ns = json.load(open(estimates))["median"]["point_estimate"]
     print(f"| {name} | {ns/1000:.1f} µs | {1e9/ns:,.0f} |")
 PY
+  echo
+} >>"$out"
+
+echo "== where verification goes (callgrind)"
+command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+criterion_bin=$(find target/release/deps -maxdepth 1 -type f -perm -u+x -name 'tokens-*' -printf '%T@ %p\n' | sort -rn | head -1 | cut -d' ' -f2)
+{
+  echo "## Where a verification's instructions go (callgrind; instruction counts are exact, whatever the load)"
+  echo
+  echo "| verify/ | instructions in the signature check | in parsing, claims and the rest |"
+  echo "|---|---|---|"
+  for alg in ES256 EdDSA RS256; do
+    valgrind --tool=callgrind --callgrind-out-file="target/callgrind.verify.$alg" \
+      "$criterion_bin" --bench "^verify/$alg\$" --profile-time 1 >/dev/null 2>&1
+    callgrind_annotate --inclusive=yes "target/callgrind.verify.$alg" | python3 bench/verify_share.py "$alg"
+  done
   echo
 } >>"$out"
 

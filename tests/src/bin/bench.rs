@@ -21,6 +21,11 @@ use token_service::store::memory::MemoryStore;
 use token_service::store::{IssuanceLog, IssuedToken, Stores, TokenKind};
 use token_service::token::TokenParams;
 
+/// moto answers each Query page by re-reading the whole partition, so a count's cost grows with
+/// the square of the tokens: 0.85 s a page at 20k, and a single page took over 10 s at 100k
+/// (the SDK's attempt timeout). Larger counts run in memory only; see bench/RESULTS.md.
+const MOTO_COUNT_LIMIT: usize = 20_000;
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -248,7 +253,7 @@ async fn dynamodb(tokens: usize) {
             expires_at: now + 3_600,
         })
         .collect();
-    println!("| counting {tokens} live tokens in one tenant | time | DynamoDB requests |");
+    println!("| counting live tokens in one tenant | time | DynamoDB requests |");
     println!("|---|---|---|");
     let memory = Arc::new(MemoryStore::new());
     for token in &logged {
@@ -256,9 +261,10 @@ async fn dynamodb(tokens: usize) {
     }
     print_count("in memory", &memory_count(memory.clone()).await, 0);
 
+    let logged = &logged[..tokens.min(MOTO_COUNT_LIMIT)];
     let started = Instant::now();
     let writes: Vec<_> = logged
-        .chunks(tokens.div_ceil(8).max(1))
+        .chunks(logged.len().div_ceil(8).max(1))
         .map(|chunk| {
             let (store, chunk) = (store.clone(), chunk.to_vec());
             tokio::spawn(async move {
@@ -271,7 +277,7 @@ async fn dynamodb(tokens: usize) {
     for write in writes {
         write.await.unwrap();
     }
-    eprintln!("loaded {tokens} log entries into moto in {:?}", started.elapsed());
+    eprintln!("loaded {} log entries into moto in {:?}", logged.len(), started.elapsed());
     round_trips.take();
     let (elapsed, counted) = count_with(&Stores::all(store.clone())).await;
     print_count(
