@@ -39,20 +39,20 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 ## Rust and Python tests run with a local DynamoDB server (moto) that the script starts and stops.
-## Each target builds the whole workspace: `-p tokenctl` alone would unify features differently
-## and recompile part of the SDK.
+## Each target builds every target of the workspace, as `cargo test` does: a narrower build
+## (`--bins`, `-p tokenctl`) leaves out the dev-dependencies' features and recompiles the SDK.
 test-rust: $(VENV)/.installed
-	$(CARGO) build --workspace --bins --locked
+	$(CARGO) build --workspace --all-targets --locked
 	tests/aws-local.sh $(CARGO) test --workspace --locked
 
 test-python: $(VENV)/.installed
-	$(CARGO) build --workspace --bins --locked
+	$(CARGO) build --workspace --all-targets --locked
 	TOKENCTL=target/debug/tokenctl tests/aws-local.sh $(VENV_PY) -m pytest tests/python -q
 
 ## Schemathesis (every check, bounded examples) against `tokenctl serve` with the demo seed: no 5xx,
 ## every answer as openapi.json describes it. API_MAX_EXAMPLES and API_SEED tune the run.
 test-api: $(VENV)/.installed
-	$(CARGO) build --workspace --bins --locked
+	$(CARGO) build --workspace --all-targets --locked
 	$(VENV_PY) tests/schemathesis/run.py
 
 $(VENV)/.installed: tests/python/requirements.txt
