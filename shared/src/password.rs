@@ -4,7 +4,9 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use subtle::ConstantTimeEq;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::domain::random_bytes;
 
@@ -47,8 +49,12 @@ pub struct Passwords {
     /// without adding throughput. Callers beyond it wait their turn.
     hashing: Arc<tokio::sync::Semaphore>,
     /// Verified when the user does not exist, so that both paths cost one Argon2 run. Made on
-    /// first use, to keep it out of a Lambda function's cold start.
+    /// the first login of the process, whoever signs in, to keep it out of a Lambda function's
+    /// cold start without making the first unknown user alone pay for it.
     dummy_hash: Arc<OnceLock<Result<String, HashError>>>,
+    /// How long the latest verification at the configured parameters took, in nanoseconds (0
+    /// before the first): what a wrong password against an older hash is padded to.
+    current_cost_nanos: Arc<AtomicU64>,
     /// Argon2's working memory (19 MiB at OWASP parameters), kept and reused: at most one
     /// buffer per permit is ever allocated. Allocating it per verification made glibc keep
     /// each freed buffer in another arena, and a function's memory grew by 19 MiB a login
@@ -67,6 +73,7 @@ impl Passwords {
             params,
             hashing: Arc::new(tokio::sync::Semaphore::new(cores)),
             dummy_hash: Arc::default(),
+            current_cost_nanos: Arc::default(),
             working_memory: Arc::default(),
             #[cfg(test)]
             argon2_runs: Arc::default(),
@@ -97,23 +104,59 @@ impl Passwords {
     /// Verifies `password` against `stored`, or against a dummy hash when `stored` is `None`,
     /// so the time taken does not tell whether the user exists.
     pub fn verify(&self, stored: Option<&str>, password: &str) -> Verified {
+        self.dummy_hash.get_or_init(|| hash_with(self.params, "dummy password"));
+        let started = Instant::now();
         let Some(stored) = stored else {
-            let dummy = self.dummy_hash.get_or_init(|| hash_with(self.params, "dummy password"));
-            if let Ok(dummy) = dummy {
-                let _ = self.verify_phc(dummy, password);
-            }
+            self.verify_dummy(password);
+            self.record_current_cost(started);
             return Verified::No;
         };
-        match self.verify_phc(stored, password) {
-            Some(true) if current_params(stored) == Some(self.params) => Verified::Yes,
-            Some(true) => match self.hash(password) {
+        let current = current_params(stored) == Some(self.params);
+        let matched = self.verify_phc(stored, password) == Some(true);
+        if current {
+            self.record_current_cost(started);
+        }
+        match (matched, current) {
+            (true, true) => Verified::Yes,
+            (true, false) => match self.hash(password) {
                 Ok(rehashed) => Verified::YesRehashed(rehashed),
                 Err(e) => {
                     tracing::warn!(error = %e, "rehash failed; keeping the old hash");
                     Verified::Yes
                 }
             },
-            _ => Verified::No,
+            (false, true) => Verified::No,
+            (false, false) => {
+                self.pad_to_current_cost(started, password);
+                Verified::No
+            }
+        }
+    }
+
+    fn verify_dummy(&self, password: &str) {
+        if let Some(Ok(dummy)) = self.dummy_hash.get() {
+            let _ = self.verify_phc(dummy, password);
+        }
+    }
+
+    fn record_current_cost(&self, started: Instant) {
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.current_cost_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    /// After the parameters are raised, a wrong password against a user's older, cheaper hash
+    /// would answer sooner than an unknown user does, telling that the account exists: wait
+    /// out the difference to the latest verification at the current parameters (measuring
+    /// one on the dummy when none has run yet).
+    fn pad_to_current_cost(&self, started: Instant, password: &str) {
+        if self.current_cost_nanos.load(Ordering::Relaxed) == 0 {
+            let measured = Instant::now();
+            self.verify_dummy(password);
+            self.record_current_cost(measured);
+        }
+        let cost = Duration::from_nanos(self.current_cost_nanos.load(Ordering::Relaxed));
+        if let Some(rest) = cost.checked_sub(started.elapsed()) {
+            std::thread::sleep(rest);
         }
     }
 
@@ -245,6 +288,40 @@ mod tests {
         assert_eq!(current_params(&real), Some(FAST));
         assert_eq!(hasher.verify(None, "dummy password"), Verified::No, "never a match");
         assert_eq!(hasher.argon2_runs(), 3);
+    }
+
+    #[test]
+    fn the_first_login_of_a_process_makes_the_dummy_whoever_signs_in() {
+        let hasher = Passwords::new(FAST);
+        let real = hasher.hash("right").unwrap();
+        assert_eq!(hasher.dummy_params(), None);
+        assert_eq!(hasher.verify(Some(&real), "wrong"), Verified::No);
+        assert_eq!(hasher.dummy_params(), Some(FAST), "a known user's login made it too");
+    }
+
+    /// A timing test with generous bounds: without the padding, a wrong password against the
+    /// old 64 KiB hash answers about a hundred times sooner than an unknown user.
+    #[test]
+    fn a_wrong_password_against_an_older_hash_takes_as_long_as_an_unknown_user() {
+        let old = Passwords::new(FAST).hash("pw").unwrap();
+        let hasher =
+            Passwords::new(HashParams { memory_kib: 8 * 1024, iterations: 2, parallelism: 1 });
+        let median = |stored: Option<&str>| {
+            let mut samples: Vec<Duration> = (0..7)
+                .map(|_| {
+                    let started = Instant::now();
+                    assert_eq!(hasher.verify(stored, "wrong"), Verified::No);
+                    started.elapsed()
+                })
+                .collect();
+            samples.sort();
+            samples[samples.len() / 2]
+        };
+        let (outdated, unknown) = (median(Some(&old)), median(None));
+        assert!(
+            outdated * 10 >= unknown * 7,
+            "outdated hash {outdated:?}, unknown user {unknown:?}"
+        );
     }
 
     #[test]
