@@ -6,8 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 use token_service::domain::{
-    Client, ClientId, ClientSecret, DEFAULT_REFRESH_ABSOLUTE_LIFETIME,
-    DEFAULT_REFRESH_IDLE_LIFETIME, GrantType, MAX_LIFETIME, ScopeSet, TenantPath, User, UserId,
+    Client, ClientId, ClientSecret, GrantType, MAX_LIFETIME, ScopeSet, TenantPath, User, UserId,
     Username,
 };
 use token_service::password::{MAX_PASSWORD_LEN, Passwords};
@@ -49,6 +48,8 @@ struct ClientEntry<'a> {
     grants: Vec<&'static str>,
     scopes: Vec<String>,
     max_access_token_lifetime: u64,
+    refresh_idle_lifetime: u64,
+    refresh_absolute_lifetime: u64,
 }
 
 #[derive(Serialize)]
@@ -70,6 +71,8 @@ pub struct NewClient<'a> {
     pub grants: &'a [GrantType],
     pub scopes: &'a str,
     pub max_access_token_lifetime: u64,
+    pub refresh_idle_lifetime: u64,
+    pub refresh_absolute_lifetime: u64,
 }
 
 pub fn add_tenant(seed: &Path, passwords: &Passwords, path: &str) -> Result<(), AdminError> {
@@ -92,10 +95,13 @@ pub fn new_client(spec: &NewClient<'_>) -> Result<(Client, ClientSecret), AdminE
     } else {
         ScopeSet::parse(spec.scopes).map_err(invalid)?
     };
-    if spec.max_access_token_lifetime == 0 || spec.max_access_token_lifetime > MAX_LIFETIME {
-        return Err(invalid(format!(
-            "max_access_token_lifetime must be 1 to {MAX_LIFETIME} seconds"
-        )));
+    let lifetimes = [
+        spec.max_access_token_lifetime,
+        spec.refresh_idle_lifetime,
+        spec.refresh_absolute_lifetime,
+    ];
+    if lifetimes.iter().any(|&secs| secs == 0 || secs > MAX_LIFETIME) {
+        return Err(invalid(format!("lifetimes must be 1 to {MAX_LIFETIME} seconds")));
     }
     let secret = ClientSecret::generate();
     let client = Client {
@@ -105,8 +111,8 @@ pub fn new_client(spec: &NewClient<'_>) -> Result<(Client, ClientSecret), AdminE
         grants: spec.grants.iter().copied().collect(),
         scopes,
         max_access_token_lifetime: spec.max_access_token_lifetime,
-        refresh_idle_lifetime: DEFAULT_REFRESH_IDLE_LIFETIME,
-        refresh_absolute_lifetime: DEFAULT_REFRESH_ABSOLUTE_LIFETIME,
+        refresh_idle_lifetime: spec.refresh_idle_lifetime,
+        refresh_absolute_lifetime: spec.refresh_absolute_lifetime,
     };
     Ok((client, secret))
 }
@@ -141,6 +147,8 @@ pub fn append_client(
         grants: client.grants.iter().map(|grant| grant.as_str()).collect(),
         scopes: client.scopes.iter().map(|scope| scope.as_str().to_owned()).collect(),
         max_access_token_lifetime: client.max_access_token_lifetime,
+        refresh_idle_lifetime: client.refresh_idle_lifetime,
+        refresh_absolute_lifetime: client.refresh_absolute_lifetime,
     };
     append(seed, passwords, &Clients { clients: [entry] })
 }

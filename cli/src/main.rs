@@ -6,7 +6,9 @@ use clap::{Args, Parser, Subcommand};
 use token_service::api::{JWKS_PATH, TOKEN_PATH};
 use token_service::clock::{Clock, SystemClock};
 use token_service::config::{Config, ConfigError, password_hash_params};
-use token_service::domain::GrantType;
+use token_service::domain::{
+    DEFAULT_REFRESH_ABSOLUTE_LIFETIME, DEFAULT_REFRESH_IDLE_LIFETIME, GrantType,
+};
 use token_service::keys::{KeySet, KeySetDocument, SigningAlgorithm};
 use token_service::password::Passwords;
 use token_service::seed::Seed;
@@ -74,6 +76,12 @@ enum Command {
         scopes: String,
         #[arg(long, default_value_t = 3600)]
         max_access_token_lifetime: u64,
+        /// Seconds a refresh token may lie unused before it ends.
+        #[arg(long, default_value_t = DEFAULT_REFRESH_IDLE_LIFETIME)]
+        refresh_idle_lifetime: u64,
+        /// Seconds from login after which the grant ends, however often it was refreshed.
+        #[arg(long, default_value_t = DEFAULT_REFRESH_ABSOLUTE_LIFETIME)]
+        refresh_absolute_lifetime: u64,
     },
     /// Add a user; the password is read from the first line of standard input, never argv.
     AddUser {
@@ -164,13 +172,24 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             println!("tenant {path} added to {}", seed.display());
             Ok(())
         }
-        Command::AddClient { target, id, tenant, grants, scopes, max_access_token_lifetime } => {
+        Command::AddClient {
+            target,
+            id,
+            tenant,
+            grants,
+            scopes,
+            max_access_token_lifetime,
+            refresh_idle_lifetime,
+            refresh_absolute_lifetime,
+        } => {
             let spec = NewClient {
                 id: &id,
                 tenant: &tenant,
                 grants: &grants,
                 scopes: &scopes,
                 max_access_token_lifetime,
+                refresh_idle_lifetime,
+                refresh_absolute_lifetime,
             };
             let (client, secret) = admin::new_client(&spec)?;
             match &target.table {

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use integration_tests::emulator::binary;
 use integration_tests::{event_from_form, repo_path, router_from_seed};
 use token_service::api;
 use token_service::clock::SystemClock;
@@ -20,34 +21,79 @@ fn temp_seed(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// Runs the real `tokenctl` binary and returns what it printed.
+fn tokenctl(args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(binary("tokenctl", "debug"))
+        .args(args)
+        .env_remove("TABLE_NAME")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "tokenctl {args:?} failed");
+    String::from_utf8(output.stdout).unwrap()
+}
+
 #[tokio::test]
 async fn added_client_and_user_can_sign_in_and_only_digests_are_written() {
     let seed = temp_seed("add");
-    let passwords = Passwords::new(HashParams::OWASP);
-    admin::add_tenant(&seed, &passwords, "/initech").unwrap();
-    let (client, secret) = admin::new_client(&NewClient {
-        id: "initech-app",
-        tenant: "/initech",
-        grants: &[GrantType::Password, GrantType::RefreshToken],
-        scopes: "read",
-        max_access_token_lifetime: 300,
-    })
-    .unwrap();
-    admin::append_client(&seed, &passwords, &client).unwrap();
-    let peter = admin::new_user(&passwords, "/initech", "peter", "tps-report-cover").unwrap();
-    admin::append_user(&seed, &passwords, &peter).unwrap();
+    let seed_arg = seed.to_str().unwrap();
+    tokenctl(&["add-tenant", "--seed", seed_arg, "/initech"], "");
+    let printed = tokenctl(
+        &[
+            "add-client",
+            "--seed",
+            seed_arg,
+            "--id",
+            "initech-app",
+            "--tenant",
+            "/initech",
+            "--grants",
+            "password,refresh_token",
+            "--scopes",
+            "read",
+            "--max-access-token-lifetime",
+            "300",
+            "--refresh-idle-lifetime",
+            "600",
+            "--refresh-absolute-lifetime",
+            "7200",
+        ],
+        "",
+    );
+    let secret = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("client_secret: "))
+        .expect("the secret is printed")
+        .to_owned();
+    tokenctl(
+        &["add-user", "--seed", seed_arg, "--tenant", "/initech", "--username", "peter"],
+        "tps-report-cover\n",
+    );
 
     let text = std::fs::read_to_string(&seed).unwrap();
-    assert!(!text.contains(secret.expose()), "the secret itself is never written");
+    assert!(!text.contains(&secret), "the secret itself is never written");
     assert!(!text.contains("tps-report-cover"), "the password itself is never written");
-    assert_eq!(secret.expose().len(), 43, "256 bits");
+    assert_eq!(secret.len(), 43, "256 bits");
+    let loaded = Seed::load(&seed, &Passwords::new(HashParams::OWASP)).unwrap();
+    let client = loaded.clients.iter().find(|c| c.id.as_str() == "initech-app").unwrap();
+    assert_eq!(
+        (
+            client.max_access_token_lifetime,
+            client.refresh_idle_lifetime,
+            client.refresh_absolute_lifetime
+        ),
+        (300, 600, 7200)
+    );
 
     let (router, _) =
         router_from_seed("https://issuer", SigningAlgorithm::ES256, Arc::new(SystemClock), &seed)
             .await;
     let form = format!(
-        "grant_type=password&username=peter&password=tps-report-cover&client_id=initech-app&client_secret={}",
-        secret.expose()
+        "grant_type=password&username=peter&password=tps-report-cover&client_id=initech-app&client_secret={secret}"
     );
     let response = api::token_endpoint(&router.token, event_from_form(&form)).await;
     assert_eq!(response.status(), 200, "{:?}", response.body());
@@ -65,6 +111,8 @@ fn commands_refuse_what_the_server_would_refuse_and_leave_the_file_alone() {
             grants: &[GrantType::ClientCredentials],
             scopes: "read",
             max_access_token_lifetime: 60,
+            refresh_idle_lifetime: 60,
+            refresh_absolute_lifetime: 60,
         };
         admin::new_client(&spec)
             .and_then(|(client, _)| admin::append_client(&seed, &passwords, &client))
