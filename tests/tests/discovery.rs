@@ -22,6 +22,18 @@ async fn metadata_names_the_issuer_endpoints_and_methods() {
     assert_eq!(metadata["jwks_uri"], server.url("/.well-known/jwks.json"));
     assert_eq!(metadata["revocation_endpoint"], server.url("/oauth2/revoke"));
     assert_eq!(metadata["introspection_endpoint"], server.url("/oauth2/introspect"));
+    assert_eq!(metadata["batch_revocation_endpoint"], server.url("/oauth2/revoke/batch"));
+    assert_eq!(metadata["access_token_signing_alg_values_supported"], serde_json::json!(["ES256"]));
+    for auth_methods in [
+        "revocation_endpoint_auth_methods_supported",
+        "introspection_endpoint_auth_methods_supported",
+    ] {
+        assert_eq!(
+            metadata[auth_methods],
+            serde_json::json!(["client_secret_basic", "client_secret_post"]),
+            "{auth_methods}"
+        );
+    }
     assert_eq!(
         metadata["grant_types_supported"],
         serde_json::json!(["client_credentials", "password", "refresh_token"])

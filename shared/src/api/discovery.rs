@@ -6,7 +6,9 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
 use super::response::{Caching, raw_json_response};
-use super::{INTROSPECT_PATH, JWKS_PATH, METADATA_PATH, REVOKE_PATH, TOKEN_PATH};
+use super::{
+    BATCH_REVOKE_PATH, INTROSPECT_PATH, JWKS_PATH, METADATA_PATH, REVOKE_PATH, TOKEN_PATH,
+};
 use crate::error::Error;
 use crate::keys::KeySet;
 
@@ -32,6 +34,8 @@ impl Discovery {
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "introspection_endpoint": format!("{issuer}{INTROSPECT_PATH}"),
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            // Not registered by RFC 8414 either: where batch revocation is, for admin tools.
+            "batch_revocation_endpoint": format!("{issuer}{BATCH_REVOKE_PATH}"),
             "grant_types_supported": ["client_credentials", "password", "refresh_token"],
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
