@@ -109,3 +109,25 @@ def test_port_comes_from_the_environment(start_server):
         port = probe.getsockname()[1]
     server = start_server(extra_env={"PORT": str(port)}, args=())
     assert server.url == f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_seed_file_comes_from_the_flag_or_the_environment(start_server, tmp_path, how):
+    seed = tmp_path / "other-seed.toml"
+    seed.write_text(
+        '[[tenants]]\npath = "/globex"\n\n'
+        '[[clients]]\nid = "globex-app"\nsecret = "globex-secret-for-this-test-only-0123"\n'
+        'tenant = "/globex"\ngrants = ["client_credentials"]\nscopes = ["read"]\n'
+        "max_access_token_lifetime = 60\n"
+    )
+    if how == "flag":
+        server = start_server(args=("--port", "0", "--seed", str(seed)))
+    else:
+        server = start_server(extra_env={"SEED_FILE": str(seed)})
+    token_url = f"{server.url}/oauth2/token"
+    token = OAuth2Session("globex-app", "globex-secret-for-this-test-only-0123").fetch_token(
+        token_url, grant_type="client_credentials"
+    )
+    assert verify(token["access_token"], discover(server.url), "ES256")["tenant"] == "/globex"
+    refused = requests.post(token_url, data={"grant_type": "client_credentials"}, auth=DEMO_CLIENT, timeout=10)
+    assert refused.status_code == 401, "the default seed's demo client is not loaded"

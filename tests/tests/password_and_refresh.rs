@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use integration_tests::{APP_CLIENT, AUDIENCE, CC_CLIENT, OTHER_APP, SALES_APP, TestServer};
 use serde_json::Value;
 use token_service::clock::{Clock, ManualClock, SystemClock};
@@ -59,19 +61,23 @@ async fn password_grant_returns_access_and_refresh_tokens_of_one_grant() {
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["scope"], "profile read write");
     let refresh_token = body["refresh_token"].as_str().unwrap();
-    assert!(refresh_token.len() >= 43, "at least 256 bits");
     let first = claims(&server, &body, SystemClock.now());
     assert_eq!(first.tenant, "/acme");
     assert_eq!(first.client_id, "app-client");
     assert_ne!(first.sub, "alice", "sub is the stable user id, not the username");
     let grant = first.sid.clone().expect("password tokens carry the grant id");
+    let (refresh_grant, secret) = refresh_token.split_once('.').expect("<grant id>.<secret>");
+    assert_eq!(refresh_grant, grant, "the refresh token belongs to the access token's grant");
+    assert_eq!(URL_SAFE_NO_PAD.decode(secret).unwrap().len(), 32, "256 random bits");
 
     let refreshed: Value =
         refresh(&server, APP_CLIENT, refresh_token, None).await.json().await.unwrap();
     let second = claims(&server, &refreshed, SystemClock.now());
     assert_eq!(second.sid.as_deref(), Some(grant.as_str()), "refresh keeps the grant id");
     assert_eq!(second.sub, first.sub);
-    assert_ne!(refreshed["refresh_token"], body["refresh_token"], "every use rotates");
+    let rotated = refreshed["refresh_token"].as_str().unwrap();
+    assert_ne!(rotated, refresh_token, "every use rotates");
+    assert!(rotated.starts_with(&format!("{grant}.")), "the rotated token stays in the grant");
 }
 
 #[tokio::test]
