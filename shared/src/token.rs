@@ -198,6 +198,7 @@ impl TokenService {
             expires_at: now + client.refresh_absolute_lifetime,
             revoked_at: None,
         };
+        let lifetime = lifetime.min(client.refresh_absolute_lifetime);
         let principal =
             Principal { subject: &grant.subject, tenant: &grant.tenant, grant: Some(&grant.id) };
         let (access_token, access_logged) =
@@ -235,6 +236,8 @@ impl TokenService {
             return self.reuse_detected(&grant, now).await;
         }
         let scope = narrow(requested_scope, &grant.scope.intersection(&client.scopes))?;
+        // An access token dies with its grant, so it never promises to outlive it.
+        let lifetime = lifetime.min(grant.expires_at.saturating_sub(now));
         let principal =
             Principal { subject: &grant.subject, tenant: &grant.tenant, grant: Some(&grant.id) };
         let (access_token, access_logged) =

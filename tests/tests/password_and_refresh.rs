@@ -360,6 +360,29 @@ async fn grants_end_at_their_absolute_lifetime_however_often_refreshed() {
 }
 
 #[tokio::test]
+async fn access_tokens_never_outlive_their_grant() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000));
+    let server = TestServer::start_with_clock(SigningAlgorithm::ES256, clock.clone()).await;
+    let mut token = alice(&server).await["refresh_token"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        clock.advance(3300);
+        let body: Value = refresh(&server, APP_CLIENT, &token, None).await.json().await.unwrap();
+        token = body["refresh_token"].as_str().unwrap().to_owned();
+    }
+    // 300 s before the grant's absolute end (7200 s), less than the 600 s the client may have.
+    clock.advance(300);
+    let body: Value = refresh(&server, APP_CLIENT, &token, None).await.json().await.unwrap();
+    assert_eq!(body["expires_in"], 300, "lowered to what is left of the grant");
+    let access = claims(&server, &body, clock.now());
+    assert_eq!(access.exp, 1_800_000_000 + 7200);
+    clock.advance(299);
+    assert!(
+        integration_tests::flows::is_active(&server, body["access_token"].as_str().unwrap()).await,
+        "live until its exp"
+    );
+}
+
+#[tokio::test]
 async fn concurrent_refreshes_with_one_token_have_exactly_one_winner() {
     let server = Arc::new(TestServer::start().await);
     let token = alice(&server).await["refresh_token"].as_str().unwrap().to_owned();
