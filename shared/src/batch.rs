@@ -2,8 +2,8 @@
 //! a constant number of writes however many tokens it covers, then the covered live tokens are
 //! counted from the issuance log.
 //!
-//! A scope is a tenant subtree, a client, a subject, or a subject through one client; each is one
-//! cutoff layer (see `store::layer`), and verification reads every layer that applies to a token.
+//! A scope is a tenant subtree, a client (in all its subtree or below a tenant of it), a subject,
+//! or a subject through one client; each is one cutoff layer (see `store::layer`), and verification reads every layer that applies to a token.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -140,9 +140,7 @@ impl BatchRevocation {
                 if client.tenant.is_within(&tenant) {
                     layer::client(&client.id)
                 } else if tenant.is_within(&client.tenant) {
-                    return Err(Error::invalid_request(
-                        "clientId narrows to the client's whole tenant; a tenantPath below it needs a subject too",
-                    ));
+                    layer::client_tenant(&client.id, tenant.as_str())
                 } else {
                     return Ok(None);
                 }

@@ -56,7 +56,10 @@ on_both_backends!(
     sub_tenants_are_covered_and_other_tenants_are_refused,
     narrowing_by_client_revokes_only_that_clients_tokens,
     narrowing_by_subject_revokes_only_that_subjects_tokens,
+    narrowing_by_client_below_its_tenant_revokes_only_its_tokens_there,
+    narrowing_by_client_and_subject_revokes_only_that_pairs_tokens,
     layered_cutoffs_in_any_order_the_latest_wins,
+    every_layer_can_hold_the_latest_cutoff_whatever_the_order,
     a_grant_begun_before_the_cutoff_dies_whole_even_after_rotation,
     cutoffs_are_enforced_by_refresh_introspection_and_bearer_revocation,
     already_revoked_tokens_are_not_counted,
@@ -213,6 +216,99 @@ async fn narrowing_by_subject_revokes_only_that_subjects_tokens(backend: Backend
     let sales_admin = token_for(&server, SALES_ADMIN).await;
     let foreign = batch(&server, &sales_admin, json!({"subject": alice_sub})).await;
     assert_eq!(error_of(foreign).await, (403, "insufficient_scope".into()));
+}
+
+async fn narrowing_by_client_below_its_tenant_revokes_only_its_tokens_there(backend: Backend) {
+    let (server, clock) = clocked(backend).await;
+    let alice = login(&server).await; // app-client in /acme
+    let bob = bob_login(&server).await; // app-client in /acme/sales
+    let sales_admin = token_for(&server, SALES_ADMIN).await; // another client in /acme/sales
+    let admin = admin_token(&server).await;
+    clock.advance(1);
+    let body = json!({"clientId": "app-client", "tenantPath": "/acme/sales"});
+    let dry_run = json!({"clientId": "app-client", "tenantPath": "/acme/sales", "dryRun": true});
+    assert_eq!(batch_count(&server, &admin, dry_run).await, 2, "bob's pair");
+    assert_eq!(batch_count(&server, &admin, body).await, 2);
+    assert!(!is_active(&server, bob["access_token"].as_str().unwrap()).await);
+    assert_eq!(
+        error_of(refresh(&server, APP_CLIENT, bob["refresh_token"].as_str().unwrap()).await)
+            .await
+            .1,
+        "invalid_grant"
+    );
+    assert!(is_active(&server, alice["access_token"].as_str().unwrap()).await, "/acme itself");
+    assert!(is_active(&server, &sales_admin).await, "another client in /acme/sales");
+    let other = json!({"clientId": "app-client", "tenantPath": "/acme/sales", "dryRun": true});
+    assert_eq!(batch_count(&server, &admin, other).await, 0, "nothing left there");
+}
+
+async fn narrowing_by_client_and_subject_revokes_only_that_pairs_tokens(backend: Backend) {
+    let (server, clock) = clocked(backend).await;
+    let alice = login(&server).await;
+    let bob = bob_login(&server).await;
+    let alice_sub = introspect(&server, APP_CLIENT, alice["access_token"].as_str().unwrap()).await
+        ["sub"]
+        .clone();
+    let admin = admin_token(&server).await;
+    clock.advance(1);
+    let body = json!({"clientId": "app-client", "subject": alice_sub});
+    assert_eq!(batch_count(&server, &admin, body).await, 2);
+    assert!(!is_active(&server, alice["access_token"].as_str().unwrap()).await);
+    assert!(is_active(&server, bob["access_token"].as_str().unwrap()).await);
+    let cc = json!({"clientId": "cc-client", "subject": alice_sub, "dryRun": true});
+    assert_eq!(
+        batch_count(&server, &admin, cc).await,
+        0,
+        "alice never signed in through cc-client"
+    );
+}
+
+/// Three logins at T0, T0 + 10 and T0 + 20 carry the tenant, client and subject layers. Whichever
+/// layer holds the latest cutoff (T0 + 15), and whether it is written first or last, it decides:
+/// the two earlier logins die and the last survives.
+async fn every_layer_can_hold_the_latest_cutoff_whatever_the_order(backend: Backend) {
+    for latest in ["tenant", "client", "subject"] {
+        for latest_first in [true, false] {
+            let (server, clock) = clocked(backend).await;
+            let early = login(&server).await;
+            clock.advance(10);
+            let middle = login(&server).await;
+            clock.advance(10);
+            let late = login(&server).await;
+            let subject = introspect(&server, APP_CLIENT, early["access_token"].as_str().unwrap())
+                .await["sub"]
+                .clone();
+            let admin = admin_token(&server).await;
+            clock.advance(10);
+            let cut = |layer: &str, at: u64| {
+                let mut body = json!({"creationBefore": rfc3339(at)});
+                match layer {
+                    "tenant" => body["tenantPath"] = json!("/acme"),
+                    "client" => body["clientId"] = json!("app-client"),
+                    _ => body["subject"] = subject.clone(),
+                }
+                body
+            };
+            let mut cuts: Vec<Value> = ["tenant", "client", "subject"]
+                .into_iter()
+                .filter(|layer| *layer != latest)
+                .map(|layer| cut(layer, T0 + 5))
+                .collect();
+            let latest_cut = cut(latest, T0 + 15);
+            if latest_first {
+                cuts.insert(0, latest_cut);
+            } else {
+                cuts.push(latest_cut);
+            }
+            for body in cuts {
+                batch_count(&server, &admin, body).await;
+            }
+            let case = format!("latest on {latest}, written first: {latest_first}");
+            assert!(!is_active(&server, early["access_token"].as_str().unwrap()).await, "{case}");
+            assert!(!is_active(&server, middle["access_token"].as_str().unwrap()).await, "{case}");
+            assert!(is_active(&server, late["access_token"].as_str().unwrap()).await, "{case}");
+        }
+    }
 }
 
 async fn layered_cutoffs_in_any_order_the_latest_wins(backend: Backend) {

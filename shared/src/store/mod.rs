@@ -276,8 +276,17 @@ pub mod layer {
         format!("CLIENT#{id}#SUBJECT#{subject}")
     }
 
+    /// One client's tokens in a subtree strictly below the client's own tenant (the client
+    /// layer covers the rest).
+    pub fn client_tenant(id: &ClientId, path: &str) -> String {
+        format!("CLIENT#{id}#TENANT#{path}")
+    }
+
     /// Every layer that applies to a token of `tenant`, `client` and `subject`: each ancestor of
-    /// its tenant (and the tenant itself), its client, its subject, and the pair.
+    /// its tenant (and the tenant itself), its client, its subject, the client and subject pair,
+    /// and the client in each of its tenant's ancestors below the root: a client's own tenant
+    /// is at least a root, and at or above it the client layer applies, so a token of a root
+    /// tenant needs no client-in-tenant key at all.
     pub fn applying_to(tenant: &TenantPath, client: &ClientId, subject: &str) -> Vec<String> {
         let mut layers: Vec<String> = tenant.lineage().map(self::tenant).collect();
         layers.extend([
@@ -285,6 +294,7 @@ pub mod layer {
             self::subject(subject),
             client_subject(client, subject),
         ]);
+        layers.extend(tenant.lineage().skip(1).map(|path| client_tenant(client, path)));
         layers
     }
 }
