@@ -1,8 +1,8 @@
 //! DynamoDB for tests: a fresh table per test on the local server `make test` starts, and an SDK
 //! interceptor that counts round trips.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
@@ -17,13 +17,19 @@ const HOW_TO_START: &str = "DynamoDB tests need a local server: run them through
 /// Index query page size in tests: small, so paging is exercised on every count.
 pub const TEST_PAGE_SIZE: i32 = 7;
 
-/// Counts the HTTP requests the SDK sends, retries included.
+/// Records the HTTP requests the SDK sends, retries included, by operation (`PutItem`, …).
 #[derive(Clone, Debug, Default)]
-pub struct RoundTrips(Arc<AtomicUsize>);
+pub struct RoundTrips(Arc<Mutex<Vec<String>>>);
 
 impl RoundTrips {
+    /// How many requests were sent since the last take.
     pub fn take(&self) -> usize {
-        self.0.swap(0, Ordering::SeqCst)
+        self.take_operations().len()
+    }
+
+    /// The operations sent since the last take, in order.
+    pub fn take_operations(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
     }
 }
 
@@ -34,11 +40,13 @@ impl Intercept for RoundTrips {
 
     fn read_before_transmit(
         &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
         _config: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        self.0.fetch_add(1, Ordering::SeqCst);
+        let target = context.request().headers().get("x-amz-target").unwrap_or_default();
+        let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
+        self.0.lock().unwrap().push(operation);
         Ok(())
     }
 }

@@ -8,12 +8,14 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::dynamo::{self, RoundTrips};
 use integration_tests::{
-    APP_CLIENT, CC_CLIENT, TestServer, load_seed, repo_path, seeded_dynamodb, test_config,
+    ADMIN_CLIENT, APP_CLIENT, CC_CLIENT, TestServer, load_seed, repo_path, seeded_dynamodb,
+    test_config,
 };
 use serde_json::Value;
 use serde_yaml::Value as Yaml;
 use token_service::auth::PresentedClient;
 use token_service::clock::SystemClock;
+use token_service::domain::MAX_LIFETIME;
 use token_service::keys::{KeySet, SigningAlgorithm};
 use token_service::setup::{self, Wiring};
 use token_service::store::Stores;
@@ -743,4 +745,80 @@ async fn a_conflict_on_the_used_token_is_a_concurrent_use() {
     assert_eq!(error_of(refresh(&server, APP_CLIENT, token).await).await.1, "invalid_grant");
     faults.fail(false);
     assert!(!is_active(&server, tokens["access_token"].as_str().unwrap()).await, "grant revoked");
+}
+
+/// A batch revocation is one write however many tokens it covers: the cutoff, whose record may
+/// expire once every token it covers would have.
+#[tokio::test]
+async fn batch_revocation_is_one_write_and_its_record_expires_after_every_covered_token() {
+    let (store, round_trips) = dynamo::fresh_store_counting().await;
+    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    let config = test_config("https://issuer", SigningAlgorithm::ES256);
+    let keys = KeySet::generate(SigningAlgorithm::ES256).unwrap();
+    let wiring = Wiring::with_system_clock(config, keys, Stores::all(Arc::new(store.clone())));
+    let service = wiring.token_service();
+    let client_credentials =
+        TokenParams { grant_type: Some("client_credentials"), ..Default::default() };
+    let issue = async |(id, secret): (&str, &str)| {
+        let client = service
+            .authenticator()
+            .authenticate(&PresentedClient { id: id.into(), secret: secret.into() })
+            .await
+            .unwrap();
+        service.issue(&client, &client_credentials).await.unwrap().access_token
+    };
+    for _ in 0..20 {
+        issue(CC_CLIENT).await;
+    }
+    let admin = issue(ADMIN_CLIENT).await;
+
+    round_trips.take();
+    let body = serde_json::json!({"clientId": "cc-client"}).to_string();
+    let count = wiring.batch_revocation().revoke(&admin, body.as_bytes()).await.unwrap();
+    assert_eq!(count, 20);
+    let writes: Vec<String> = round_trips
+        .take_operations()
+        .into_iter()
+        .filter(|operation| !matches!(operation.as_str(), "GetItem" | "BatchGetItem" | "Query"))
+        .collect();
+    assert_eq!(writes, ["UpdateItem"], "one conditional write for twenty tokens");
+
+    let cutoff = store
+        .sdk_client()
+        .get_item()
+        .table_name(store.table_name())
+        .key("pk", AttributeValue::S("CUTOFF#CLIENT#cc-client".into()))
+        .key("sk", AttributeValue::S("CUTOFF".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the cutoff record");
+    let number = |name: &str| -> u64 { cutoff[name].as_n().unwrap().parse().unwrap() };
+    assert_eq!(number("ttl"), number("not_before") + MAX_LIFETIME);
+}
+
+/// The cutoff is the revocation, and counting comes after it: when the count's reads fail, the
+/// answer is 503 (never a count) but the covered tokens are already dead. When the cutoff's
+/// own write fails, the answer is 503 and nothing changed.
+#[tokio::test]
+async fn batch_revocation_writes_the_cutoff_before_counting_and_answers_503_on_failures() {
+    use integration_tests::flows::{admin_token, batch, error_of, is_active, service_token};
+    for (failing, revoked) in [(&["Query"][..], true), (&["UpdateItem"][..], false)] {
+        let (stores, faults) = seeded_store_behind(failing).await;
+        let server =
+            TestServer::start_on(SigningAlgorithm::ES256, Arc::new(SystemClock), stores).await;
+        let token = service_token(&server).await;
+        let admin = admin_token(&server).await;
+        faults.fail(true);
+        let response = batch(&server, &admin, serde_json::json!({"clientId": "cc-client"})).await;
+        assert_eq!(
+            error_of(response).await,
+            (503, "temporarily_unavailable".into()),
+            "{failing:?}"
+        );
+        faults.fail(false);
+        assert_eq!(!is_active(&server, &token).await, revoked, "{failing:?} failing");
+    }
 }
