@@ -679,6 +679,42 @@ async fn the_token_route_is_throttled_against_brute_force() {
     }
 }
 
+/// The local server on the seeded test table, behind a proxy that, once switched on, cancels
+/// every transaction with `cancellation` (a `TransactionCanceledException` body).
+async fn server_behind_conflicts(
+    cancellation: &'static str,
+) -> (TestServer, dynamo::FaultyEndpoint) {
+    let store = dynamo::fresh_store().await;
+    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    let sdk_config = setup::aws_config().await;
+    let faults =
+        dynamo::faulty_endpoint_answering(&["TransactWriteItems"], 400, cancellation).await;
+    let config =
+        aws_sdk_dynamodb::config::Builder::from(&sdk_config).endpoint_url(&faults.url).build();
+    let proxied = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), store.table_name());
+    let stores = Stores::all(Arc::new(proxied));
+    (TestServer::start_on(SigningAlgorithm::ES256, Arc::new(SystemClock), stores).await, faults)
+}
+
+const TRANSACTION_CONFLICT_ON_THE_REVOCATION_RECORD: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict, None]","CancellationReasons":[{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"},{"Code":"None"}]}"#;
+
+/// A revocation cancelled by a concurrent transaction on its record wrote nothing: after its
+/// retries it is a 503, never a 200 that no stored record backs, and the token stays active.
+#[tokio::test]
+async fn a_revocation_cancelled_by_a_conflict_answers_503_and_revokes_nothing() {
+    use integration_tests::flows::{error_of, is_active, revoke, service_token};
+    let (server, faults) =
+        server_behind_conflicts(TRANSACTION_CONFLICT_ON_THE_REVOCATION_RECORD).await;
+    let token = service_token(&server).await;
+    faults.fail(true);
+    let response = revoke(&server, CC_CLIENT, &[("token", &token)]).await;
+    assert_eq!(error_of(response).await, (503, "temporarily_unavailable".into()));
+    faults.fail(false);
+    assert!(is_active(&server, &token).await, "nothing was revoked");
+    assert_eq!(revoke(&server, CC_CLIENT, &[("token", &token)]).await.status(), 200);
+    assert!(!is_active(&server, &token).await);
+}
+
 const TRANSACTION_CONFLICT_ON_A_CUTOFF_CHECK: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [None, None, None, TransactionConflict]","CancellationReasons":[{"Code":"None"},{"Code":"None"},{"Code":"None"},{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
 
 const TRANSACTION_CONFLICT_ON_THE_USED_TOKEN: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict]","CancellationReasons":[{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
@@ -690,24 +726,7 @@ const TRANSACTION_CONFLICT_ON_THE_USED_TOKEN: &str = r#"{"__type":"com.amazonaws
 #[tokio::test]
 async fn a_conflict_on_a_cutoff_check_is_not_refresh_token_reuse() {
     use integration_tests::flows::{error_of, login, refresh};
-    let store = dynamo::fresh_store().await;
-    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
-    let sdk_config = setup::aws_config().await;
-    let faults = dynamo::faulty_endpoint_answering(
-        &["TransactWriteItems"],
-        400,
-        TRANSACTION_CONFLICT_ON_A_CUTOFF_CHECK,
-    )
-    .await;
-    let config =
-        aws_sdk_dynamodb::config::Builder::from(&sdk_config).endpoint_url(&faults.url).build();
-    let proxied = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), store.table_name());
-    let server = TestServer::start_on(
-        SigningAlgorithm::ES256,
-        Arc::new(SystemClock),
-        Stores::all(Arc::new(proxied)),
-    )
-    .await;
+    let (server, faults) = server_behind_conflicts(TRANSACTION_CONFLICT_ON_A_CUTOFF_CHECK).await;
     let tokens = login(&server).await;
     let token = tokens["refresh_token"].as_str().unwrap();
     faults.fail(true);
@@ -721,24 +740,7 @@ async fn a_conflict_on_a_cutoff_check_is_not_refresh_token_reuse() {
 #[tokio::test]
 async fn a_conflict_on_the_used_token_is_a_concurrent_use() {
     use integration_tests::flows::{error_of, is_active, login, refresh};
-    let store = dynamo::fresh_store().await;
-    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
-    let sdk_config = setup::aws_config().await;
-    let faults = dynamo::faulty_endpoint_answering(
-        &["TransactWriteItems"],
-        400,
-        TRANSACTION_CONFLICT_ON_THE_USED_TOKEN,
-    )
-    .await;
-    let config =
-        aws_sdk_dynamodb::config::Builder::from(&sdk_config).endpoint_url(&faults.url).build();
-    let proxied = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), store.table_name());
-    let server = TestServer::start_on(
-        SigningAlgorithm::ES256,
-        Arc::new(SystemClock),
-        Stores::all(Arc::new(proxied)),
-    )
-    .await;
+    let (server, faults) = server_behind_conflicts(TRANSACTION_CONFLICT_ON_THE_USED_TOKEN).await;
     let tokens = login(&server).await;
     let token = tokens["refresh_token"].as_str().unwrap();
     faults.fail(true);

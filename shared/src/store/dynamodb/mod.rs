@@ -361,6 +361,8 @@ fn cancellation_codes(error: &SdkError<TransactWriteItemsError>) -> Option<Vec<&
 
 const CONDITION_FAILED: &str = "ConditionalCheckFailed";
 const CONFLICT: &str = "TransactionConflict";
+/// How often a revocation is written before a conflicting transaction makes it a 503.
+const REVOKE_ATTEMPTS: u32 = 3;
 
 /// The index of the first item a cancelled transaction failed on, if it failed on a condition
 /// (or on a concurrent transaction touching the same item).
@@ -840,11 +842,25 @@ impl RevocationStore for DynamoStore {
             put(item, Some("attribute_not_exists(pk)"), &self.table)?,
             mark_spent(token, expires_at, &self.table)?,
         ];
-        match self.transact(items).await {
-            // Already revoked: the first record (and its time) stands.
-            Err(e) if failed_condition(&e) == Some(0) => Ok(()),
-            Err(e) => Err(failure("TransactWriteItems revoke", &e)),
-            Ok(()) => Ok(()),
+        let mut attempt = 1;
+        loop {
+            let error = match self.transact(items.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            let codes = cancellation_codes(&error).unwrap_or_default();
+            if codes.first() == Some(&CONDITION_FAILED) {
+                // Already revoked: the first record (and its time) stands.
+                return Ok(());
+            }
+            // A transaction touching the same records (a concurrent revocation of this token)
+            // cancelled ours, so nothing was written: try again, and never report a revocation
+            // that no stored record backs.
+            if attempt < REVOKE_ATTEMPTS && codes.contains(&CONFLICT) {
+                attempt += 1;
+                continue;
+            }
+            return Err(failure("TransactWriteItems revoke", &error));
         }
     }
 
