@@ -109,9 +109,7 @@ impl FaultyEndpoint {
 }
 
 pub async fn faulty_endpoint(failing: &'static [&'static str]) -> FaultyEndpoint {
-    let error =
-        r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected"}"#;
-    faulty_endpoint_answering(failing, 500, error).await
+    faulty_endpoint_with(failing, Fault::INTERNAL_ERROR).await
 }
 
 /// [`faulty_endpoint`], answering the failing operations with `status` and the JSON `error`
@@ -120,6 +118,41 @@ pub async fn faulty_endpoint_answering(
     failing: &'static [&'static str],
     status: u16,
     error: &'static str,
+) -> FaultyEndpoint {
+    faulty_endpoint_with(failing, Fault::Answer { status, body: error }).await
+}
+
+/// What a [`FaultyEndpoint`] does to a failing operation while switched on.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Answers at once with this status and JSON body instead of forwarding.
+    Answer { status: u16, body: &'static str },
+    /// Forwards, but only after this delay: a slow DynamoDB that does answer in the end.
+    Delay(Duration),
+}
+
+impl Fault {
+    pub const INTERNAL_ERROR: Fault = Fault::Answer {
+        status: 500,
+        body: r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected"}"#,
+    };
+    pub const THROTTLING: Fault = Fault::Answer {
+        status: 400,
+        body: r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"injected"}"#,
+    };
+    pub const THROUGHPUT_EXCEEDED: Fault = Fault::Answer {
+        status: 400,
+        body: r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"injected"}"#,
+    };
+}
+
+/// Every DynamoDB operation the service sends.
+pub const EVERY_OPERATION: &[&str] =
+    &["GetItem", "BatchGetItem", "PutItem", "UpdateItem", "Query", "TransactWriteItems"];
+
+pub async fn faulty_endpoint_with(
+    failing: &'static [&'static str],
+    fault: Fault,
 ) -> FaultyEndpoint {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let on = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -165,27 +198,35 @@ pub async fn faulty_endpoint_answering(
                 let body = request[head_end..head_end + length].to_vec();
                 let target = header("x-amz-target").unwrap_or_default();
                 let operation = target.rsplit('.').next().unwrap_or_default();
-                let (status, response_body) =
-                    if on.load(Ordering::SeqCst) && failing.contains(&operation) {
-                        (status, error.as_bytes().to_vec())
-                    } else {
-                        let forwarded = http
-                            .post(&upstream)
-                            .header("content-type", header("content-type").unwrap_or_default())
-                            .header("x-amz-target", target.clone())
-                            .header("authorization", header("authorization").unwrap_or_default())
-                            .header("x-amz-date", header("x-amz-date").unwrap_or_default())
-                            .body(body)
-                            .send()
-                            .await;
-                        match forwarded {
-                            Ok(response) => (
-                                response.status().as_u16(),
-                                response.bytes().await.unwrap_or_default().to_vec(),
-                            ),
-                            Err(_) => return,
-                        }
-                    };
+                let faulty = on.load(Ordering::SeqCst) && failing.contains(&operation);
+                let answer = match fault {
+                    Fault::Answer { status, body } if faulty => Some((status, body)),
+                    Fault::Delay(delay) if faulty => {
+                        tokio::time::sleep(delay).await;
+                        None
+                    }
+                    _ => None,
+                };
+                let (status, response_body) = if let Some((status, body)) = answer {
+                    (status, body.as_bytes().to_vec())
+                } else {
+                    let forwarded = http
+                        .post(&upstream)
+                        .header("content-type", header("content-type").unwrap_or_default())
+                        .header("x-amz-target", target.clone())
+                        .header("authorization", header("authorization").unwrap_or_default())
+                        .header("x-amz-date", header("x-amz-date").unwrap_or_default())
+                        .body(body)
+                        .send()
+                        .await;
+                    match forwarded {
+                        Ok(response) => (
+                            response.status().as_u16(),
+                            response.bytes().await.unwrap_or_default().to_vec(),
+                        ),
+                        Err(_) => return,
+                    }
+                };
                 let head = format!(
                     "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.0\r\nx-amzn-requestid: proxy\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                     response_body.len()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use integration_tests::dynamo::{self, RoundTrips};
+use integration_tests::dynamo::{self, Fault, RoundTrips};
 use integration_tests::{
     ADMIN_CLIENT, APP_CLIENT, CC_CLIENT, TestServer, load_seed, repo_path, seeded_dynamodb,
     test_config,
@@ -320,10 +320,18 @@ async fn dynamodb_throttling_answers_503() {
 
 /// The seeded test table behind a proxy that can fail the named operations.
 async fn seeded_store_behind(failing: &'static [&'static str]) -> (Stores, dynamo::FaultyEndpoint) {
+    seeded_store_behind_with(failing, Fault::INTERNAL_ERROR).await
+}
+
+/// [`seeded_store_behind`] with the given fault. The store has the production SDK timeouts.
+async fn seeded_store_behind_with(
+    failing: &'static [&'static str],
+    fault: Fault,
+) -> (Stores, dynamo::FaultyEndpoint) {
     let store = dynamo::fresh_store().await;
     load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
     let sdk_config = setup::aws_config().await;
-    let endpoint = dynamo::faulty_endpoint(failing).await;
+    let endpoint = dynamo::faulty_endpoint_with(failing, fault).await;
     let config =
         aws_sdk_dynamodb::config::Builder::from(&sdk_config).endpoint_url(&endpoint.url).build();
     let proxied = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), store.table_name());
@@ -823,4 +831,82 @@ async fn batch_revocation_writes_the_cutoff_before_counting_and_answers_503_on_f
         faults.fail(false);
         assert_eq!(!is_active(&server, &token).await, revoked, "{failing:?} failing");
     }
+}
+
+/// Every route under every kind of DynamoDB fault: errors, throttling that outlasts the SDK's
+/// retries, and a DynamoDB slower than the timeouts. Each answers 503: no token is issued
+/// without its record, verification fails closed, no revocation reports success. Once the
+/// fault is gone, every token is exactly as valid as before.
+#[tokio::test]
+async fn every_route_answers_503_under_every_fault_and_changes_nothing() {
+    use integration_tests::flows::{
+        admin_token, batch, error_of, introspect_as, is_active, login, refresh, revoke,
+        revoke_self, service_token,
+    };
+    let slower_than_the_timeouts = Fault::Delay(Duration::from_secs(8));
+    for fault in [
+        Fault::INTERNAL_ERROR,
+        Fault::THROTTLING,
+        Fault::THROUGHPUT_EXCEEDED,
+        slower_than_the_timeouts,
+    ] {
+        let (stores, endpoint) = seeded_store_behind_with(dynamo::EVERY_OPERATION, fault).await;
+        let server =
+            TestServer::start_on(SigningAlgorithm::ES256, Arc::new(SystemClock), stores).await;
+        let service = service_token(&server).await;
+        let tokens = login(&server).await;
+        let (access, refresh_token) =
+            (tokens["access_token"].as_str().unwrap(), tokens["refresh_token"].as_str().unwrap());
+        let admin = admin_token(&server).await;
+
+        endpoint.fail(true);
+        let password =
+            [("grant_type", "password"), ("username", "alice"), ("password", "alice-password-1")];
+        let (introspected, revoked) = ([("token", access)], [("token", refresh_token)]);
+        let started = std::time::Instant::now();
+        let answers = tokio::join!(
+            server.token(&[("grant_type", "client_credentials")], Some(CC_CLIENT)),
+            server.token(&password, Some(APP_CLIENT)),
+            refresh(&server, APP_CLIENT, refresh_token),
+            introspect_as(&server, APP_CLIENT, &introspected),
+            revoke(&server, APP_CLIENT, &revoked),
+            async { revoke_self(&server, access).send().await.unwrap() },
+            batch(&server, &admin, serde_json::json!({})),
+        );
+        let elapsed = started.elapsed();
+        let routes = [
+            ("client_credentials", answers.0),
+            ("password", answers.1),
+            ("refresh", answers.2),
+            ("introspection", answers.3),
+            ("RFC 7009 revocation", answers.4),
+            ("bearer revocation", answers.5),
+            ("batch revocation", answers.6),
+        ];
+        for (route, response) in routes {
+            let answer = error_of(response).await;
+            assert_eq!(answer, (503, "temporarily_unavailable".into()), "{route} under {fault:?}");
+        }
+        assert!(elapsed < Duration::from_secs(7), "{fault:?}: answered within the timeouts");
+
+        endpoint.fail(false);
+        assert!(is_active(&server, access).await, "{fault:?}: the access token lives");
+        assert!(is_active(&server, &service).await, "{fault:?}: the service token lives");
+        let refreshed = refresh(&server, APP_CLIENT, refresh_token).await;
+        assert_eq!(refreshed.status(), 200, "{fault:?}: the refresh token was not used up");
+    }
+}
+
+/// Slowness within the timeouts is not a failure: every answer is late, and right.
+#[tokio::test]
+async fn a_slow_dynamodb_within_the_timeouts_still_answers() {
+    use integration_tests::flows::{is_active, login};
+    let slow = Fault::Delay(Duration::from_millis(300));
+    let (stores, endpoint) = seeded_store_behind_with(dynamo::EVERY_OPERATION, slow).await;
+    let server = TestServer::start_on(SigningAlgorithm::ES256, Arc::new(SystemClock), stores).await;
+    endpoint.fail(true);
+    let started = std::time::Instant::now();
+    let tokens = login(&server).await;
+    assert!(started.elapsed() >= Duration::from_millis(600), "the delay was injected");
+    assert!(is_active(&server, tokens["access_token"].as_str().unwrap()).await);
 }
