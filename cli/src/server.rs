@@ -22,8 +22,6 @@ use tokio::net::TcpListener;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Cap on the request head (line and headers), like API Gateway's.
-const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// Where the local server publishes the OpenAPI description of the contract.
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -54,8 +52,9 @@ pub async fn serve(
                     let router = router.clone();
                     async move { Ok::<_, Infallible>(handle(&router, request).await) }
                 });
+                // hyper's own cap on the request head (about 400 KiB) bounds memory; the
+                // handlers answer anything over `MAX_HEADER_BYTES` with a JSON 431.
                 let connection = http1::Builder::new()
-                    .max_buf_size(MAX_HEAD_BYTES.max(8192))
                     .serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {

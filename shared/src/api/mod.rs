@@ -30,6 +30,14 @@ pub const INTROSPECT_PATH: &str = "/oauth2/introspect";
 pub const BATCH_REVOKE_PATH: &str = "/oauth2/revoke/batch";
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+/// Cap on the request headers, names and values: API Gateway HTTP API's own limit (10 KiB for the
+/// request line and headers), so the local server and every function refuse what the gateway
+/// would, before any work.
+pub const MAX_HEADER_BYTES: usize = 10 * 1024;
+
+fn header_bytes(request: &Request) -> usize {
+    request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum()
+}
 
 /// Runs a handler and turns its error into a response, logging one line per request: request
 /// id, route, client id (recorded by authentication or verification), outcome and latency.
@@ -41,7 +49,11 @@ where
     let started = Instant::now();
     let request_id = request.lambda_context_ref().map(|context| context.request_id.clone());
     let span = tracing::info_span!("request", request_id, client_id = tracing::field::Empty);
-    let result = handler(request).instrument(span.clone()).await;
+    let result = if header_bytes(request) > MAX_HEADER_BYTES {
+        Err(Error::HeadersTooLarge)
+    } else {
+        handler(request).instrument(span.clone()).await
+    };
     let (response, outcome) = match result {
         Ok(response) => (response, "ok"),
         Err(error) => (error_response(&error), status_and_code(&error).1),

@@ -70,6 +70,7 @@ pub fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
     match error {
         Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
         Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
+        Error::HeadersTooLarge => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "invalid_request"),
         Error::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
         Error::InvalidGrant(_) => (StatusCode::BAD_REQUEST, "invalid_grant"),
         Error::UnauthorizedClient(_) => (StatusCode::BAD_REQUEST, "unauthorized_client"),
@@ -160,6 +161,7 @@ mod tests {
         let all = vec![
             Error::invalid_request("d"),
             Error::PayloadTooLarge("d".into()),
+            Error::HeadersTooLarge,
             Error::InvalidClient,
             Error::InvalidGrant("d".into()),
             Error::UnauthorizedClient("d".into()),
@@ -176,6 +178,7 @@ mod tests {
             match error {
                 Error::InvalidRequest(_)
                 | Error::PayloadTooLarge(_)
+                | Error::HeadersTooLarge
                 | Error::InvalidClient
                 | Error::InvalidGrant(_)
                 | Error::UnauthorizedClient(_)
