@@ -92,7 +92,23 @@ echo "== cold starts"
 {
   echo "## Cold start: release bootstrap under the Runtime API emulator"
   echo
-  target/release/bench coldstart release 20
+  echo "A new process per start, on a seeded table on moto; the first response includes that"
+  echo "request's DynamoDB round trips to moto on this machine."
+  echo
+  tests/aws-local.sh target/release/bench coldstart release 20 2>/dev/null | grep -v '^moto server'
+  echo
+} >>"$out"
+
+echo "== jitter entropy (aws-lc built with it, for comparison)"
+AWS_LC_SYS_NO_JITTER_ENTROPY=0 CARGO_TARGET_DIR=target/jitter-entropy \
+  cargo build --release --locked -p token -p keys >/dev/null 2>&1
+{
+  echo "## Cold start with aws-lc's jitter entropy built in (\`AWS_LC_SYS_NO_JITTER_ENTROPY=0\`)"
+  echo
+  echo "The same measurement, bootstraps built in \`target/jitter-entropy\`; compare with the table above."
+  echo
+  CARGO_TARGET_DIR=target/jitter-entropy tests/aws-local.sh target/release/bench coldstart release 20 token keys \
+    2>/dev/null | grep -v '^moto server'
   echo
 } >>"$out"
 
@@ -128,4 +144,24 @@ echo "== DynamoDB (moto)"
   tests/aws-local.sh target/release/bench dynamodb "$tokens" 2>/dev/null | grep -v '^moto server'
   echo
 } >>"$out"
+echo "== counting on dynalite (npm), a DynamoDB-compatible server whose Query keeps pace at 100k"
+[ -x .local/dynalite/node_modules/.bin/dynalite ] ||
+  npm install --silent --no-audit --no-fund --prefix .local/dynalite dynalite@4.0.0 >/dev/null
+dynalite_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+.local/dynalite/node_modules/.bin/dynalite --port "$dynalite_port" --createTableMs 0 >/dev/null 2>&1 &
+dynalite=$!
+trap 'kill $dynalite 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -s "http://127.0.0.1:$dynalite_port" >/dev/null && break; sleep 0.1; done
+{
+  echo "## Counting for a batch revocation on dynalite"
+  echo
+  echo "$tokens live tokens in one tenant, loaded one PutItem each as the token function writes them."
+  echo "dynalite rounds each item up to 4 KB when it reports read units; DynamoDB rounds a page's"
+  echo "total, so its figure for the same count is the estimate above."
+  echo
+  AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$dynalite_port" AWS_ACCESS_KEY_ID=bench \
+    AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 target/release/bench count "$tokens" 2>/dev/null
+  echo
+} >>"$out"
+kill $dynalite; trap - EXIT
 echo "wrote $out"

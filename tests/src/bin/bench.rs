@@ -2,21 +2,32 @@
 //! starts under the Runtime API emulator, DynamoDB round trips per operation, and counting 100k
 //! live tokens for a batch revocation. Prints markdown table rows; fails nothing.
 //!
-//! Usage: `bench coldstart <profile> <starts>` | `bench memory <profile> <invocations>` |
-//! `bench dynamodb <tokens>` (the last two under tests/aws-local.sh)
+//! Usage: `bench coldstart <profile> <starts> [function…]` | `bench memory <profile> <invocations>`
+//! | `bench dynamodb <tokens>`, each under tests/aws-local.sh
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::config::interceptors::{
+    AfterDeserializationInterceptorContextRef, BeforeSerializationInterceptorContextMut,
+};
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::operation::batch_get_item::{BatchGetItemInput, BatchGetItemOutput};
+use aws_sdk_dynamodb::operation::query::{QueryInput, QueryOutput};
+use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
+use aws_smithy_runtime_api::box_error::BoxError;
 use integration_tests::dynamo::{self, RoundTrips};
-use integration_tests::emulator::{Function, binary, deployment, fixture, http, token_event};
+use integration_tests::emulator::{
+    Deployment, Function, binary, deployment, fixture, http, token_event,
+};
 use integration_tests::{ADMIN_CLIENT, APP_CLIENT, CC_CLIENT, load_seed, repo_path, test_config};
 use serde_json::Value;
 use token_service::auth::PresentedClient;
 use token_service::clock::{Clock, SystemClock};
 use token_service::domain::{ClientId, TenantPath, TokenId};
-use token_service::keys::{KeySet, KeySetDocument, SigningAlgorithm};
+use token_service::keys::{KeySet, SigningAlgorithm};
 use token_service::setup::Wiring;
+use token_service::store::dynamodb::{DynamoStore, table};
 use token_service::store::memory::MemoryStore;
 use token_service::store::{IssuanceLog, IssuedToken, Stores, TokenKind};
 use token_service::token::TokenParams;
@@ -42,7 +53,7 @@ async fn main() {
         Some("coldstart") => {
             let profile = args.get(2).map(String::as_str).unwrap_or("release");
             let starts = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(20);
-            coldstart(profile, starts).await
+            coldstart(profile, starts, &args[4.min(args.len())..]).await
         }
         Some("memory") => {
             let profile = args.get(2).map(String::as_str).unwrap_or("release");
@@ -51,55 +62,64 @@ async fn main() {
         Some("dynamodb") => {
             dynamodb(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(100_000)).await
         }
+        Some("count") => count(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(100_000)).await,
         _ => eprintln!(
-            "usage: bench coldstart <profile> <starts> | bench memory <profile> <invocations> | \
-             bench dynamodb <tokens>"
+            "usage: bench coldstart <profile> <starts> [function...] | bench memory <profile> \
+             <invocations> | bench dynamodb <tokens>"
         ),
     }
 }
 
-/// Exec to first `next` poll (init complete) for every function, and exec to first response for
-/// `keys`, whose first request needs no DynamoDB: medians of `starts` starts each.
-async fn coldstart(profile: &str, starts: usize) {
-    let dir = std::env::temp_dir().join(format!("bench-keys-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let keys_file = dir.join("keys.json");
-    let document = KeySetDocument::generate(SigningAlgorithm::ES256, 0).unwrap();
-    std::fs::write(&keys_file, serde_json::to_vec(&document).unwrap()).unwrap();
-    let env = vec![
-        ("ISSUER", "https://abc123.execute-api.eu-west-1.amazonaws.com".to_owned()),
-        ("SIGNING_KEYS_FILE", keys_file.display().to_string()),
-        ("TABLE_NAME", "tokens".to_owned()),
-        // Built at init but never called during it: any endpoint will do.
-        ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9".to_owned()),
-        ("AWS_REGION", "eu-west-1".to_owned()),
-        ("AWS_ACCESS_KEY_ID", "bench".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "bench".to_owned()),
-    ];
+/// What each function is driven with: a real request on its route, as API Gateway sends it, on
+/// the seeded table of `deployment`. Tokens come from a token function started for them.
+async fn route_events(
+    deployment: &Deployment,
+    profile: &str,
+) -> Vec<(&'static str, &'static str, Value)> {
+    let issuer = Function::start(binary("token", profile), &deployment.env).await;
+    let fresh_token = async |client| {
+        let (_, issued) =
+            http(&issuer.respond(token_event("grant_type=client_credentials", client)).await);
+        issued["access_token"].as_str().unwrap_or_default().to_owned()
+    };
+    let (access_token, admin_token) =
+        (fresh_token(CC_CLIENT).await, fresh_token(ADMIN_CLIENT).await);
+    // Revoked over and over (each revocation after the first finds it revoked): its own token,
+    // so the other routes keep seeing an active one.
+    let revoked_token = fresh_token(CC_CLIENT).await;
+    let login = "grant_type=password&username=alice&password=alice-password-1";
+    vec![
+        ("token", "client_credentials", fixture("token-client-credentials-basic.json", "")),
+        ("token", "password (Argon2id, 19 MiB)", token_event(login, APP_CLIENT)),
+        ("introspect", "introspection", fixture("introspect-basic.json", &access_token)),
+        ("authorizer", "authorize a request", fixture("authorizer-get-orders.json", &access_token)),
+        ("revoke", "RFC 7009 revocation", fixture("revoke-rfc7009-basic.json", &revoked_token)),
+        ("batch-revoke", "dry run (count)", fixture("batch-revoke-dry-run.json", &admin_token)),
+        ("keys", "JWKS", fixture("keys-jwks.json", "")),
+    ]
+}
+
+/// Exec to first `next` poll (init complete) and exec to first response, for every function on
+/// its route (or only the functions named in `only`): medians of `starts` starts each. The first
+/// response includes the DynamoDB round trips of that request, to moto on this machine.
+async fn coldstart(profile: &str, starts: usize, only: &[String]) {
+    let deployment = deployment().await;
     println!(
-        "| function | init: exec to first poll (median of {starts}) | exec to first response |"
+        "| function | request | init: exec to first poll (median of {starts}) | exec to first response |"
     );
-    println!("|---|---|---|");
-    for name in ["token", "revoke", "batch-revoke", "introspect", "keys", "authorizer"] {
+    println!("|---|---|---|---|");
+    let events = route_events(&deployment, profile).await;
+    let chosen =
+        events.into_iter().filter(|(name, ..)| only.is_empty() || only.iter().any(|o| o == name));
+    for (name, what, event) in chosen {
         let (mut inits, mut responses) = (Vec::new(), Vec::new());
         for _ in 0..starts {
-            let function = Function::start(binary(name, profile), &env).await;
+            let function = Function::start(binary(name, profile), &deployment.env).await;
             inits.push(function.wait_until_polling().await);
-            if name == "keys" {
-                let event: Value = serde_json::from_str(
-                    &std::fs::read_to_string(repo_path("events/keys-jwks.json")).unwrap(),
-                )
-                .unwrap();
-                function.respond(event).await;
-                responses.push(function.started().elapsed());
-            }
+            function.respond(event.clone()).await;
+            responses.push(function.started().elapsed());
         }
-        let response = if responses.is_empty() {
-            "n/a (first request needs DynamoDB)".into()
-        } else {
-            ms(median(responses))
-        };
-        println!("| {name} | {} | {response} |", ms(median(inits)));
+        println!("| {name} | {what} | {} | {} |", ms(median(inits)), ms(median(responses)));
     }
 }
 
@@ -107,58 +127,20 @@ async fn coldstart(profile: &str, starts: usize) {
 /// route, sent one at a time as Lambda does, on a seeded table on the local DynamoDB server.
 async fn memory(profile: &str, invocations: usize) {
     let deployment = deployment().await;
-    let start = async |name: &str| Function::start(binary(name, profile), &deployment.env).await;
     let mib = |function: &Function| {
         function.peak_rss().map_or("n/a".into(), |bytes| format!("{:.1} MB", bytes as f64 / 1e6))
     };
-    let issuer = start("token").await;
-    let (_, issued) =
-        http(&issuer.respond(fixture("token-client-credentials-basic.json", "")).await);
-    let access_token = issued["access_token"].as_str().unwrap_or_default().to_owned();
-    let (_, admin) =
-        http(&issuer.respond(token_event("grant_type=client_credentials", ADMIN_CLIENT)).await);
-    let admin_token = admin["access_token"].as_str().unwrap_or_default().to_owned();
-    let login = "grant_type=password&username=alice&password=alice-password-1";
-    // Argon2id takes tens of milliseconds a request; fewer invocations reach the same peak.
-    let logins = (invocations / 10).max(20);
-    let runs = [
-        (
-            "token",
-            "client_credentials",
-            fixture("token-client-credentials-basic.json", ""),
-            invocations,
-        ),
-        ("token", "password (Argon2id, 19 MiB)", token_event(login, APP_CLIENT), logins),
-        (
-            "introspect",
-            "introspection",
-            fixture("introspect-basic.json", &access_token),
-            invocations,
-        ),
-        (
-            "authorizer",
-            "authorize a request",
-            fixture("authorizer-get-orders.json", &access_token),
-            invocations,
-        ),
-        (
-            "revoke",
-            "RFC 7009 revocation",
-            fixture("revoke-rfc7009-basic.json", &access_token),
-            invocations,
-        ),
-        (
-            "batch-revoke",
-            "dry run (count)",
-            fixture("batch-revoke-dry-run.json", &admin_token),
-            logins,
-        ),
-        ("keys", "JWKS", fixture("keys-jwks.json", ""), invocations),
-    ];
     println!("| function | requests | invocations | peak RSS |");
     println!("|---|---|---|---|");
-    for (name, what, event, count) in runs {
-        let function = start(name).await;
+    for (name, what, event) in route_events(&deployment, profile).await {
+        // Argon2id takes tens of milliseconds a request, and a count pages through the log:
+        // fewer invocations reach the same peak.
+        let count = if matches!(name, "batch-revoke") || what.starts_with("password") {
+            (invocations / 10).max(20)
+        } else {
+            invocations
+        };
+        let function = Function::start(binary(name, profile), &deployment.env).await;
         for _ in 0..count {
             function.respond(event.clone()).await;
         }
@@ -239,9 +221,35 @@ async fn dynamodb(tokens: usize) {
     );
     println!();
 
-    // Counting: `tokens` live access tokens in one tenant, no grants, no cutoffs.
+    let logged = live_tokens(tokens);
+    println!("| counting live tokens in one tenant | time | DynamoDB requests |");
+    println!("|---|---|---|");
+    let memory = Arc::new(MemoryStore::new());
+    for token in &logged {
+        memory.record_issued(token).await.unwrap();
+    }
+    print_count("in memory", &memory_count(memory.clone()).await, 0);
+
+    load(&store, &logged[..tokens.min(MOTO_COUNT_LIMIT)]).await;
+    round_trips.take();
+    let (elapsed, counted) = count_with(&Stores::all(store.clone())).await;
+    print_count(
+        "local DynamoDB (moto), 1,000-entry pages",
+        &(elapsed, counted),
+        round_trips.take(),
+    );
+    let item_bytes = 260.0;
+    println!(
+        "\nRead units on real DynamoDB, estimated: {tokens} index entries of about {item_bytes} bytes read \
+         eventually consistent (0.5 RCU per 4 KB): {:.0} RCU, plus one BatchGetItem key per distinct cutoff layer.",
+        tokens as f64 * item_bytes / 4096.0 * 0.5
+    );
+}
+
+/// `tokens` live access tokens in one tenant, no grants, no cutoffs: what a count reads.
+fn live_tokens(tokens: usize) -> Vec<IssuedToken> {
     let now = SystemClock.now();
-    let logged: Vec<IssuedToken> = (0..tokens)
+    (0..tokens)
         .map(|i| IssuedToken {
             id: TokenId::generate(),
             kind: TokenKind::Access,
@@ -252,16 +260,11 @@ async fn dynamodb(tokens: usize) {
             issued_at: now - 10,
             expires_at: now + 3_600,
         })
-        .collect();
-    println!("| counting live tokens in one tenant | time | DynamoDB requests |");
-    println!("|---|---|---|");
-    let memory = Arc::new(MemoryStore::new());
-    for token in &logged {
-        memory.record_issued(token).await.unwrap();
-    }
-    print_count("in memory", &memory_count(memory.clone()).await, 0);
+        .collect()
+}
 
-    let logged = &logged[..tokens.min(MOTO_COUNT_LIMIT)];
+/// Writes the log entries as the token function does (one PutItem each), eight at a time.
+async fn load(store: &DynamoStore, logged: &[IssuedToken]) {
     let started = Instant::now();
     let writes: Vec<_> = logged
         .chunks(logged.len().div_ceil(8).max(1))
@@ -277,19 +280,95 @@ async fn dynamodb(tokens: usize) {
     for write in writes {
         write.await.unwrap();
     }
-    eprintln!("loaded {} log entries into moto in {:?}", logged.len(), started.elapsed());
+    eprintln!("loaded {} log entries in {:?}", logged.len(), started.elapsed());
+}
+
+/// Asks for and adds up the read units DynamoDB reports for every Query and BatchGetItem.
+#[derive(Clone, Debug, Default)]
+struct ReadUnits(Arc<std::sync::Mutex<f64>>);
+
+impl Intercept for ReadUnits {
+    fn name(&self) -> &'static str {
+        "ReadUnits"
+    }
+
+    fn modify_before_serialization(
+        &self,
+        context: &mut BeforeSerializationInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _config: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let input = context.input_mut();
+        if let Some(query) = input.downcast_mut::<QueryInput>() {
+            query.return_consumed_capacity = Some(ReturnConsumedCapacity::Total);
+        } else if let Some(batch) = input.downcast_mut::<BatchGetItemInput>() {
+            batch.return_consumed_capacity = Some(ReturnConsumedCapacity::Total);
+        }
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _config: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Ok(output) = context.output_or_error() else { return Ok(()) };
+        let units: f64 = if let Some(query) = output.downcast_ref::<QueryOutput>() {
+            query.consumed_capacity.iter().filter_map(|c| c.capacity_units).sum()
+        } else if let Some(batch) = output.downcast_ref::<BatchGetItemOutput>() {
+            batch.consumed_capacity.iter().flatten().filter_map(|c| c.capacity_units).sum()
+        } else {
+            0.0
+        };
+        *self.0.lock().unwrap() += units;
+        Ok(())
+    }
+}
+
+/// Counting `tokens` live tokens in one tenant on the DynamoDB-compatible server the standard
+/// variables point at: dynalite (LevelDB), whose Query pages do not slow down with the
+/// partition's size as moto's do. Its time, requests and the read units the server reports.
+async fn count(tokens: usize) {
+    let (round_trips, read_units) = (RoundTrips::default(), ReadUnits::default());
+    let sdk_config = token_service::setup::aws_config_with_timeouts(
+        Duration::from_secs(30),
+        Duration::from_secs(120),
+    )
+    .await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config)
+        .interceptor(round_trips.clone())
+        .interceptor(read_units.clone())
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let table = format!("bench-count-{}", std::process::id());
+    table::create_keys_and_index(&client, &table).await.unwrap();
+    // Tables (and their index) take a moment to become active, as on DynamoDB.
+    while client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .ok()
+        .and_then(|t| t.table?.table_status)
+        != Some(aws_sdk_dynamodb::types::TableStatus::Active)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let store = DynamoStore::new(client, table);
+    load(&store, &live_tokens(tokens)).await;
     round_trips.take();
-    let (elapsed, counted) = count_with(&Stores::all(store.clone())).await;
-    print_count(
-        "local DynamoDB (moto), 1,000-entry pages",
-        &(elapsed, counted),
-        round_trips.take(),
-    );
-    let item_bytes = 260.0;
+    *read_units.0.lock().unwrap() = 0.0;
+    let (elapsed, counted) = count_with(&Stores::all(Arc::new(store))).await;
     println!(
-        "\nRead units on real DynamoDB, estimated: {tokens} index entries of about {item_bytes} bytes read \
-         eventually consistent (0.5 RCU per 4 KB): {:.0} RCU, plus one BatchGetItem key per distinct cutoff layer.",
-        tokens as f64 * item_bytes / 4096.0 * 0.5
+        "| counting live tokens in one tenant | time | DynamoDB requests | read units reported |"
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| dynalite, 1,000-entry pages | {} ({counted} counted) | {} | {:.0} |",
+        ms(elapsed),
+        round_trips.take(),
+        *read_units.0.lock().unwrap()
     );
 }
 
