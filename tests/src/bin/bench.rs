@@ -124,14 +124,15 @@ async fn coldstart(profile: &str, starts: usize, only: &[String]) {
 }
 
 /// Peak resident memory (VmHWM) of each function process after `invocations` requests on its
-/// route, sent one at a time as Lambda does, on a seeded table on the local DynamoDB server.
+/// route, sent one at a time as Lambda does, on a seeded table on the local DynamoDB server, and
+/// the median time of one invocation (event in, response out: what Lambda bills).
 async fn memory(profile: &str, invocations: usize) {
     let deployment = deployment().await;
     let mib = |function: &Function| {
         function.peak_rss().map_or("n/a".into(), |bytes| format!("{:.1} MB", bytes as f64 / 1e6))
     };
-    println!("| function | requests | invocations | peak RSS |");
-    println!("|---|---|---|---|");
+    println!("| function | requests | invocations | median invocation | peak RSS |");
+    println!("|---|---|---|---|---|");
     for (name, what, event) in route_events(&deployment, profile).await {
         // Argon2id takes tens of milliseconds a request, and a count pages through the log:
         // fewer invocations reach the same peak.
@@ -141,10 +142,13 @@ async fn memory(profile: &str, invocations: usize) {
             invocations
         };
         let function = Function::start(binary(name, profile), &deployment.env).await;
+        let mut durations = Vec::with_capacity(count);
         for _ in 0..count {
+            let started = Instant::now();
             function.respond(event.clone()).await;
+            durations.push(started.elapsed());
         }
-        println!("| {name} | {what} | {count} | {} |", mib(&function));
+        println!("| {name} | {what} | {count} | {} | {} |", ms(median(durations)), mib(&function));
     }
 }
 
