@@ -1,10 +1,11 @@
 //! Helpers for the integration tests: an in-process local server on an ephemeral port, API
-//! Gateway event fixtures, and the store contract suite.
+//! Gateway event fixtures, forged tokens, and the store contract suite.
 
 pub mod contract;
 pub mod dynamo;
 pub mod emulator;
 pub mod flows;
+pub mod forgery;
 
 use std::path::PathBuf;
 use std::sync::Arc;
