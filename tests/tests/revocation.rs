@@ -3,6 +3,7 @@
 use integration_tests::flows::{
     error_of, introspect, is_active, login, refresh, revoke, revoke_self, service_token,
 };
+use integration_tests::forgery::{claims_of, forgeries};
 use integration_tests::{APP_CLIENT, CC_CLIENT, OTHER_APP, TestServer, on_both_stores};
 use serde_json::Value;
 
@@ -15,6 +16,7 @@ on_both_stores!(
     a_wrong_hint_still_finds_the_token,
     revoking_twice_returns_200,
     another_clients_token_is_refused_and_nothing_is_revoked,
+    forgeries_of_a_live_token_are_200_and_revoke_nothing,
     revocation_answers_carry_no_store,
     bearer_revocation_revokes_the_token_and_its_grant,
     bearer_revocation_of_a_client_credentials_token_revokes_it,
@@ -157,6 +159,28 @@ async fn another_clients_token_is_refused_and_nothing_is_revoked(server: TestSer
         refresh(&server, APP_CLIENT, tokens["refresh_token"].as_str().unwrap()).await.status(),
         200
     );
+}
+
+/// Revocation acts on an access token's `jti` only once its signature and claims verify: each
+/// forgery copies a live token's claims (its `jti`, and the caller as its client), so one acted
+/// on unverified would revoke that token. RFC 7009 §2.2 makes every one of them a silent 200.
+async fn forgeries_of_a_live_token_are_200_and_revoke_nothing(server: TestServer) {
+    let victim = login(&server).await["access_token"].as_str().unwrap().to_owned();
+    let victim_claims = claims_of(&victim);
+    assert_eq!(victim_claims["client_id"], APP_CLIENT.0);
+    for (name, forged) in forgeries(&victim, &server.keys) {
+        let forged_claims = claims_of(&forged);
+        assert_eq!(forged_claims["jti"], victim_claims["jti"], "{name}");
+        assert_eq!(forged_claims["client_id"], APP_CLIENT.0, "{name}");
+        for hint in [None, Some("access_token"), Some("refresh_token")] {
+            let mut form = vec![("token", forged.as_str())];
+            form.extend(hint.map(|h| ("token_type_hint", h)));
+            let response = revoke(&server, APP_CLIENT, &form).await;
+            assert_eq!(response.status(), 200, "{name} {hint:?}");
+            assert!(response.bytes().await.unwrap().is_empty(), "{name} {hint:?}: empty body");
+        }
+        assert!(is_active(&server, &victim).await, "{name} revoked the token it copied");
+    }
 }
 
 async fn revocation_answers_carry_no_store(server: TestServer) {
