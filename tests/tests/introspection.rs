@@ -126,19 +126,6 @@ async fn forged_tokens_are_inactive_everywhere(server: TestServer) {
     assert!(is_active(&server, &genuine).await, "a refused forgery revokes nothing");
 }
 
-/// A genuinely signed token whose time has passed is inactive too.
-#[tokio::test]
-async fn expired_tokens_are_inactive() {
-    use std::sync::Arc;
-    use token_service::clock::ManualClock;
-    let clock = Arc::new(ManualClock::new(1_800_000_000));
-    let server = TestServer::start_with_clock(SigningAlgorithm::ES256, clock.clone()).await;
-    let token = service_token(&server).await;
-    assert_eq!(introspect(&server, CC_CLIENT, &token).await["active"], true);
-    clock.advance(600 + 10);
-    assert_eq!(introspect(&server, CC_CLIENT, &token).await, json!({"active": false}));
-}
-
 async fn a_wrong_hint_still_finds_the_token_at_introspection(server: TestServer) {
     let tokens = login(&server).await;
     let access = tokens["access_token"].as_str().unwrap();
@@ -280,4 +267,30 @@ async fn rsa_public_key_as_an_hmac_secret_is_inactive() {
         }
     }
     assert_eq!(introspect(&server, APP_CLIENT, &genuine).await["active"], true, "control");
+}
+
+/// Introspection on a clock the test moves, on both stores.
+mod clocked {
+    use std::sync::Arc;
+
+    use integration_tests::flows::{introspect, service_token};
+    use integration_tests::{Backend, CC_CLIENT, on_both_backends};
+    use serde_json::json;
+    use token_service::clock::ManualClock;
+    use token_service::jwt::CLOCK_LEEWAY_SECS;
+
+    on_both_backends!(expired_tokens_are_inactive);
+
+    /// A genuinely signed token whose time has passed is inactive too: cc-client's tokens live
+    /// 600 s, and the leeway's last second is the last one it is active in.
+    async fn expired_tokens_are_inactive(backend: Backend) {
+        let clock = Arc::new(ManualClock::new(1_800_000_000));
+        let server = backend.server(clock.clone()).await;
+        let token = service_token(&server).await;
+        assert_eq!(introspect(&server, CC_CLIENT, &token).await["active"], true);
+        clock.advance(600 + CLOCK_LEEWAY_SECS - 1);
+        assert_eq!(introspect(&server, CC_CLIENT, &token).await["active"], true, "within leeway");
+        clock.advance(1);
+        assert_eq!(introspect(&server, CC_CLIENT, &token).await, json!({"active": false}));
+    }
 }
