@@ -285,16 +285,67 @@ mod clocked {
     use integration_tests::flows::{
         error_of, introspect, is_active, login, refresh, revoke, revoke_self, service_token,
     };
+    use integration_tests::forgery::claims_of;
     use integration_tests::{APP_CLIENT, Backend, CC_CLIENT, OTHER_APP, on_both_backends};
+    use reqwest::header::HeaderValue;
     use serde_json::json;
-    use token_service::clock::ManualClock;
+    use token_service::clock::{Clock, ManualClock};
+    use token_service::domain::TokenId;
     use token_service::jwt::CLOCK_LEEWAY_SECS;
+    use token_service::revocation::MAX_DEVICE_ID_LEN;
+    use token_service::store::{RevocationRecord, Stores};
 
     on_both_backends!(
+        bearer_revocation_records_the_device_id_and_refuses_malformed_ones,
         expired_tokens_revoke_silently_and_fail_as_bearers,
         revoking_an_expired_refresh_token_returns_200,
         another_clients_expired_or_unknown_token_is_200_and_authentication_comes_first,
     );
+
+    /// What the store holds for `token`'s revocation, read as the server's clock reads it.
+    async fn record_of(
+        stores: &Stores,
+        clock: &ManualClock,
+        token: &str,
+    ) -> Option<RevocationRecord> {
+        let id = TokenId::parse(claims_of(token)["jti"].as_str().unwrap()).unwrap();
+        stores.revocations.revocation_record(&id, clock.now()).await.unwrap()
+    }
+
+    /// The `x-device-id` of a logout reaches the revocation record, up to its 256 characters; one
+    /// that is longer, carries a control character or is not text is `invalid_request`, and
+    /// nothing is revoked or written.
+    async fn bearer_revocation_records_the_device_id_and_refuses_malformed_ones(backend: Backend) {
+        let clock = Arc::new(ManualClock::new(1_800_000_000));
+        let (server, stores) = backend.server_and_stores(clock.clone()).await;
+        let longest = "d".repeat(MAX_DEVICE_ID_LEN);
+        for device_id in [Some("phone-1"), Some(longest.as_str()), None] {
+            let bearer = service_token(&server).await;
+            let mut request = revoke_self(&server, &bearer);
+            if let Some(device_id) = device_id {
+                request = request.header("x-device-id", device_id);
+            }
+            assert_eq!(request.send().await.unwrap().status(), 200, "{device_id:?}");
+            let expected = RevocationRecord {
+                expires_at: claims_of(&bearer)["exp"].as_u64().unwrap(),
+                device_id: device_id.map(str::to_owned),
+            };
+            assert_eq!(record_of(&stores, &clock, &bearer).await, Some(expected));
+        }
+
+        let too_long = HeaderValue::from_str(&"d".repeat(MAX_DEVICE_ID_LEN + 1)).unwrap();
+        let tab = HeaderValue::from_static("phone\t1");
+        let not_text = HeaderValue::from_bytes(b"phone-\xe9").unwrap();
+        for device_id in [too_long, tab, not_text] {
+            let bearer = service_token(&server).await;
+            let response =
+                revoke_self(&server, &bearer).header("x-device-id", device_id.clone()).send();
+            let response = response.await.unwrap();
+            assert_eq!(error_of(response).await, (400, "invalid_request".into()), "{device_id:?}");
+            assert!(is_active(&server, &bearer).await, "{device_id:?}: nothing revoked");
+            assert_eq!(record_of(&stores, &clock, &bearer).await, None, "{device_id:?}");
+        }
+    }
 
     /// A genuinely signed access token past its expiry and the leeway (cc-client's live 600 s):
     /// RFC 7009 revocation of it is a silent 200, and as a bearer it is 401 with the RFC 6750
