@@ -3,9 +3,10 @@
 use integration_tests::flows::{
     error_of, is_active, login, refresh, revoke, revoke_self, service_token,
 };
-use integration_tests::forgery::{claims_of, forgeries};
+use integration_tests::forgery::{claims_of, expired_copy, forgeries};
 use integration_tests::{APP_CLIENT, CC_CLIENT, OTHER_APP, TestServer, on_both_stores};
 use serde_json::Value;
+use token_service::revocation::MAX_DEVICE_ID_LEN;
 
 on_both_stores!(
     revoking_unknown_or_malformed_tokens_returns_200,
@@ -23,6 +24,7 @@ on_both_stores!(
     bearer_revocation_accepts_an_empty_body_or_empty_object_only,
     bearer_revocation_checks_the_client_id_query_parameter,
     invalid_or_revoked_bearer_tokens_get_401_invalid_token,
+    a_bad_bearer_token_is_401_whatever_else_is_wrong_with_the_request,
 );
 
 async fn revoking_unknown_or_malformed_tokens_returns_200(server: TestServer) {
@@ -408,4 +410,79 @@ mod clocked {
         // Expired: nothing left to refuse or revoke.
         assert_eq!(revoke(&server, OTHER_APP, &[("token", access)]).await.status(), 200);
     }
+}
+
+/// A logout request with one flaw besides its bearer token: a query string, a body and an
+/// optional `x-device-id`.
+struct Flawed {
+    flaw: &'static str,
+    query: &'static str,
+    body: &'static str,
+    device_id: Option<String>,
+}
+
+impl Flawed {
+    fn every_kind() -> Vec<Flawed> {
+        let flawed =
+            |flaw, query, body, device_id: Option<String>| Flawed { flaw, query, body, device_id };
+        vec![
+            flawed("a JSON array body", "", "[]", None),
+            flawed("a malformed JSON body", "", "{", None),
+            flawed("a form body", "", "token=abc", None),
+            flawed("another client's client_id", "?client_id=other-app", "", None),
+            flawed("a repeated client_id", "?client_id=cc-client&client_id=cc-client", "", None),
+            flawed("an over-long x-device-id", "", "", Some("d".repeat(MAX_DEVICE_ID_LEN + 1))),
+            flawed("a tab in x-device-id", "", "", Some("phone\t1".into())),
+        ]
+    }
+
+    async fn send(&self, server: &TestServer, bearer: &str) -> reqwest::Response {
+        let mut request = server
+            .http
+            .post(server.url(&format!("/oauth2/revoke{}", self.query)))
+            .header("authorization", format!("Bearer {bearer}"))
+            .body(self.body);
+        if let Some(device_id) = &self.device_id {
+            request = request.header("x-device-id", device_id);
+        }
+        request.send().await.unwrap()
+    }
+}
+
+/// RFC 6750 §3.1: the bearer token is judged before the rest of the request. An invalid,
+/// expired or revoked one is 401 invalid_token, with the challenge, even when the body, the
+/// client_id parameter or the x-device-id is also wrong: each flaw is a 400 with a valid token.
+async fn a_bad_bearer_token_is_401_whatever_else_is_wrong_with_the_request(server: TestServer) {
+    for flawed in Flawed::every_kind() {
+        let valid = service_token(&server).await;
+        let response = flawed.send(&server, &valid).await;
+        assert_eq!(error_of(response).await, (400, "invalid_request".into()), "{}", flawed.flaw);
+        assert!(is_active(&server, &valid).await, "{}", flawed.flaw);
+    }
+
+    let revoked = service_token(&server).await;
+    assert_eq!(revoke_self(&server, &revoked).send().await.unwrap().status(), 200);
+    let genuine = service_token(&server).await;
+    let expired = expired_copy(&genuine, &server.keys);
+    let (signed, signature) = genuine.rsplit_once('.').unwrap();
+    let tampered = format!("{signed}.{}", signature.chars().rev().collect::<String>());
+    for (bad, bearer) in [
+        ("revoked", revoked.as_str()),
+        ("expired", expired.as_str()),
+        ("tampered", tampered.as_str()),
+        ("not a JWT", "not-a-jwt"),
+    ] {
+        for flawed in Flawed::every_kind() {
+            let response = flawed.send(&server, bearer).await;
+            let challenge = response.headers().get("www-authenticate").cloned();
+            let context = format!("{bad} bearer, {}", flawed.flaw);
+            assert_eq!(error_of(response).await, (401, "invalid_token".into()), "{context}");
+            let challenge = challenge.unwrap_or_else(|| panic!("{context}: no challenge"));
+            assert!(
+                challenge.to_str().unwrap().starts_with("Bearer error=\"invalid_token\""),
+                "{context}: {challenge:?}"
+            );
+        }
+    }
+    assert!(is_active(&server, &genuine).await, "refused requests revoke nothing");
 }
