@@ -4,7 +4,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use integration_tests::flows::{
-    error_of, introspect, introspect_as, is_active, login, revoke_self, service_token,
+    error_of, introspect, introspect_as, is_active, login, post_body, post_form, revoke_self,
+    service_token,
 };
 use integration_tests::forgery::{at_jwt_header, attacker_key, claims_of, forgeries, signed};
 use integration_tests::{
@@ -17,6 +18,8 @@ use token_service::keys::SigningAlgorithm;
 on_both_stores!(
     introspection_requires_client_authentication,
     introspection_requires_a_token,
+    introspection_accepts_body_credentials_but_not_two_methods_at_once,
+    introspection_requires_a_utf8_form_body,
     active_access_tokens_are_described_in_full,
     password_tokens_carry_the_username,
     tokens_outside_the_callers_tenant_subtree_are_inactive,
@@ -30,8 +33,15 @@ on_both_stores!(
 
 async fn introspection_requires_client_authentication(server: TestServer) {
     let token = service_token(&server).await;
-    let response = introspect_as(&server, ("cc-client", "wrong"), &[("token", &token)]).await;
-    assert_eq!(error_of(response).await, (401, "invalid_client".into()));
+    for client in [("cc-client", "wrong"), ("no-such-client", "secret")] {
+        let response = introspect_as(&server, client, &[("token", &token)]).await;
+        assert_eq!(
+            response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
+            Some("Basic realm=\"token-service\""),
+            "{client:?}: the challenge of the scheme used"
+        );
+        assert_eq!(error_of(response).await, (401, "invalid_client".into()), "{client:?}");
+    }
     let anonymous = server
         .http
         .post(server.url("/oauth2/introspect"))
@@ -40,6 +50,45 @@ async fn introspection_requires_client_authentication(server: TestServer) {
         .await
         .unwrap();
     assert_eq!(error_of(anonymous).await, (401, "invalid_client".into()));
+}
+
+/// RFC 6749 §2.3.1: credentials in the body work as Basic does, and wrong ones are 401; both
+/// methods in one request are `invalid_request`.
+async fn introspection_accepts_body_credentials_but_not_two_methods_at_once(server: TestServer) {
+    let token = service_token(&server).await;
+    let (id, secret) = CC_CLIENT;
+    let form = [("token", token.as_str()), ("client_id", id), ("client_secret", secret)];
+    let response = post_form(&server, "/oauth2/introspect", None, &form).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["active"], true);
+    let wrong = [("token", token.as_str()), ("client_id", id), ("client_secret", "wrong")];
+    let response = post_form(&server, "/oauth2/introspect", None, &wrong).await;
+    assert_eq!(error_of(response).await, (401, "invalid_client".into()));
+    for form in [
+        vec![("token", token.as_str()), ("client_secret", secret)],
+        vec![("token", token.as_str()), ("client_id", id), ("client_secret", secret)],
+        vec![("token", token.as_str()), ("client_id", APP_CLIENT.0)],
+    ] {
+        let response = post_form(&server, "/oauth2/introspect", Some(CC_CLIENT), &form).await;
+        assert_eq!(error_of(response).await, (400, "invalid_request".into()), "{form:?}");
+    }
+}
+
+/// RFC 7662 §2.1: the request is an `application/x-www-form-urlencoded` body (in UTF-8); any
+/// other is `invalid_request`, not an answer about the token.
+async fn introspection_requires_a_utf8_form_body(server: TestServer) {
+    let token = service_token(&server).await;
+    let form_body = format!("token={token}");
+    for (content_type, body) in [
+        (None, form_body.clone()),
+        (Some("application/json"), json!({ "token": token }).to_string()),
+        (Some("text/plain"), form_body.clone()),
+        (Some("application/x-www-form-urlencoded; charset=iso-8859-1"), form_body.clone()),
+    ] {
+        let response =
+            post_body(&server, "/oauth2/introspect", Some(CC_CLIENT), content_type, body).await;
+        assert_eq!(error_of(response).await, (400, "invalid_request".into()), "{content_type:?}");
+    }
 }
 
 async fn introspection_requires_a_token(server: TestServer) {

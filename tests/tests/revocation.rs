@@ -1,7 +1,8 @@
 //! `POST /oauth2/revoke`, both ways, on both stores: every line of the contract.
 
 use integration_tests::flows::{
-    error_of, is_active, login, refresh, revoke, revoke_self, service_token,
+    assert_never_cached, error_of, is_active, login, post_body, post_form, refresh, revoke,
+    revoke_self, service_token,
 };
 use integration_tests::forgery::{claims_of, expired_copy, forgeries};
 use integration_tests::{APP_CLIENT, CC_CLIENT, OTHER_APP, TestServer, on_both_stores};
@@ -18,7 +19,9 @@ on_both_stores!(
     revoking_twice_returns_200,
     another_clients_token_is_refused_and_nothing_is_revoked,
     forgeries_of_a_live_token_are_200_and_revoke_nothing,
-    revocation_answers_carry_no_store,
+    revocation_answers_are_never_cached,
+    revocation_accepts_body_credentials_but_not_two_methods_at_once,
+    revocation_requires_a_utf8_form_body,
     bearer_revocation_revokes_the_token_and_its_grant,
     bearer_revocation_of_a_client_credentials_token_revokes_it,
     bearer_revocation_accepts_an_empty_body_or_empty_object_only,
@@ -185,12 +188,71 @@ async fn forgeries_of_a_live_token_are_200_and_revoke_nothing(server: TestServer
     }
 }
 
-async fn revocation_answers_carry_no_store(server: TestServer) {
-    let response = revoke(&server, APP_CLIENT, &[("token", "x")]).await;
-    assert_eq!(response.headers()["cache-control"], "no-store");
+/// `revoke` checks its every answer itself; bearer revocation's are checked here, success and
+/// errors alike.
+async fn revocation_answers_are_never_cached(server: TestServer) {
+    assert_eq!(revoke(&server, APP_CLIENT, &[("token", "x")]).await.status(), 200);
+    assert_eq!(revoke(&server, APP_CLIENT, &[]).await.status(), 400);
+    assert_eq!(revoke(&server, (APP_CLIENT.0, "wrong"), &[("token", "x")]).await.status(), 401);
     let bearer = service_token(&server).await;
-    let response = revoke_self(&server, &bearer).send().await.unwrap();
-    assert_eq!(response.headers()["cache-control"], "no-store");
+    let refused = revoke_self(&server, &bearer).body("[]").send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let revoked = revoke_self(&server, &bearer).send().await.unwrap();
+    assert_eq!(revoked.status(), 200);
+    let again = revoke_self(&server, &bearer).send().await.unwrap();
+    assert_eq!(again.status(), 401);
+    for response in [&refused, &revoked, &again] {
+        assert_never_cached(response);
+    }
+}
+
+/// RFC 6749 §2.3.1: credentials in the body work as Basic does, and wrong ones are 401; both
+/// methods in one request are `invalid_request`, and a refused request revokes nothing.
+async fn revocation_accepts_body_credentials_but_not_two_methods_at_once(server: TestServer) {
+    let token = service_token(&server).await;
+    let (id, secret) = CC_CLIENT;
+    for form in [
+        vec![("token", token.as_str()), ("client_secret", secret)],
+        vec![("token", token.as_str()), ("client_id", id), ("client_secret", secret)],
+        vec![("token", token.as_str()), ("client_id", APP_CLIENT.0)],
+    ] {
+        let response = post_form(&server, "/oauth2/revoke", Some(CC_CLIENT), &form).await;
+        assert_eq!(error_of(response).await, (400, "invalid_request".into()), "{form:?}");
+    }
+    let wrong = [("token", token.as_str()), ("client_id", id), ("client_secret", "wrong")];
+    let response = post_form(&server, "/oauth2/revoke", None, &wrong).await;
+    assert_eq!(error_of(response).await, (401, "invalid_client".into()));
+    assert!(is_active(&server, &token).await, "refused requests revoke nothing");
+
+    let form = [("token", token.as_str()), ("client_id", id), ("client_secret", secret)];
+    let response = post_form(&server, "/oauth2/revoke", None, &form).await;
+    assert_eq!(response.status(), 200);
+    assert!(!is_active(&server, &token).await, "body credentials revoke");
+
+    let token = service_token(&server).await;
+    let form = [("token", token.as_str()), ("client_id", id)];
+    let response = post_form(&server, "/oauth2/revoke", Some(CC_CLIENT), &form).await;
+    assert_eq!(response.status(), 200, "a body client_id that repeats the Basic one only names it");
+    assert!(!is_active(&server, &token).await);
+}
+
+/// RFC 7009 §2.1: the request is an `application/x-www-form-urlencoded` body (in UTF-8); any
+/// other is `invalid_request`, and revokes nothing.
+async fn revocation_requires_a_utf8_form_body(server: TestServer) {
+    let token = service_token(&server).await;
+    let form_body = format!("token={token}");
+    let json_body = serde_json::json!({ "token": token }).to_string();
+    for (content_type, body) in [
+        (None, form_body.clone()),
+        (Some("application/json"), json_body),
+        (Some("text/plain"), form_body.clone()),
+        (Some("application/x-www-form-urlencoded; charset=iso-8859-1"), form_body.clone()),
+    ] {
+        let response =
+            post_body(&server, "/oauth2/revoke", Some(CC_CLIENT), content_type, body).await;
+        assert_eq!(error_of(response).await, (400, "invalid_request".into()), "{content_type:?}");
+    }
+    assert!(is_active(&server, &token).await, "refused requests revoke nothing");
 }
 
 async fn bearer_revocation_revokes_the_token_and_its_grant(server: TestServer) {
