@@ -4,7 +4,7 @@
 use crate::auth::Authenticator;
 use crate::domain::{Client, RefreshToken, TokenId};
 use crate::error::Error;
-use crate::verify::TokenState;
+use crate::verify::{TokenState, VerifiedToken};
 
 /// Longest `x-device-id` recorded.
 pub const MAX_DEVICE_ID_LEN: usize = 256;
@@ -82,11 +82,19 @@ impl RevocationService {
         Ok(())
     }
 
-    /// Logout: the bearer revokes the presented token and its whole grant. `client_id`, when
-    /// given, must name the token's client; `device_id` is recorded with the revocation.
+    /// Logout, first step: the bearer's token through the one verification routine. It comes
+    /// before any other part of the request is judged, so that an invalid, expired or revoked
+    /// token is `invalid_token` (RFC 6750 §3.1) whatever else is wrong with the request.
+    pub async fn verify_bearer(&self, bearer: &str) -> Result<VerifiedToken, Error> {
+        Ok(self.tokens.verifier.verify(bearer).await?)
+    }
+
+    /// Logout, second step: revokes a token [`Self::verify_bearer`] accepted, and its whole
+    /// grant. `client_id`, when given, must name the token's client; `device_id` is recorded
+    /// with the revocation.
     pub async fn revoke_self(
         &self,
-        bearer: &str,
+        verified: &VerifiedToken,
         client_id: Option<&str>,
         device_id: Option<&str>,
     ) -> Result<(), Error> {
@@ -96,7 +104,6 @@ impl RevocationService {
                 "x-device-id must be at most {MAX_DEVICE_ID_LEN} printable characters"
             )));
         }
-        let verified = self.tokens.verifier.verify(bearer).await?;
         if client_id.is_some_and(|id| id != verified.client_id.as_str()) {
             return Err(Error::invalid_request("client_id does not match the token's client"));
         }

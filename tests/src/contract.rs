@@ -10,7 +10,7 @@ use token_service::domain::{
 };
 use token_service::store::{
     ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
-    RevocationStore, Rotation, TokenKind, TokenRef, UserStore, layer,
+    RevocationRecord, RevocationStore, Rotation, TokenKind, TokenRef, UserStore, layer,
 };
 
 pub trait Store: ClientStore + UserStore + GrantStore + IssuanceLog + RevocationStore {}
@@ -399,6 +399,14 @@ pub async fn revoked_tokens_stay_revoked_until_they_would_have_expired(store: Ar
     let (client, tenant) = (ClientId::parse("c").unwrap(), tenant("/acme/x"));
     store.revoke_token(&id, 2_000, Some("device-1"), 1_000).await.unwrap();
     store.revoke_token(&id, 2_000, None, 1_100).await.unwrap();
+    let first = RevocationRecord { expires_at: 2_000, device_id: Some("device-1".into()) };
+    assert_eq!(
+        store.revocation_record(&id, 1_500).await.unwrap(),
+        Some(first),
+        "the first revocation's record stands"
+    );
+    assert_eq!(store.revocation_record(&other, 1_500).await.unwrap(), None);
+    assert_eq!(store.revocation_record(&id, 2_000).await.unwrap(), None, "expired is absent");
     let state =
         store.revocation_state(&token_ref(&id, None, &client, &tenant), 1_500).await.unwrap();
     assert!(state.token_revoked);

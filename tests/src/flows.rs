@@ -25,6 +25,57 @@ pub async fn refresh(server: &TestServer, client: (&str, &str), token: &str) -> 
     server.token(&[("grant_type", "refresh_token"), ("refresh_token", token)], Some(client)).await
 }
 
+/// Every answer of the revocation and introspection routes, errors included, is never cached:
+/// `Cache-Control: no-store` (RFC 6749 §5.1) and `Pragma: no-cache` for HTTP/1.0 caches.
+pub fn assert_never_cached(response: &reqwest::Response) {
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+    let status = response.status();
+    assert_eq!(header("cache-control"), Some("no-store"), "{status}: Cache-Control");
+    assert_eq!(header("pragma"), Some("no-cache"), "{status}: Pragma");
+}
+
+/// A POST to `path`, authenticated with HTTP Basic when `basic` is given.
+fn post(server: &TestServer, path: &str, basic: Option<(&str, &str)>) -> reqwest::RequestBuilder {
+    let request = server.http.post(server.url(path));
+    match basic {
+        Some((id, secret)) => request.header("authorization", basic_header(id, secret)),
+        None => request,
+    }
+}
+
+async fn send_never_cached(request: reqwest::RequestBuilder) -> reqwest::Response {
+    let response = request.send().await.unwrap();
+    assert_never_cached(&response);
+    response
+}
+
+/// POSTs `body` to `path` with the given Content-Type (none when `None`), authenticated with
+/// HTTP Basic when `basic` is given. The answer is checked never cached.
+pub async fn post_body(
+    server: &TestServer,
+    path: &str,
+    basic: Option<(&str, &str)>,
+    content_type: Option<&str>,
+    body: String,
+) -> reqwest::Response {
+    let mut request = post(server, path, basic).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    send_never_cached(request).await
+}
+
+/// POSTs `form` to `path`, authenticated with HTTP Basic when `basic` is given (otherwise only
+/// by what the form carries). The answer is checked never cached.
+pub async fn post_form(
+    server: &TestServer,
+    path: &str,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    send_never_cached(post(server, path, basic).form(form)).await
+}
+
 /// POSTs `form` to `path` with `client`'s HTTP Basic credentials.
 async fn post_as(
     server: &TestServer,
@@ -32,14 +83,7 @@ async fn post_as(
     client: (&str, &str),
     form: &[(&str, &str)],
 ) -> reqwest::Response {
-    server
-        .http
-        .post(server.url(path))
-        .header("authorization", basic_header(client.0, client.1))
-        .form(form)
-        .send()
-        .await
-        .unwrap()
+    post_form(server, path, Some(client), form).await
 }
 
 pub async fn introspect_as(
@@ -54,7 +98,6 @@ pub async fn introspect_as(
 pub async fn introspect(server: &TestServer, client: (&str, &str), token: &str) -> Value {
     let response = introspect_as(server, client, &[("token", token)]).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["cache-control"], "no-store");
     response.json().await.unwrap()
 }
 
@@ -116,7 +159,7 @@ pub async fn batch(server: &TestServer, bearer: &str, body: Value) -> reqwest::R
 pub async fn batch_count(server: &TestServer, bearer: &str, body: Value) -> u64 {
     let response = batch(server, bearer, body).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_never_cached(&response);
     let answer: Value = response.json().await.unwrap();
     answer["count"].as_u64().unwrap_or_else(|| panic!("no count: {answer}"))
 }

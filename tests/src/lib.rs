@@ -1,10 +1,11 @@
 //! Helpers for the integration tests: an in-process local server on an ephemeral port, API
-//! Gateway event fixtures, and the store contract suite.
+//! Gateway event fixtures, forged tokens, and the store contract suite.
 
 pub mod contract;
 pub mod dynamo;
 pub mod emulator;
 pub mod flows;
+pub mod forgery;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -196,7 +197,13 @@ impl Backend {
 
     /// The local server on a fresh store of this kind, on the given clock.
     pub async fn server(self, clock: Arc<dyn Clock>) -> TestServer {
-        TestServer::start_on(SigningAlgorithm::ES256, clock, self.seeded().await).await
+        self.server_and_stores(clock).await.0
+    }
+
+    /// [`Backend::server`] and the stores behind it, for tests that check what a request wrote.
+    pub async fn server_and_stores(self, clock: Arc<dyn Clock>) -> (TestServer, Stores) {
+        let stores = self.seeded().await;
+        (TestServer::start_on(SigningAlgorithm::ES256, clock, stores.clone()).await, stores)
     }
 }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use integration_tests::flows::service_token;
+use integration_tests::forgery::forgeries;
 use integration_tests::{
     ADMIN_CLIENT, Backend, CC_CLIENT, TestServer, event_from_form, on_both_backends, repo_path,
     test_config_with,
@@ -60,6 +61,7 @@ async fn token(setup: &Setup, (id, secret): (&str, &str)) -> String {
 on_both_backends!(
     a_valid_token_is_admitted_with_its_context,
     missing_malformed_and_forged_tokens_are_denied,
+    every_forgery_of_an_admitted_token_is_denied,
     revoked_and_cut_off_tokens_are_denied,
     routes_require_their_configured_scopes,
 );
@@ -96,6 +98,20 @@ async fn missing_malformed_and_forged_tokens_are_denied(backend: Backend) {
     let mut no_header = authorizer_event(&genuine, "GET /orders");
     no_header.headers.remove("authorization");
     assert!(!setup.authorizer.authorize(&no_header).await.is_authorized);
+}
+
+/// The forgeries of RFC 8725 and the JWT CVE record (alg none, HMAC keyed with the public key,
+/// injected kid, embedded jwk, jku, …), each a copy of a token the authorizer admits.
+async fn every_forgery_of_an_admitted_token_is_denied(backend: Backend) {
+    let setup = setup_on(backend.seeded().await);
+    let genuine = token(&setup, CC_CLIENT).await;
+    let admitted = setup.authorizer.authorize(&authorizer_event(&genuine, "GET /orders")).await;
+    assert!(admitted.is_authorized, "control");
+    for (name, forged) in forgeries(&genuine, &setup.keys) {
+        let response = setup.authorizer.authorize(&authorizer_event(&forged, "GET /orders")).await;
+        assert!(!response.is_authorized, "{name}");
+        assert_eq!(response.context, None, "{name}");
+    }
 }
 
 async fn revoked_and_cut_off_tokens_are_denied(backend: Backend) {

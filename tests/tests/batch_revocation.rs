@@ -7,6 +7,7 @@ use integration_tests::flows::{
     admin_token, batch, batch_count, error_of, introspect, is_active, login, refresh, revoke,
     revoke_self, service_token,
 };
+use integration_tests::forgery::forgeries;
 use integration_tests::{
     APP_CLIENT, Backend, CC_CLIENT, SALES_ADMIN, TestServer, on_both_backends,
 };
@@ -51,6 +52,7 @@ async fn bob_login(server: &TestServer) -> Value {
 
 on_both_backends!(
     the_caller_needs_a_valid_token_with_the_batch_scope,
+    forgeries_of_the_callers_token_are_401_and_cut_nothing_off,
     counts_are_exact_and_dry_run_matches_the_real_run,
     the_cutoff_second_survives_and_the_second_before_does_not,
     sub_tenants_are_covered_and_other_tenants_are_refused,
@@ -91,6 +93,30 @@ async fn the_caller_needs_a_valid_token_with_the_batch_scope(backend: Backend) {
     );
     assert_eq!(error_of(response).await, (403, "insufficient_scope".into()));
     assert!(is_active(&server, &unscoped).await, "a refused call revokes nothing");
+}
+
+/// The caller's token goes through the one verification routine: every forgery of a genuine
+/// `revoke:batch` token (alg none, HMAC keyed with the public key, injected kid, embedded jwk,
+/// jku, …) is 401 invalid_token, and the cutoff it asked for (everything of its tenant issued
+/// until now) is never written.
+async fn forgeries_of_the_callers_token_are_401_and_cut_nothing_off(backend: Backend) {
+    let server = server(backend).await;
+    let admin = admin_token(&server).await;
+    let bystander = service_token(&server).await;
+    for (name, forged) in forgeries(&admin, &server.keys) {
+        let response = batch(&server, &forged, json!({})).await;
+        let challenge = response.headers().get("www-authenticate").cloned();
+        assert_eq!(error_of(response).await, (401, "invalid_token".into()), "{name}");
+        let challenge = challenge.unwrap_or_else(|| panic!("{name}: no challenge"));
+        assert!(
+            challenge.to_str().unwrap().starts_with("Bearer error=\"invalid_token\""),
+            "{name}: {challenge:?}"
+        );
+    }
+    assert!(is_active(&server, &bystander).await, "nothing cut off");
+    assert!(is_active(&server, &admin).await);
+    let control = batch_count(&server, &admin, json!({"dryRun": true})).await;
+    assert!(control >= 2, "the genuine token is accepted and its scope covers both: {control}");
 }
 
 async fn counts_are_exact_and_dry_run_matches_the_real_run(backend: Backend) {

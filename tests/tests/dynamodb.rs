@@ -413,7 +413,9 @@ async fn verification_is_one_round_trip_and_logout_records_the_device() {
     let verified = verifier.verify(&access).await.unwrap();
     assert_eq!(round_trips.take(), 1, "one BatchGetItem");
 
-    wiring.revocation_service().revoke_self(&access, None, Some("device-42")).await.unwrap();
+    let revocation = wiring.revocation_service();
+    let bearer = revocation.verify_bearer(&access).await.unwrap();
+    revocation.revoke_self(&bearer, None, Some("device-42")).await.unwrap();
     let item = store
         .sdk_client()
         .get_item()

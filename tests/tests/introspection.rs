@@ -2,20 +2,24 @@
 //! introspection and refused as bearers.
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use integration_tests::flows::{
-    error_of, introspect, introspect_as, login, revoke_self, service_token,
+    error_of, introspect, introspect_as, is_active, login, post_body, post_form, revoke_self,
+    service_token,
 };
+use integration_tests::forgery::{at_jwt_header, attacker_key, claims_of, forgeries, signed};
 use integration_tests::{
     APP_CLIENT, AUDIENCE, CC_CLIENT, OTHER_APP, SALES_APP, TestServer, on_both_stores,
 };
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
-use token_service::keys::{KeySetDocument, SigningAlgorithm};
+use token_service::keys::SigningAlgorithm;
 
 on_both_stores!(
     introspection_requires_client_authentication,
     introspection_requires_a_token,
+    introspection_accepts_body_credentials_but_not_two_methods_at_once,
+    introspection_requires_a_utf8_form_body,
     active_access_tokens_are_described_in_full,
     password_tokens_carry_the_username,
     tokens_outside_the_callers_tenant_subtree_are_inactive,
@@ -29,8 +33,15 @@ on_both_stores!(
 
 async fn introspection_requires_client_authentication(server: TestServer) {
     let token = service_token(&server).await;
-    let response = introspect_as(&server, ("cc-client", "wrong"), &[("token", &token)]).await;
-    assert_eq!(error_of(response).await, (401, "invalid_client".into()));
+    for client in [("cc-client", "wrong"), ("no-such-client", "secret")] {
+        let response = introspect_as(&server, client, &[("token", &token)]).await;
+        assert_eq!(
+            response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
+            Some("Basic realm=\"token-service\""),
+            "{client:?}: the challenge of the scheme used"
+        );
+        assert_eq!(error_of(response).await, (401, "invalid_client".into()), "{client:?}");
+    }
     let anonymous = server
         .http
         .post(server.url("/oauth2/introspect"))
@@ -39,6 +50,45 @@ async fn introspection_requires_client_authentication(server: TestServer) {
         .await
         .unwrap();
     assert_eq!(error_of(anonymous).await, (401, "invalid_client".into()));
+}
+
+/// RFC 6749 §2.3.1: credentials in the body work as Basic does, and wrong ones are 401; both
+/// methods in one request are `invalid_request`.
+async fn introspection_accepts_body_credentials_but_not_two_methods_at_once(server: TestServer) {
+    let token = service_token(&server).await;
+    let (id, secret) = CC_CLIENT;
+    let form = [("token", token.as_str()), ("client_id", id), ("client_secret", secret)];
+    let response = post_form(&server, "/oauth2/introspect", None, &form).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["active"], true);
+    let wrong = [("token", token.as_str()), ("client_id", id), ("client_secret", "wrong")];
+    let response = post_form(&server, "/oauth2/introspect", None, &wrong).await;
+    assert_eq!(error_of(response).await, (401, "invalid_client".into()));
+    for form in [
+        vec![("token", token.as_str()), ("client_secret", secret)],
+        vec![("token", token.as_str()), ("client_id", id), ("client_secret", secret)],
+        vec![("token", token.as_str()), ("client_id", APP_CLIENT.0)],
+    ] {
+        let response = post_form(&server, "/oauth2/introspect", Some(CC_CLIENT), &form).await;
+        assert_eq!(error_of(response).await, (400, "invalid_request".into()), "{form:?}");
+    }
+}
+
+/// RFC 7662 §2.1: the request is an `application/x-www-form-urlencoded` body (in UTF-8); any
+/// other is `invalid_request`, not an answer about the token.
+async fn introspection_requires_a_utf8_form_body(server: TestServer) {
+    let token = service_token(&server).await;
+    let form_body = format!("token={token}");
+    for (content_type, body) in [
+        (None, form_body.clone()),
+        (Some("application/json"), json!({ "token": token }).to_string()),
+        (Some("text/plain"), form_body.clone()),
+        (Some("application/x-www-form-urlencoded; charset=iso-8859-1"), form_body.clone()),
+    ] {
+        let response =
+            post_body(&server, "/oauth2/introspect", Some(CC_CLIENT), content_type, body).await;
+        assert_eq!(error_of(response).await, (400, "invalid_request".into()), "{content_type:?}");
+    }
 }
 
 async fn introspection_requires_a_token(server: TestServer) {
@@ -111,109 +161,9 @@ async fn used_and_revoked_tokens_are_inactive(server: TestServer) {
     assert_eq!(introspect(&server, APP_CLIENT, bearer).await, json!({"active": false}), "revoked");
 }
 
-fn b64(value: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
-}
-
-/// An attacker's own key, not in the server's key set.
-fn attacker_key(alg: SigningAlgorithm) -> (EncodingKey, String) {
-    let document = KeySetDocument::generate(alg, 0).unwrap();
-    let key = &document.keys[0];
-    let der = STANDARD.decode(&key.private_key).unwrap();
-    let encoding = match alg {
-        SigningAlgorithm::ES256 => EncodingKey::from_ec_der(&der),
-        SigningAlgorithm::RS256 => EncodingKey::from_rsa_der(&der),
-        SigningAlgorithm::EdDSA => EncodingKey::from_ed_der(&der),
-    };
-    (encoding, key.kid.clone())
-}
-
-fn signed(header: Header, claims: &Value, key: &EncodingKey) -> String {
-    jsonwebtoken::encode(&header, claims, key).unwrap()
-}
-
-/// Every forgery from RFC 8725 and the JWT CVE record, built on a genuine token's claims.
-async fn forgeries(server: &TestServer) -> Vec<(&'static str, String)> {
-    let genuine = service_token(server).await;
-    let parts: Vec<&str> = genuine.split('.').collect();
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
-    let real_kid = server.keys.current().kid.clone();
-    let jwks = server.get_json("/.well-known/jwks.json").await;
-    let public_jwk = serde_json::to_vec(&jwks["keys"][0]).unwrap();
-    let (attacker, attacker_kid) = attacker_key(SigningAlgorithm::ES256);
-    let header = |alg: Algorithm, kid: &str| {
-        let mut header = Header::new(alg);
-        header.typ = Some("at+jwt".into());
-        header.kid = Some(kid.to_owned());
-        header
-    };
-
-    let mut expired = claims.clone();
-    expired["iat"] = json!(1_000);
-    expired["exp"] = json!(2_000);
-    let mut escalated = claims.clone();
-    escalated["scope"] = json!("read write admin");
-    let mut embedded_jwk = header(Algorithm::ES256, &attacker_kid);
-    embedded_jwk.jwk =
-        Some(jsonwebtoken::jwk::Jwk::from_encoding_key(&attacker, Algorithm::ES256).unwrap());
-    let mut jku = header(Algorithm::ES256, &attacker_kid);
-    jku.jku = Some("https://attacker.example/jwks.json".into());
-    let mut jku_real_kid = header(Algorithm::ES256, &real_kid);
-    jku_real_kid.jku = Some("https://attacker.example/jwks.json".into());
-
-    vec![
-        (
-            "alg none",
-            format!(
-                "{}.{}.",
-                b64(&json!({"alg": "none", "typ": "at+jwt", "kid": real_kid})),
-                parts[1]
-            ),
-        ),
-        (
-            "alg none, no signature part",
-            format!("{}.{}", b64(&json!({"alg": "none", "typ": "at+jwt"})), parts[1]),
-        ),
-        (
-            "HS256 keyed with the public JWK",
-            signed(
-                header(Algorithm::HS256, &real_kid),
-                &claims,
-                &EncodingKey::from_secret(&public_jwk),
-            ),
-        ),
-        (
-            "HS256 keyed with the public x",
-            signed(
-                header(Algorithm::HS256, &real_kid),
-                &claims,
-                &EncodingKey::from_secret(jwks["keys"][0]["x"].as_str().unwrap().as_bytes()),
-            ),
-        ),
-        ("attacker key, real kid", signed(header(Algorithm::ES256, &real_kid), &claims, &attacker)),
-        (
-            "attacker key, unknown kid",
-            signed(header(Algorithm::ES256, &attacker_kid), &claims, &attacker),
-        ),
-        (
-            "injected kid path",
-            signed(header(Algorithm::ES256, "../../../../dev/null"), &claims, &attacker),
-        ),
-        ("injected kid sql", signed(header(Algorithm::ES256, "x' OR '1'='1"), &claims, &attacker)),
-        ("embedded jwk header", signed(embedded_jwk, &claims, &attacker)),
-        ("jku header", signed(jku, &claims, &attacker)),
-        ("jku header with the real kid", signed(jku_real_kid, &claims, &attacker)),
-        ("tampered payload", format!("{}.{}.{}", parts[0], b64(&escalated), parts[2])),
-        (
-            "expired, re-signed by attacker",
-            signed(header(Algorithm::ES256, &real_kid), &expired, &attacker),
-        ),
-        ("signature stripped", format!("{}.{}.", parts[0], parts[1])),
-    ]
-}
-
 async fn forged_tokens_are_inactive_everywhere(server: TestServer) {
-    for (name, forged) in forgeries(&server).await {
+    let genuine = service_token(&server).await;
+    for (name, forged) in forgeries(&genuine, &server.keys) {
         assert_eq!(
             introspect(&server, APP_CLIENT, &forged).await,
             json!({"active": false}),
@@ -222,19 +172,7 @@ async fn forged_tokens_are_inactive_everywhere(server: TestServer) {
         let response = revoke_self(&server, &forged).send().await.unwrap();
         assert_eq!(error_of(response).await, (401, "invalid_token".into()), "{name}");
     }
-}
-
-/// A genuinely signed token whose time has passed is inactive too.
-#[tokio::test]
-async fn expired_tokens_are_inactive() {
-    use std::sync::Arc;
-    use token_service::clock::ManualClock;
-    let clock = Arc::new(ManualClock::new(1_800_000_000));
-    let server = TestServer::start_with_clock(SigningAlgorithm::ES256, clock.clone()).await;
-    let token = service_token(&server).await;
-    assert_eq!(introspect(&server, CC_CLIENT, &token).await["active"], true);
-    clock.advance(600 + 10);
-    assert_eq!(introspect(&server, CC_CLIENT, &token).await, json!({"active": false}));
+    assert!(is_active(&server, &genuine).await, "a refused forgery revokes nothing");
 }
 
 async fn a_wrong_hint_still_finds_the_token_at_introspection(server: TestServer) {
@@ -260,8 +198,7 @@ async fn a_wrong_hint_still_finds_the_token_at_introspection(server: TestServer)
 /// one claim is wrong. The same payload with correct types is active (the control).
 async fn claims_of_the_wrong_json_type_are_inactive_and_refused_as_bearers(server: TestServer) {
     let genuine = service_token(&server).await;
-    let payload = genuine.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let claims = claims_of(&genuine);
     let sign = |claims: &Value| {
         server.keys.current().sign_json(&serde_json::to_vec(claims).unwrap()).unwrap()
     };
@@ -320,15 +257,12 @@ async fn jku_and_x5u_headers_are_never_fetched() {
         }
     });
     let genuine = service_token(&server).await;
-    let payload = genuine.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let claims = claims_of(&genuine);
     let (attacker, attacker_kid) = attacker_key(SigningAlgorithm::ES256);
     let real_kid = server.keys.current().kid.clone();
     let mut forgeries = Vec::new();
     for kid in [attacker_kid.as_str(), real_kid.as_str(), "remote-only-kid"] {
-        let mut jku = Header::new(Algorithm::ES256);
-        jku.typ = Some("at+jwt".into());
-        jku.kid = Some(kid.to_owned());
+        let mut jku = at_jwt_header(Algorithm::ES256, kid);
         jku.jku = Some(url.clone());
         let mut x5u = jku.clone();
         x5u.jku = None;
@@ -357,8 +291,7 @@ async fn rsa_public_key_as_an_hmac_secret_is_inactive() {
     let server = TestServer::start_with(SigningAlgorithm::RS256).await;
     let genuine = service_token(&server).await;
     assert_eq!(jsonwebtoken::decode_header(&genuine).unwrap().alg, Algorithm::RS256);
-    let payload = genuine.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let claims = claims_of(&genuine);
     let jwks = server.get_json("/.well-known/jwks.json").await;
     let jwk = &jwks["keys"][0];
     let kid = jwk["kid"].as_str().unwrap();
@@ -371,10 +304,8 @@ async fn rsa_public_key_as_an_hmac_secret_is_inactive() {
     ];
     for secret in &secrets {
         for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
-            let mut header = Header::new(alg);
-            header.typ = Some("at+jwt".into());
-            header.kid = Some(kid.to_owned());
-            let forged = signed(header, &claims, &EncodingKey::from_secret(secret));
+            let forged =
+                signed(at_jwt_header(alg, kid), &claims, &EncodingKey::from_secret(secret));
             assert_eq!(
                 introspect(&server, APP_CLIENT, &forged).await,
                 json!({"active": false}),
@@ -385,4 +316,30 @@ async fn rsa_public_key_as_an_hmac_secret_is_inactive() {
         }
     }
     assert_eq!(introspect(&server, APP_CLIENT, &genuine).await["active"], true, "control");
+}
+
+/// Introspection on a clock the test moves, on both stores.
+mod clocked {
+    use std::sync::Arc;
+
+    use integration_tests::flows::{introspect, service_token};
+    use integration_tests::{Backend, CC_CLIENT, on_both_backends};
+    use serde_json::json;
+    use token_service::clock::ManualClock;
+    use token_service::jwt::CLOCK_LEEWAY_SECS;
+
+    on_both_backends!(expired_tokens_are_inactive);
+
+    /// A genuinely signed token whose time has passed is inactive too: cc-client's tokens live
+    /// 600 s, and the leeway's last second is the last one it is active in.
+    async fn expired_tokens_are_inactive(backend: Backend) {
+        let clock = Arc::new(ManualClock::new(1_800_000_000));
+        let server = backend.server(clock.clone()).await;
+        let token = service_token(&server).await;
+        assert_eq!(introspect(&server, CC_CLIENT, &token).await["active"], true);
+        clock.advance(600 + CLOCK_LEEWAY_SECS - 1);
+        assert_eq!(introspect(&server, CC_CLIENT, &token).await["active"], true, "within leeway");
+        clock.advance(1);
+        assert_eq!(introspect(&server, CC_CLIENT, &token).await, json!({"active": false}));
+    }
 }

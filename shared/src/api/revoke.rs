@@ -28,7 +28,9 @@ pub async fn handle(
     Ok(empty_response())
 }
 
-/// Seed 002's logout: the body may be empty or `{}`.
+/// Seed 002's logout: the body may be empty or `{}`. The token is verified before the body, the
+/// query and `x-device-id` are judged (see [`RevocationService::verify_bearer`]); only the body
+/// size cap comes first, as it does on every route, ahead of any work the request costs.
 async fn revoke_self(
     service: &RevocationService,
     request: &Request,
@@ -36,6 +38,7 @@ async fn revoke_self(
 ) -> Result<Response<Body>, Error> {
     let body = request.body().as_ref();
     check_body_size(body)?;
+    let verified = service.verify_bearer(bearer).await?;
     let empty_or_object = body.iter().all(u8::is_ascii_whitespace)
         || serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body).is_ok();
     if !empty_or_object {
@@ -50,6 +53,6 @@ async fn revoke_self(
         ),
         None => None,
     };
-    service.revoke_self(bearer, query.get("client_id"), device_id).await?;
+    service.revoke_self(&verified, query.get("client_id"), device_id).await?;
     Ok(json_response(StatusCode::OK, &serde_json::json!({}), Caching::NoStore))
 }

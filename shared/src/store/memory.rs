@@ -8,7 +8,8 @@ use async_trait::async_trait;
 
 use super::{
     ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
-    RevocationState, RevocationStore, Rotation, StoreError, TokenRef, UserStore, layer,
+    RevocationRecord, RevocationState, RevocationStore, Rotation, StoreError, TokenRef, UserStore,
+    layer,
 };
 use crate::domain::{
     Client, ClientId, Grant, GrantId, RefreshRecord, SecretDigest, TenantPath, TokenId, User,
@@ -258,6 +259,20 @@ impl RevocationStore for MemoryStore {
             .or_insert_with(|| (expires_at, device_id.map(str::to_owned)));
         state.spent.insert(token.clone());
         Ok(())
+    }
+
+    async fn revocation_record(
+        &self,
+        token: &TokenId,
+        now: u64,
+    ) -> Result<Option<RevocationRecord>, StoreError> {
+        let state = self.state()?;
+        Ok(state.revoked.get(token).filter(|(expires_at, _)| *expires_at > now).map(
+            |(expires_at, device_id)| RevocationRecord {
+                expires_at: *expires_at,
+                device_id: device_id.clone(),
+            },
+        ))
     }
 
     async fn raise_cutoff(

@@ -214,6 +214,15 @@ pub struct RevocationState {
     pub not_before: Option<u64>,
 }
 
+/// What the revocation of one access token recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationRecord {
+    /// When the record may go: the revoked token's own expiry.
+    pub expires_at: u64,
+    /// The `x-device-id` of the logout that revoked it.
+    pub device_id: Option<String>,
+}
+
 /// Revocation records.
 #[async_trait]
 pub trait RevocationStore: Send + Sync {
@@ -234,6 +243,15 @@ pub trait RevocationStore: Send + Sync {
         device_id: Option<&str>,
         now: u64,
     ) -> Result<(), StoreError>;
+
+    /// The token's revocation record, strongly consistent; an expired record is absent. No
+    /// verification reads it ([`Self::revocation_state`] does, with everything else, in one round
+    /// trip): it is what a logout left behind, for audits and tests.
+    async fn revocation_record(
+        &self,
+        token: &TokenId,
+        now: u64,
+    ) -> Result<Option<RevocationRecord>, StoreError>;
 
     /// Raises the cutoff of `layer` to `not_before`, never lowering it (a conditional write keeps
     /// the maximum); the record may go at `expires_at`. Returns the live cutoff it replaced.

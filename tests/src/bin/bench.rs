@@ -205,7 +205,9 @@ async fn dynamodb(tokens: usize) {
     println!("| refresh, client cached | {} |", count(&round_trips));
     wiring.verifier().verify(&token).await.unwrap();
     println!("| verification (introspection, authorizer, bearer) | {} |", count(&round_trips));
-    wiring.revocation_service().revoke_self(&token, None, None).await.unwrap();
+    let revocation = wiring.revocation_service();
+    let bearer = revocation.verify_bearer(&token).await.unwrap();
+    revocation.revoke_self(&bearer, None, None).await.unwrap();
     println!("| bearer revocation (verify + revocation record) | {} |", count(&round_trips));
 
     let admin = authenticate(ADMIN_CLIENT).await;

@@ -18,7 +18,8 @@ use aws_sdk_dynamodb::types::{
 use self::table::{ISSUED_INDEX, ISSUED_PK, ISSUED_SK, PK, SK, TTL};
 use super::{
     ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
-    RevocationState, RevocationStore, Rotation, StoreError, TokenKind, TokenRef, UserStore, layer,
+    RevocationRecord, RevocationState, RevocationStore, Rotation, StoreError, TokenKind, TokenRef,
+    UserStore, layer,
 };
 use crate::domain::{
     Client, ClientId, Grant, GrantId, GrantType, RefreshRecord, ScopeSet, SecretDigest, TenantPath,
@@ -862,6 +863,24 @@ impl RevocationStore for DynamoStore {
             }
             return Err(failure("TransactWriteItems revoke", &error));
         }
+    }
+
+    async fn revocation_record(
+        &self,
+        token: &TokenId,
+        now: u64,
+    ) -> Result<Option<RevocationRecord>, StoreError> {
+        let Some(item) = self.get(revoked_key(token), "GetItem revocation").await? else {
+            return Ok(None);
+        };
+        let fields = Fields { kind: "revocation", item: &item };
+        if fields.expired(now)? {
+            return Ok(None);
+        }
+        Ok(Some(RevocationRecord {
+            expires_at: fields.n(TTL)?,
+            device_id: fields.opt_s("device_id").map(str::to_owned),
+        }))
     }
 
     async fn raise_cutoff(
