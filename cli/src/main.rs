@@ -144,7 +144,7 @@ enum KeysAction {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
+    token_service::logging::init_with_writer(std::io::stderr);
     match run(Cli::parse().command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -7,7 +7,7 @@ use token_service::setup::Wiring;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    token_service::logging::init();
     let authorizer = Wiring::from_env().await?.authorizer();
 
     run(service_fn(async |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| {
