@@ -156,6 +156,22 @@ async fn every_function_binary_serves_its_route() {
     assert_eq!(requests[1]["fields"]["outcome"], "ok");
     assert_eq!(requests[1]["span"]["client_id"], "app-client", "{}", requests[1]);
     assert!(requests[1]["span"]["request_id"].is_string());
+
+    // The authorizer too: one line per decision, the denial's reason, never the token.
+    let logs = run.output("authorizer");
+    let decisions = request_lines(logs);
+    assert_eq!(decisions.len(), 2, "{logs}");
+    let (allowed, denied) = (&decisions[0], &decisions[1]);
+    assert_eq!(allowed["fields"]["outcome"], "allow", "{allowed}");
+    assert_eq!(allowed["fields"]["route"], "GET /orders");
+    assert_eq!(allowed["fields"]["method"], "GET");
+    assert!(allowed["fields"]["latency_us"].is_u64());
+    assert_eq!(allowed["span"]["client_id"], "cc-client", "{allowed}");
+    assert_eq!(allowed["span"]["request_id"], "req-0");
+    assert_eq!(denied["fields"]["outcome"], "deny", "{denied}");
+    assert_eq!(denied["fields"]["reason"], "invalid_token");
+    assert_eq!(denied["fields"]["detail"], "token revoked");
+    assert_eq!(denied["span"]["request_id"], "req-1");
     run.assert_no_secret_logged();
 }
 

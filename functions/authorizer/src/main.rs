@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let authorizer = Wiring::from_env().await?.authorizer();
 
     run(service_fn(async |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| {
-        Ok::<AuthorizerResponse, Error>(authorizer.authorize(&event.payload).await)
+        Ok::<AuthorizerResponse, Error>(authorizer.handle(event).await)
     }))
     .await
 }
