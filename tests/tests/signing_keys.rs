@@ -127,3 +127,30 @@ async fn a_function_loads_its_keys_from_the_parameter_at_init() {
     assert!(!status.success());
     assert!(stderr.contains("keys init"), "says how to fix it: {stderr}");
 }
+
+/// `tokenctl keys prune` without `--older-than` keeps every key that may still have live
+/// tokens: clients may be given access tokens for up to `MAX_LIFETIME`, so a key retired two
+/// days ago stays (a default of one day once dropped it).
+#[tokio::test]
+async fn a_default_prune_keeps_keys_whose_tokens_may_still_live() {
+    use token_service::domain::MAX_LIFETIME;
+    let (ssm, name, now) = (ssm().await, parameter_name(), SystemClock.now());
+    let day = 24 * 3600;
+    keys::init(&ssm, &name, SigningAlgorithm::ES256, now - 3 * day).await.unwrap();
+    keys::stage(&ssm, &name, SigningAlgorithm::ES256, now - 3 * day).await.unwrap();
+    keys::promote(&ssm, &name, now - 2 * day).await.unwrap();
+    let prune = |extra: &[&str]| {
+        let output = std::process::Command::new(binary("tokenctl", "debug"))
+            .args(["keys", "prune", "--parameter", &name])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(prune(&[]).contains("pruned 0 "), "the default keeps a key retired 2 days ago");
+    assert_eq!(keys::show(&ssm, &name).await.unwrap().len(), 2);
+    assert_eq!(keys::DEFAULT_PRUNE_OLDER_THAN, MAX_LIFETIME);
+    assert!(prune(&["--older-than", &day.to_string()]).contains("pruned 1 "), "sooner on request");
+    assert_eq!(keys::show(&ssm, &name).await.unwrap().len(), 1);
+}
