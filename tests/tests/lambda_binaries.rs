@@ -214,6 +214,21 @@ async fn a_function_missing_its_configuration_fails_at_init_and_says_why() {
     assert!(stderr.contains("ISSUER"), "{stderr}");
 }
 
+/// `SIGNING_ALG` is what the deployment signs with: keys of another algorithm fail init, and the
+/// message names both and how to reconcile them.
+#[tokio::test]
+async fn a_signing_alg_other_than_the_keys_fails_at_init_and_names_both() {
+    let deployment = deployment().await; // an ES256 key set
+    let mut env = deployment.env.clone();
+    env.push(("SIGNING_ALG", "RS256".to_owned()));
+    let function = Function::start(binary("token", "debug"), &env).await;
+    let (status, _, stderr) = function.exit().await;
+    assert!(!status.success());
+    for named in ["SIGNING_ALG is RS256", "is ES256", &deployment.kid, "tokenctl keys stage"] {
+        assert!(stderr.contains(named), "{named}: {stderr}");
+    }
+}
+
 /// Init builds the SDK client but sends nothing: the first DynamoDB connection comes with the
 /// first request.
 #[tokio::test]

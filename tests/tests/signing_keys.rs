@@ -23,14 +23,20 @@ fn parameter_name() -> String {
     format!("/token-service/test/{}", token_service::domain::TokenId::generate())
 }
 
-async fn loaded(name: &str) -> KeySet {
+/// The key set a function configured with `SIGNING_ALG=alg` loads from the parameter at init.
+async fn load_as(name: &str, alg: SigningAlgorithm) -> Result<KeySet, setup::SetupError> {
     let config = Config::from_lookup(|var| match var {
         "ISSUER" => Some("https://issuer".into()),
         "SIGNING_KEYS_PARAMETER" => Some(name.to_owned()),
+        "SIGNING_ALG" => Some(alg.as_str().to_owned()),
         _ => None,
     })
     .unwrap();
-    setup::keys(&config).await.unwrap()
+    setup::keys(&config).await
+}
+
+async fn loaded(name: &str) -> KeySet {
+    load_as(name, SigningAlgorithm::ES256).await.unwrap()
 }
 
 fn claims(now: u64) -> AccessTokenClaims {
@@ -66,8 +72,16 @@ async fn rotation_stages_then_promotes_and_old_tokens_verify_until_pruned() {
     assert_eq!(keys_now.current().kid, first, "staging does not change the signer");
     assert!(keys_now.find(&staged).is_some(), "but the staged key is published");
 
+    let to_eddsa = load_as(&name, SigningAlgorithm::EdDSA).await;
+    assert!(to_eddsa.is_ok(), "a staged key of SIGNING_ALG is a rotation to it under way");
+
     assert_eq!(keys::promote(&ssm, &name, now + 20).await.unwrap(), staged);
-    let after = AccessTokens::new(loaded(&name).await, "https://issuer".into(), AUDIENCE.into());
+    let stale = load_as(&name, SigningAlgorithm::ES256).await.err().expect("refused at init");
+    let message = stale.to_string();
+    assert!(message.contains("SIGNING_ALG is ES256") && message.contains("is EdDSA"), "{message}");
+    assert!(message.contains(&name), "names the parameter: {message}");
+    let eddsa = load_as(&name, SigningAlgorithm::EdDSA).await.unwrap();
+    let after = AccessTokens::new(eddsa, "https://issuer".into(), AUDIENCE.into());
     assert_eq!(after.keys().current().kid, staged);
     assert!(after.verify(&old_token, now + 30).is_ok(), "tokens of the retired key still verify");
     let states = keys::show(&ssm, &name).await.unwrap();
@@ -79,7 +93,8 @@ async fn rotation_stages_then_promotes_and_old_tokens_verify_until_pruned() {
         "its tokens may still live"
     );
     assert_eq!(keys::prune(&ssm, &name, 600, now + 620).await.unwrap(), 1);
-    let pruned = AccessTokens::new(loaded(&name).await, "https://issuer".into(), AUDIENCE.into());
+    let pruned = load_as(&name, SigningAlgorithm::EdDSA).await.unwrap();
+    let pruned = AccessTokens::new(pruned, "https://issuer".into(), AUDIENCE.into());
     assert!(pruned.verify(&old_token, now + 30).is_err(), "gone once pruned");
 }
 
