@@ -119,7 +119,9 @@ fn check_algorithm(
     })
 }
 
-/// The key set document in an SSM parameter, `None` if the parameter does not exist.
+/// The key set document in an SSM parameter, `None` if the parameter does not exist. Only a
+/// SecureString is accepted: the document holds the private keys, and a plain String parameter
+/// keeps them unencrypted, readable by anyone allowed to describe parameters.
 pub async fn read_key_parameter(
     ssm: &aws_sdk_ssm::Client,
     name: &str,
@@ -134,7 +136,18 @@ pub async fn read_key_parameter(
         }
         Err(e) => return Err(failed(aws_sdk_ssm::error::DisplayErrorContext(&e).to_string())),
     };
-    let value = output.parameter.and_then(|p| p.value).ok_or_else(|| failed("no value".into()))?;
+    let parameter = output.parameter.ok_or_else(|| failed("no value".into()))?;
+    match &parameter.r#type {
+        Some(ParameterType::SecureString) => {}
+        other => {
+            let found = other.as_ref().map_or("untyped", |t| t.as_str());
+            return Err(failed(format!(
+                "is a {found} parameter, not a SecureString: the private keys must be encrypted; \
+                 store the key set as a SecureString (as `tokenctl keys init` does)"
+            )));
+        }
+    }
+    let value = parameter.value.ok_or_else(|| failed("no value".into()))?;
     serde_json::from_str(&value).map(Some).map_err(|e| failed(format!("malformed document: {e}")))
 }
 

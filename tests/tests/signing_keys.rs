@@ -39,6 +39,25 @@ async fn loaded(name: &str) -> KeySet {
     load_as(name, SigningAlgorithm::ES256).await.unwrap()
 }
 
+/// A function's environment with its keys in the parameter `name`, on the local AWS endpoints.
+fn function_env(name: &str, table: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("ISSUER", "https://abc123.execute-api.eu-west-1.amazonaws.com".to_owned()),
+        ("SIGNING_KEYS_PARAMETER", name.to_owned()),
+    ];
+    env.extend(table.map(|table| ("TABLE_NAME", table.to_owned())));
+    for var in [
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL_SSM",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+    ] {
+        env.extend(std::env::var(var).ok().map(|value| (var, value)));
+    }
+    env
+}
+
 fn claims(now: u64) -> AccessTokenClaims {
     AccessTokenClaims {
         iss: "https://issuer".into(),
@@ -105,20 +124,7 @@ async fn a_function_loads_its_keys_from_the_parameter_at_init() {
         keys::init(&ssm, &name, SigningAlgorithm::ES256, SystemClock.now()).await.unwrap();
     let store = dynamo::fresh_store().await;
     load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
-    let mut env = vec![
-        ("ISSUER", "https://abc123.execute-api.eu-west-1.amazonaws.com".to_owned()),
-        ("SIGNING_KEYS_PARAMETER", name.clone()),
-        ("TABLE_NAME", store.table_name().to_owned()),
-    ];
-    for var in [
-        "AWS_ENDPOINT_URL_DYNAMODB",
-        "AWS_ENDPOINT_URL_SSM",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_REGION",
-    ] {
-        env.extend(std::env::var(var).ok().map(|value| (var, value)));
-    }
+    let env = function_env(&name, Some(store.table_name()));
     let keys_function = Function::start(binary("keys", "debug"), &env).await;
     let event: Value =
         serde_json::from_str(&std::fs::read_to_string(repo_path("events/keys-jwks.json")).unwrap())
@@ -168,4 +174,31 @@ async fn a_default_prune_keeps_keys_whose_tokens_may_still_live() {
     assert_eq!(keys::DEFAULT_PRUNE_OLDER_THAN, MAX_LIFETIME);
     assert!(prune(&["--older-than", &day.to_string()]).contains("pruned 1 "), "sooner on request");
     assert_eq!(keys::show(&ssm, &name).await.unwrap().len(), 1);
+}
+
+/// A key set in a plain String parameter is unencrypted: init refuses it and says so, and so do
+/// the rotation commands, rather than keep using or rewriting it.
+#[tokio::test]
+async fn a_key_set_in_a_plain_string_parameter_is_refused() {
+    use aws_sdk_ssm::types::ParameterType;
+    use token_service::keys::KeySetDocument;
+    let (ssm, name, now) = (ssm().await, parameter_name(), SystemClock.now());
+    let document = KeySetDocument::generate(SigningAlgorithm::ES256, now).unwrap();
+    ssm.put_parameter()
+        .name(&name)
+        .value(serde_json::to_string(&document).unwrap())
+        .r#type(ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    let refused = load_as(&name, SigningAlgorithm::ES256).await.err().expect("init refuses it");
+    let message = refused.to_string();
+    assert!(message.contains(&name) && message.contains("not a SecureString"), "{message}");
+    assert!(keys::stage(&ssm, &name, SigningAlgorithm::ES256, now).await.is_err());
+    assert!(keys::init(&ssm, &name, SigningAlgorithm::ES256, now).await.is_err());
+
+    let (status, _, stderr) =
+        Function::start(binary("keys", "debug"), &function_env(&name, None)).await.exit().await;
+    assert!(!status.success());
+    assert!(stderr.contains("not a SecureString"), "{stderr}");
 }
