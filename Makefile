@@ -93,10 +93,18 @@ invoke-%:
 build: cargo-lambda
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release $(if $(filter arm64,$(ARCH)),--arm64,--x86-64)
 
-## sam build and deploy; guided the first time (no samconfig.toml yet).
+## sam build and deploy for ARCH; guided the first time (no samconfig.toml yet). Build and deploy
+## get the same Architecture, so the stack never runs bootstraps built for the other one.
+## --beta-features: SAM CLI releases before its Rust support left preview ask to confirm
+## BuildMethod rust-cargolambda without it, and fail without a terminal; later ones accept it.
+## PARAMS adds overrides (PARAMS="Issuer=https://... KeysVersion=2"). Overrides on the command
+## line replace samconfig.toml's parameter_overrides; parameters left out keep the stack's values.
+PARAMS ?=
+DEPLOY_OVERRIDES = --parameter-overrides Architecture=$(ARCH) $(PARAMS)
 deploy:
-	sam build --parameter-overrides Architecture=$(ARCH)
-	if [ -f samconfig.toml ]; then sam deploy; else sam deploy --guided; fi
+	sam build --beta-features $(DEPLOY_OVERRIDES)
+	if [ -f samconfig.toml ]; then sam deploy $(DEPLOY_OVERRIDES); \
+	else sam deploy --guided $(DEPLOY_OVERRIDES); fi
 
 ## Every performance measurement, written to bench/RESULTS.md (BENCH_SECONDS, BENCH_COUNT_TOKENS).
 bench: $(VENV)/.installed

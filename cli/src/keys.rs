@@ -2,8 +2,14 @@
 //! README's rotation runbook for the order and the waits between them.
 
 use aws_sdk_ssm::Client;
+use token_service::domain::MAX_LIFETIME;
 use token_service::keys::{KeyError, KeySet, KeySetDocument, SigningAlgorithm};
 use token_service::setup::{read_key_parameter, write_key_parameter};
+
+/// `keys prune` without `--older-than`: the longest access-token lifetime any client may be
+/// given, so a default prune never drops a key whose tokens may still be live. A shorter age
+/// needs the operator's knowledge of the clients' actual maximum.
+pub const DEFAULT_PRUNE_OLDER_THAN: u64 = MAX_LIFETIME;
 
 fn missing(name: &str) -> KeyError {
     KeyError::Parameter {

@@ -142,8 +142,10 @@ enum KeysAction {
     Promote,
     /// Drop keys retired longer ago than the longest access-token lifetime.
     Prune {
-        /// Seconds; at least the largest `max_access_token_lifetime` of any client.
-        #[arg(long, default_value_t = 86_400)]
+        /// Seconds since retirement; at least the largest `max_access_token_lifetime` of any
+        /// client, or tokens still live stop verifying. The default is the longest lifetime any
+        /// client may have (366 days); 0 drops every retired key at once (a leaked key).
+        #[arg(long, default_value_t = keys::DEFAULT_PRUNE_OLDER_THAN)]
         older_than: u64,
     },
     /// List the keys and their states.
@@ -152,7 +154,7 @@ enum KeysAction {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    lambda_http::tracing::init_default_subscriber_with_writer(std::io::stderr);
+    token_service::logging::init_with_writer(std::io::stderr);
     match run(Cli::parse().command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -4,12 +4,15 @@
 //! route the token's `sub`, `client_id`, `scope` and `tenant`.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
+use lambda_http::LambdaEvent;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use crate::domain::ScopeSet;
-use crate::verify::{Verifier, VerifyError};
+use crate::verify::{Rejection, Verifier, VerifyError};
 
 /// The route key whose scopes apply to routes not listed.
 pub const DEFAULT_ROUTE: &str = "$default";
@@ -40,8 +43,29 @@ pub struct Authorizer {
     route_scopes: RouteScopes,
 }
 
-fn deny() -> AuthorizerResponse {
-    AuthorizerResponse { is_authorized: false, context: None }
+/// Why a request was denied, for its log line. Never carries the token.
+#[derive(Debug, thiserror::Error)]
+enum Denial {
+    #[error("no Bearer token")]
+    MissingToken,
+    #[error("{0}")]
+    InvalidToken(Rejection),
+    #[error("the token lacks the route's scopes")]
+    InsufficientScope,
+    #[error("revocation state unreadable")]
+    Unavailable,
+}
+
+impl Denial {
+    /// The log line's `reason`: the OAuth2 error code a resource server would answer with.
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::Unavailable => "temporarily_unavailable",
+        }
+    }
 }
 
 impl Authorizer {
@@ -49,50 +73,76 @@ impl Authorizer {
         Self { verifier, route_scopes }
     }
 
+    /// The authorizer function's entry point: [`Self::authorize`] inside a span carrying the
+    /// Lambda request id and (once verified) the client id, as `api` does for every other
+    /// function, so its log line reads like theirs.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>,
+    ) -> AuthorizerResponse {
+        let request_id = event.context.request_id.as_str();
+        let span = tracing::info_span!("request", request_id, client_id = tracing::field::Empty);
+        self.authorize(&event.payload).instrument(span).await
+    }
+
     /// Never fails: anything but a valid, sufficiently scoped token is a denial, including a
-    /// store that cannot be read (fail closed).
+    /// store that cannot be read (fail closed). Logs one line per request: method, route,
+    /// outcome (`allow` or `deny` with its reason) and latency; never the token.
     pub async fn authorize(
         &self,
         request: &ApiGatewayV2CustomAuthorizerV2Request,
     ) -> AuthorizerResponse {
-        let Some(bearer) = request
+        let started = Instant::now();
+        let route = request.route_key.as_deref().unwrap_or(DEFAULT_ROUTE);
+        let decision = self.decide(request, route).await;
+        let method = request.request_context.http.method.as_str();
+        let latency_us = started.elapsed().as_micros() as u64;
+        match decision {
+            Ok(context) => {
+                tracing::info!(method, route, outcome = "allow", latency_us, "request");
+                AuthorizerResponse { is_authorized: true, context: Some(context) }
+            }
+            Err(denial) => {
+                let reason = denial.reason();
+                tracing::info!(method, route, outcome = "deny", reason, detail = %denial, latency_us, "request");
+                AuthorizerResponse { is_authorized: false, context: None }
+            }
+        }
+    }
+
+    async fn decide(
+        &self,
+        request: &ApiGatewayV2CustomAuthorizerV2Request,
+        route: &str,
+    ) -> Result<AuthorizedContext, Denial> {
+        let bearer = request
             .headers
             .get(http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
-        else {
-            return deny();
-        };
+            .ok_or(Denial::MissingToken)?;
         let verified = match self.verifier.verify(bearer).await {
             Ok(verified) => verified,
-            Err(VerifyError::Rejected(rejection)) => {
-                tracing::info!(%rejection, "authorizer denied a token");
-                return deny();
-            }
+            Err(VerifyError::Rejected(rejection)) => return Err(Denial::InvalidToken(rejection)),
             Err(VerifyError::Storage(error)) => {
                 tracing::error!(%error, "authorizer could not read revocation state; denying");
-                return deny();
+                return Err(Denial::Unavailable);
             }
         };
-        let route = request.route_key.as_deref().unwrap_or(DEFAULT_ROUTE);
         let required =
             self.route_scopes.get(route).or_else(|| self.route_scopes.get(DEFAULT_ROUTE));
         let granted = ScopeSet::parse(&verified.claims.scope).unwrap_or_default();
         if required.is_some_and(|required| !required.is_subset(&granted)) {
-            tracing::info!(route, "authorizer denied a token lacking the route's scopes");
-            return deny();
+            return Err(Denial::InsufficientScope);
         }
         let claims = verified.claims;
-        AuthorizerResponse {
-            is_authorized: true,
-            context: Some(AuthorizedContext {
-                sub: claims.sub,
-                client_id: claims.client_id,
-                scope: claims.scope,
-                tenant: claims.tenant,
-            }),
-        }
+        Ok(AuthorizedContext {
+            sub: claims.sub,
+            client_id: claims.client_id,
+            scope: claims.scope,
+            tenant: claims.tenant,
+        })
     }
 }

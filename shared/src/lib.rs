@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod introspection;
 pub mod jwt;
 pub mod keys;
+pub mod logging;
 pub mod password;
 pub mod revocation;
 pub mod seed;

@@ -18,7 +18,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::introspection::IntrospectionService;
 use crate::jwt::AccessTokens;
-use crate::keys::{KeyError, KeySet, KeySetDocument};
+use crate::keys::{KeyError, KeySet, KeySetDocument, SigningAlgorithm};
 use crate::password::Passwords;
 use crate::revocation::RevocationService;
 use crate::seed::{Seed, SeedError};
@@ -29,7 +29,7 @@ use crate::store::memory::MemoryStore;
 use crate::token::TokenService;
 use crate::verify::{TokenState, Verifier};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum SetupError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -39,33 +39,89 @@ pub enum SetupError {
     Seed(#[from] SeedError),
     #[error("{0} is required")]
     Missing(&'static str),
+    #[error(
+        "SIGNING_ALG is {configured} but the current signing key {kid} in {keys} is {current}: \
+         set SIGNING_ALG (template parameter SigningAlg) to {current}, or stage and promote a \
+         {configured} key (`tokenctl keys stage --alg {configured}`, then `tokenctl keys promote`)"
+    )]
+    AlgorithmMismatch {
+        configured: SigningAlgorithm,
+        current: SigningAlgorithm,
+        kid: String,
+        keys: String,
+    },
+}
+
+/// A failed init ends the process through `main`'s `Err`, which Rust prints with `Debug`: that
+/// is the line an operator finds in the function's logs, so it is the message, which names the
+/// setting and the fix, rather than the variant's fields.
+impl std::fmt::Debug for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// Loads the signing keys once, at init: from the SSM SecureString `SIGNING_KEYS_PARAMETER`
 /// (one call, decrypted), or else from `SIGNING_KEYS_FILE`. Never generates: a deployed function
 /// without its keys must fail at init, not sign with a throwaway key.
 pub async fn keys(config: &Config) -> Result<KeySet, SetupError> {
-    let document = match (&config.signing_keys_parameter, &config.signing_keys_file) {
+    let (document, origin) = match (&config.signing_keys_parameter, &config.signing_keys_file) {
         (Some(name), _) => {
             let ssm = aws_sdk_ssm::Client::new(&aws_config().await);
-            read_key_parameter(&ssm, name).await?.ok_or_else(|| KeyError::Parameter {
-                name: name.clone(),
-                reason: "not found: create it with `tokenctl keys init`".into(),
-            })?
+            let document =
+                read_key_parameter(&ssm, name).await?.ok_or_else(|| KeyError::Parameter {
+                    name: name.clone(),
+                    reason: "not found: create it with `tokenctl keys init`".into(),
+                })?;
+            (document, format!("SSM parameter {name}"))
         }
         (None, Some(path)) => {
             let bytes = std::fs::read(path)
                 .map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
-            serde_json::from_slice(&bytes).map_err(|e| KeyError::Malformed(e.to_string()))?
+            let document: KeySetDocument =
+                serde_json::from_slice(&bytes).map_err(|e| KeyError::Malformed(e.to_string()))?;
+            (document, format!("key file {}", path.display()))
         }
         (None, None) => {
             return Err(SetupError::Missing("SIGNING_KEYS_PARAMETER or SIGNING_KEYS_FILE"));
         }
     };
-    Ok(KeySet::from_document(&document)?)
+    let keys = KeySet::from_document(&document)?;
+    check_algorithm(&document, config.signing_alg, origin)?;
+    Ok(keys)
 }
 
-/// The key set document in an SSM parameter, `None` if the parameter does not exist.
+/// `SIGNING_ALG` (the template's `SigningAlg`) says what the deployment signs with; keys from
+/// SSM or a file are never rotated at init, so a key set that signs with something else is a
+/// misconfiguration, refused before it issues a single token. A staged key of `SIGNING_ALG` is
+/// a rotation to it under way (the runbook sets `SigningAlg` with the deploy after `keys stage`),
+/// and is accepted: otherwise every cold start between `keys promote` and the next deploy would
+/// fail.
+fn check_algorithm(
+    document: &KeySetDocument,
+    configured: SigningAlgorithm,
+    origin: String,
+) -> Result<(), SetupError> {
+    let Some(current) = document.keys.iter().find(|key| key.kid == document.current) else {
+        return Ok(()); // KeySet::from_document refuses this document already.
+    };
+    let rotating_to_configured = document.keys.iter().any(|key| {
+        key.kid != document.current && key.retired_at.is_none() && key.alg == configured
+    });
+    if current.alg == configured || rotating_to_configured {
+        return Ok(());
+    }
+    Err(SetupError::AlgorithmMismatch {
+        configured,
+        current: current.alg,
+        kid: current.kid.clone(),
+        keys: origin,
+    })
+}
+
+/// The key set document in an SSM parameter, `None` if the parameter does not exist. Only a
+/// SecureString is accepted: the document holds the private keys, and a plain String parameter
+/// keeps them unencrypted, readable by anyone allowed to describe parameters.
 pub async fn read_key_parameter(
     ssm: &aws_sdk_ssm::Client,
     name: &str,
@@ -80,7 +136,18 @@ pub async fn read_key_parameter(
         }
         Err(e) => return Err(failed(aws_sdk_ssm::error::DisplayErrorContext(&e).to_string())),
     };
-    let value = output.parameter.and_then(|p| p.value).ok_or_else(|| failed("no value".into()))?;
+    let parameter = output.parameter.ok_or_else(|| failed("no value".into()))?;
+    match &parameter.r#type {
+        Some(ParameterType::SecureString) => {}
+        other => {
+            let found = other.as_ref().map_or("untyped", |t| t.as_str());
+            return Err(failed(format!(
+                "is a {found} parameter, not a SecureString: the private keys must be encrypted; \
+                 store the key set as a SecureString (as `tokenctl keys init` does)"
+            )));
+        }
+    }
+    let value = parameter.value.ok_or_else(|| failed("no value".into()))?;
     serde_json::from_str(&value).map(Some).map_err(|e| failed(format!("malformed document: {e}")))
 }
 

@@ -252,10 +252,11 @@ impl Function {
         (status, reported, stderr)
     }
 
-    /// Everything the function logged to stdout so far (it is stopped first).
-    pub async fn logs(mut self) -> String {
+    /// Everything the function wrote so far, stdout then stderr (it is stopped first).
+    pub async fn output(mut self) -> String {
         let _ = self.child.kill().await;
-        self.stdout.await.unwrap_or_default()
+        let stdout = self.stdout.await.unwrap_or_default();
+        stdout + &self.stderr.await.unwrap_or_default()
     }
 }
 

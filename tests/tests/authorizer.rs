@@ -175,3 +175,41 @@ async fn the_authorizer_fails_closed_when_dynamodb_is_unreachable() {
         healthy.authorizer.authorize(&authorizer_event(&token, "GET /orders")).await.is_authorized
     );
 }
+
+/// API Gateway caches a decision per value of the identity sources. The decision depends on the
+/// route (its required scopes), so whenever the cache can be on, the route key must be one of
+/// them: with the token alone, a decision for `GET /orders` would be reused for `DELETE /orders`.
+#[test]
+fn a_cached_decision_is_keyed_by_token_and_route() {
+    use serde_yaml::Value as Yaml;
+    let template: Yaml =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_path("../template.yaml")).unwrap())
+            .unwrap();
+    let authorizers = template["Resources"]["HttpApi"]["Properties"]["Auth"]["Authorizers"]
+        .as_mapping()
+        .expect("the HTTP API declares its authorizers");
+    assert!(!authorizers.is_empty());
+    for (name, authorizer) in authorizers {
+        let identity = &authorizer["Identity"];
+        // A literal TTL, or a parameter: caching can be on unless the TTL is pinned to 0.
+        let caching_possible = match &identity["ReauthorizeEvery"] {
+            Yaml::Null => true,
+            Yaml::Tagged(tagged) if tagged.tag == "Ref" => {
+                let parameter = &template["Parameters"][tagged.value.as_str().unwrap()];
+                parameter["MaxValue"].as_u64().is_none_or(|max| max > 0)
+            }
+            ttl => ttl.as_u64() != Some(0),
+        };
+        if !caching_possible {
+            continue;
+        }
+        let listed = |key: &str, wanted: &str| {
+            identity[key].as_sequence().is_some_and(|list| list.iter().any(|v| v == wanted))
+        };
+        assert!(listed("Headers", "Authorization"), "{name:?}: the token is an identity source");
+        assert!(
+            listed("Context", "routeKey"),
+            "{name:?}: caching is on, so $context.routeKey must be an identity source"
+        );
+    }
+}

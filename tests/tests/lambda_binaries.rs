@@ -4,16 +4,65 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use integration_tests::emulator::{
     Function, ISSUER, binary, deployment, fixture, http, token_event,
 };
-use integration_tests::{ADMIN_CLIENT, APP_CLIENT};
+use integration_tests::{ADMIN_CLIENT, APP_CLIENT, CC_CLIENT};
 use serde_json::{Value, json};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_function_binary_serves_its_route() {
-    let deployment = deployment().await;
-    let start = async |name: &str| Function::start(binary(name, "debug"), &deployment.env).await;
+/// What one run of every function left behind: each function's output (stdout and stderr) and
+/// every secret the run handled, none of which may appear in any of it.
+struct Run {
+    outputs: Vec<(&'static str, String)>,
+    secrets: Vec<String>,
+}
+
+impl Run {
+    fn output(&self, function: &str) -> &str {
+        self.outputs.iter().find(|(name, _)| *name == function).map_or("", |(_, out)| out)
+    }
+
+    fn assert_no_secret_logged(&self) {
+        for (function, output) in &self.outputs {
+            assert!(!output.is_empty(), "{function} logged nothing");
+            for secret in &self.secrets {
+                assert!(
+                    !output.contains(secret.as_str()),
+                    "a secret, password, key or token reached the {function} function's logs"
+                );
+            }
+        }
+    }
+}
+
+/// The secret of a client, raw and as its Basic `Authorization` value carries it.
+fn client_secrets((id, secret): (&str, &str)) -> [String; 2] {
+    [secret.to_owned(), STANDARD.encode(format!("{id}:{secret}"))]
+}
+
+/// A token, and its signature alone.
+fn token_secrets(token: &str) -> [String; 2] {
+    [token.to_owned(), token.rsplit('.').next().unwrap_or_default().to_owned()]
+}
+
+/// Starts every function binary with `env` and sends each its route's events, checking the
+/// answers; returns what they logged.
+async fn run_every_function(env: &[(&'static str, String)], kid: &str) -> Run {
+    let start = async |name: &str| Function::start(binary(name, "debug"), env).await;
+    let mut secrets: Vec<String> = [CC_CLIENT, APP_CLIENT, ADMIN_CLIENT]
+        .into_iter()
+        .flat_map(client_secrets)
+        .chain(["alice-password-1".to_owned()])
+        .collect();
+    let keys_file = env.iter().find(|(k, _)| *k == "SIGNING_KEYS_FILE").map(|(_, v)| v);
+    if let Some(path) = keys_file {
+        let document: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        for key in document["keys"].as_array().unwrap() {
+            secrets.push(key["private_key"].as_str().unwrap().to_owned());
+        }
+    }
 
     let token = start("token").await;
     let cold = token.started();
@@ -29,6 +78,10 @@ async fn every_function_binary_serves_its_route() {
     let (_, admin) =
         http(&token.respond(token_event("grant_type=client_credentials", ADMIN_CLIENT)).await);
     let admin_token = admin["access_token"].as_str().unwrap().to_owned();
+    for token in [&service_token, &alice_token, &admin_token] {
+        secrets.extend(token_secrets(token));
+    }
+    secrets.push(alice["refresh_token"].as_str().unwrap().to_owned());
 
     let introspect = start("introspect").await;
     let (status, answer) =
@@ -45,6 +98,9 @@ async fn every_function_binary_serves_its_route() {
     let (_, answer) =
         http(&introspect.respond(fixture("introspect-basic.json", &alice_token)).await);
     assert_eq!(answer, json!({"active": false}), "revocation by one function is seen by another");
+    let (status, _) =
+        http(&revoke.respond(fixture("revoke-bearer-logout.json", &alice_token)).await);
+    assert_eq!(status, 401, "a revoked bearer token no longer revokes");
 
     let batch = start("batch-revoke").await;
     let (status, answer) =
@@ -54,7 +110,7 @@ async fn every_function_binary_serves_its_route() {
 
     let keys = start("keys").await;
     let (status, jwks) = http(&keys.respond(fixture("keys-jwks.json", "")).await);
-    assert_eq!((status, jwks["keys"][0]["kid"].as_str()), (200, Some(deployment.kid.as_str())));
+    assert_eq!((status, jwks["keys"][0]["kid"].as_str()), (200, Some(kid)));
     let (_, metadata) = http(&keys.respond(fixture("keys-metadata.json", "")).await);
     assert_eq!(metadata["issuer"], ISSUER);
 
@@ -65,20 +121,87 @@ async fn every_function_binary_serves_its_route() {
     let decision = authorizer.respond(fixture("authorizer-get-orders.json", &alice_token)).await;
     assert_eq!(decision, json!({"isAuthorized": false}), "revoked");
 
-    // One JSON log line per request, with the client id, and never a secret or a token.
-    let logs = token.logs().await;
-    let requests: Vec<Value> = logs
+    let mut outputs = Vec::new();
+    for (name, function) in [
+        ("token", token),
+        ("introspect", introspect),
+        ("revoke", revoke),
+        ("batch-revoke", batch),
+        ("keys", keys),
+        ("authorizer", authorizer),
+    ] {
+        outputs.push((name, function.output().await));
+    }
+    Run { outputs, secrets }
+}
+
+/// The JSON log lines of one output with `"message": "request"`.
+fn request_lines(output: &str) -> Vec<Value> {
+    output
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|line| line["fields"]["message"] == "request")
-        .collect();
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_function_binary_serves_its_route() {
+    let deployment = deployment().await;
+    let run = run_every_function(&deployment.env, &deployment.kid).await;
+
+    // One JSON log line per request, with the client id, and never a secret or a token.
+    let logs = run.output("token");
+    let requests = request_lines(logs);
     assert_eq!(requests.len(), 3, "{logs}");
     assert_eq!(requests[1]["fields"]["outcome"], "ok");
     assert_eq!(requests[1]["span"]["client_id"], "app-client", "{}", requests[1]);
     assert!(requests[1]["span"]["request_id"].is_string());
-    for secret in [APP_CLIENT.1, "alice-password-1", alice_token.as_str(), service_token.as_str()] {
-        assert!(!logs.contains(secret), "a secret or token reached the logs");
+
+    // The authorizer too: one line per decision, the denial's reason, never the token.
+    let logs = run.output("authorizer");
+    let decisions = request_lines(logs);
+    assert_eq!(decisions.len(), 2, "{logs}");
+    let (allowed, denied) = (&decisions[0], &decisions[1]);
+    assert_eq!(allowed["fields"]["outcome"], "allow", "{allowed}");
+    assert_eq!(allowed["fields"]["route"], "GET /orders");
+    assert_eq!(allowed["fields"]["method"], "GET");
+    assert!(allowed["fields"]["latency_us"].is_u64());
+    assert_eq!(allowed["span"]["client_id"], "cc-client", "{allowed}");
+    assert_eq!(allowed["span"]["request_id"], "req-0");
+    assert_eq!(denied["fields"]["outcome"], "deny", "{denied}");
+    assert_eq!(denied["fields"]["reason"], "invalid_token");
+    assert_eq!(denied["fields"]["detail"], "token revoked");
+    assert_eq!(denied["span"]["request_id"], "req-1");
+    run.assert_no_secret_logged();
+}
+
+/// At TRACE, lambda_runtime logs every raw event and the SDK its requests and responses. The
+/// functions cap those crates at INFO whatever the level or `RUST_LOG` asks, and still honour
+/// the level for their own code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_trace_no_function_binary_logs_a_secret() {
+    let deployment = deployment().await;
+    let mut env = deployment.env.clone();
+    env.push(("AWS_LAMBDA_LOG_LEVEL", "TRACE".to_owned()));
+    env.push((
+        "RUST_LOG",
+        "trace,lambda_runtime=trace,lambda_runtime::layers::api_response=trace,\
+         aws_smithy_runtime=trace,hyper=trace"
+            .to_owned(),
+    ));
+    let run = run_every_function(&env, &deployment.kid).await;
+    run.assert_no_secret_logged();
+    for (function, output) in &run.outputs {
+        assert!(!output.contains("raw JSON event"), "{function} logged a raw event");
     }
+    let debug_lines = |function| {
+        run.output(function)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["level"] == "DEBUG")
+            .count()
+    };
+    assert!(debug_lines("revoke") > 0, "our own DEBUG lines still pass: {}", run.output("revoke"));
 }
 
 #[tokio::test]
@@ -89,6 +212,21 @@ async fn a_function_missing_its_configuration_fails_at_init_and_says_why() {
     let (status, _, stderr) = function.exit().await;
     assert!(!status.success());
     assert!(stderr.contains("ISSUER"), "{stderr}");
+}
+
+/// `SIGNING_ALG` is what the deployment signs with: keys of another algorithm fail init, and the
+/// message names both and how to reconcile them.
+#[tokio::test]
+async fn a_signing_alg_other_than_the_keys_fails_at_init_and_names_both() {
+    let deployment = deployment().await; // an ES256 key set
+    let mut env = deployment.env.clone();
+    env.push(("SIGNING_ALG", "RS256".to_owned()));
+    let function = Function::start(binary("token", "debug"), &env).await;
+    let (status, _, stderr) = function.exit().await;
+    assert!(!status.success());
+    for named in ["SIGNING_ALG is RS256", "is ES256", &deployment.kid, "tokenctl keys stage"] {
+        assert!(stderr.contains(named), "{named}: {stderr}");
+    }
 }
 
 /// Init builds the SDK client but sends nothing: the first DynamoDB connection comes with the

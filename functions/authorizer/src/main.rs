@@ -7,11 +7,11 @@ use token_service::setup::Wiring;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    token_service::logging::init();
     let authorizer = Wiring::from_env().await?.authorizer();
 
     run(service_fn(async |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| {
-        Ok::<AuthorizerResponse, Error>(authorizer.authorize(&event.payload).await)
+        Ok::<AuthorizerResponse, Error>(authorizer.handle(event).await)
     }))
     .await
 }

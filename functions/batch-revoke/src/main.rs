@@ -8,7 +8,7 @@ use token_service::setup::Wiring;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    token_service::logging::init();
     let service = Wiring::from_env().await?.batch_revocation();
 
     run(service_fn(async |request: Request| {

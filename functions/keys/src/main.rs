@@ -10,7 +10,7 @@ use token_service::setup;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    token_service::logging::init();
     let config = Config::from_env()?;
     let keys = setup::keys(&config).await?;
     let discovery = Discovery::new(&config.issuer, &keys);

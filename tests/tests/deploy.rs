@@ -1,0 +1,75 @@
+//! `make deploy` and the README's deployment steps, checked without AWS: what make would run,
+//! and that the smoke test's secret comes from the command that prints it.
+
+use std::process::Command;
+
+use integration_tests::emulator::binary;
+use integration_tests::repo_path;
+
+/// The commands `make deploy` would run with `args`, one per line, without running them.
+fn make_deploy(args: &[&str]) -> String {
+    let output = Command::new("make")
+        .arg("--dry-run")
+        .arg("--directory")
+        .arg(repo_path(".."))
+        .arg("deploy")
+        .args(args)
+        .output()
+        .expect("make runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Build and deploy agree on the architecture, or the stack would run bootstraps built for
+/// the other one; and `sam build` opts in to rust-cargolambda, a beta feature in older SAM CLIs.
+#[test]
+fn make_deploy_builds_and_deploys_for_one_architecture() {
+    for arch in ["x86_64", "arm64"] {
+        let commands = make_deploy(&[&format!("ARCH={arch}"), "PARAMS=KeysVersion=7"]);
+        let build: Vec<&str> = commands.lines().filter(|l| l.contains("sam build")).collect();
+        assert_eq!(build.len(), 1, "{commands}");
+        assert!(build[0].contains("--beta-features"), "{commands}");
+        let deploys: Vec<&str> =
+            commands.split("sam deploy").skip(1).chain(build.iter().copied()).collect();
+        assert!(deploys.len() >= 3, "guided and unguided deploys: {commands}");
+        for command in deploys {
+            let overrides = command.split("--parameter-overrides").nth(1).unwrap_or_default();
+            let overrides: Vec<&str> =
+                overrides.split(|c: char| c.is_whitespace() || c == ';').collect();
+            assert!(overrides.contains(&format!("Architecture={arch}").as_str()), "{commands}");
+            assert!(overrides.contains(&"KeysVersion=7"), "{commands}");
+        }
+    }
+}
+
+/// `tokenctl add-client` prints the secret on one `client_secret: ` line, which the README's
+/// deployment steps capture into `SECRET` before the smoke test uses it.
+#[test]
+fn the_deploy_smoke_test_captures_the_secret_it_uses() {
+    let readme = std::fs::read_to_string(repo_path("../README.md")).unwrap();
+    let deploying = readme.split("## Deploying to AWS").nth(1).unwrap();
+    let steps = deploying.split("```sh").nth(1).unwrap().split("```").next().unwrap();
+    let set = steps.find("SECRET=$(").expect("the steps set SECRET");
+    let used = steps.find("$SECRET").expect("the smoke test uses SECRET");
+    assert!(set < used, "SECRET is set before it is used");
+    assert!(steps[set..used].contains("sed -n 's/^client_secret: //p'"), "{steps}");
+
+    let dir = std::env::temp_dir().join(format!("deploy-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let seed = dir.join("seed.toml");
+    std::fs::copy(repo_path("seed.toml"), &seed).unwrap();
+    let output = Command::new(binary("tokenctl", "debug"))
+        .args(["add-client", "--id", "billing", "--tenant", "/acme", "--scopes", "read write"])
+        .arg("--seed")
+        .arg(&seed)
+        .env_remove("TABLE_NAME")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let secrets: Vec<&str> =
+        stdout.lines().filter_map(|line| line.strip_prefix("client_secret: ")).collect();
+    assert_eq!(secrets.len(), 1, "{stdout}");
+    assert_eq!(secrets[0].len(), 43, "the whole 256-bit secret on that line: {stdout}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
