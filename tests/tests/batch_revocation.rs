@@ -50,6 +50,11 @@ async fn bob_login(server: &TestServer) -> Value {
     response.json().await.unwrap()
 }
 
+/// The `sub` of a login's access token, as introspection reports it.
+async fn subject_of(server: &TestServer, login: &Value) -> Value {
+    introspect(server, APP_CLIENT, login["access_token"].as_str().unwrap()).await["sub"].clone()
+}
+
 on_both_backends!(
     the_caller_needs_a_valid_token_with_the_batch_scope,
     forgeries_of_the_callers_token_are_401_and_cut_nothing_off,
@@ -222,9 +227,7 @@ async fn narrowing_by_subject_revokes_only_that_subjects_tokens(backend: Backend
     let (server, clock) = clocked(backend).await;
     let alice = login(&server).await;
     let bob = bob_login(&server).await;
-    let alice_sub = introspect(&server, APP_CLIENT, alice["access_token"].as_str().unwrap()).await
-        ["sub"]
-        .clone();
+    let alice_sub = subject_of(&server, &alice).await;
     let admin = admin_token(&server).await;
     clock.advance(1);
     assert_eq!(batch_count(&server, &admin, json!({"subject": alice_sub})).await, 2);
@@ -272,9 +275,7 @@ async fn narrowing_by_client_and_subject_revokes_only_that_pairs_tokens(backend:
     let (server, clock) = clocked(backend).await;
     let alice = login(&server).await;
     let bob = bob_login(&server).await;
-    let alice_sub = introspect(&server, APP_CLIENT, alice["access_token"].as_str().unwrap()).await
-        ["sub"]
-        .clone();
+    let alice_sub = subject_of(&server, &alice).await;
     let admin = admin_token(&server).await;
     clock.advance(1);
     let body = json!({"clientId": "app-client", "subject": alice_sub});
@@ -301,9 +302,7 @@ async fn every_layer_can_hold_the_latest_cutoff_whatever_the_order(backend: Back
             let middle = login(&server).await;
             clock.advance(10);
             let late = login(&server).await;
-            let subject = introspect(&server, APP_CLIENT, early["access_token"].as_str().unwrap())
-                .await["sub"]
-                .clone();
+            let subject = subject_of(&server, &early).await;
             let admin = admin_token(&server).await;
             clock.advance(10);
             let cut = |layer: &str, at: u64| {
@@ -528,9 +527,7 @@ async fn cut_off_refresh_tokens_are_inactive_to_introspection(backend: Backend) 
     let bob_refresh = bob["refresh_token"].as_str().unwrap();
     assert!(is_active(&server, alice_refresh).await);
     // An ancestor tenant's cutoff reaches bob in /acme/sales; a subject cutoff reaches alice.
-    let alice_sub = introspect(&server, APP_CLIENT, alice["access_token"].as_str().unwrap()).await
-        ["sub"]
-        .clone();
+    let alice_sub = subject_of(&server, &alice).await;
     batch_count(&server, &admin, json!({"subject": alice_sub})).await;
     assert!(!is_active(&server, alice_refresh).await, "subject layer");
     assert!(is_active(&server, bob_refresh).await, "not yet");

@@ -124,17 +124,23 @@ async fn template_and_create_table_agree_on_keys_indexes_and_ttl() {
     assert_eq!(template["Resources"]["TokenTable"]["DeletionPolicy"].as_str(), Some("Retain"));
 }
 
+/// The services on a fresh seeded table, its round trips counted.
+async fn counted_wiring() -> (DynamoStore, RoundTrips, Wiring) {
+    let (store, round_trips) = dynamo::fresh_store_counting().await;
+    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    let config = test_config("https://issuer", SigningAlgorithm::ES256);
+    let keys = KeySet::generate(SigningAlgorithm::ES256).unwrap();
+    let wiring = Wiring::with_system_clock(config, keys, Stores::all(Arc::new(store.clone())));
+    (store, round_trips, wiring)
+}
+
 /// Issuing costs at most two round trips once the client record is cached (and client
 /// credentials costs two even cold); every request is counted by an SDK interceptor.
 #[tokio::test]
 async fn round_trips_stay_within_budget() {
-    let (store, round_trips) = dynamo::fresh_store_counting().await;
-    let store = Arc::new(store);
-    load_seed(&repo_path("seed.toml")).install(store.as_ref(), store.as_ref()).await.unwrap();
+    let (_, round_trips, wiring) = counted_wiring().await;
     round_trips.take();
-    let config = test_config("https://issuer", SigningAlgorithm::ES256);
-    let keys = KeySet::generate(SigningAlgorithm::ES256).unwrap();
-    let service = Wiring::with_system_clock(config, keys, Stores::all(store)).token_service();
+    let service = wiring.token_service();
     let authenticate = async |(id, secret): (&str, &str)| {
         service
             .authenticator()
@@ -389,11 +395,7 @@ async fn unreadable_revocation_state_fails_closed() {
 /// BatchGetItem; bearer revocation records the device id with a TTL at the token's expiry.
 #[tokio::test]
 async fn verification_is_one_round_trip_and_logout_records_the_device() {
-    let (store, round_trips) = dynamo::fresh_store_counting().await;
-    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
-    let config = test_config("https://issuer", SigningAlgorithm::ES256);
-    let keys = KeySet::generate(SigningAlgorithm::ES256).unwrap();
-    let wiring = Wiring::with_system_clock(config, keys, Stores::all(Arc::new(store.clone())));
+    let (store, round_trips, wiring) = counted_wiring().await;
     let service = wiring.token_service();
     let client = service
         .authenticator()
@@ -763,11 +765,7 @@ async fn a_conflict_on_the_used_token_is_a_concurrent_use() {
 /// expire once every token it covers would have.
 #[tokio::test]
 async fn batch_revocation_is_one_write_and_its_record_expires_after_every_covered_token() {
-    let (store, round_trips) = dynamo::fresh_store_counting().await;
-    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
-    let config = test_config("https://issuer", SigningAlgorithm::ES256);
-    let keys = KeySet::generate(SigningAlgorithm::ES256).unwrap();
-    let wiring = Wiring::with_system_clock(config, keys, Stores::all(Arc::new(store.clone())));
+    let (store, round_trips, wiring) = counted_wiring().await;
     let service = wiring.token_service();
     let client_credentials =
         TokenParams { grant_type: Some("client_credentials"), ..Default::default() };
