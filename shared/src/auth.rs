@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use crate::domain::{Client, ClientId, MAX_SECRET_LEN, SecretDigest};
 use crate::error::Error;
-use crate::store::ClientStore;
+use crate::store::{ClientStore, GrantRead, GrantRecords};
 
 /// Client credentials as presented, not yet checked.
 pub struct PresentedClient {
@@ -26,22 +26,42 @@ impl Authenticator {
     /// Checks the client's secret against its stored digest. Every failure is the same
     /// `invalid_client`, and an unknown client costs the same digest comparison as a known one.
     pub async fn authenticate(&self, presented: &PresentedClient) -> Result<Client, Error> {
-        if presented.secret.len() > MAX_SECRET_LEN {
-            return Err(Error::InvalidClient);
+        let id = presented_id(presented)?;
+        check_secret(presented, self.clients.client(&id).await?)
+    }
+
+    /// [`Authenticator::authenticate`], reading with the client the records `next` names when
+    /// the store can do both in one round trip. Nothing of them is used before the client is
+    /// authenticated.
+    pub async fn authenticate_with(
+        &self,
+        presented: &PresentedClient,
+        next: GrantRead<'_>,
+        now: u64,
+    ) -> Result<(Client, Option<GrantRecords>), Error> {
+        let id = presented_id(presented)?;
+        let (client, records) = self.clients.client_with(&id, next, now).await?;
+        Ok((check_secret(presented, client)?, records))
+    }
+}
+
+fn presented_id(presented: &PresentedClient) -> Result<ClientId, Error> {
+    if presented.secret.len() > MAX_SECRET_LEN {
+        return Err(Error::InvalidClient);
+    }
+    ClientId::parse(&presented.id).map_err(|_| Error::InvalidClient)
+}
+
+fn check_secret(presented: &PresentedClient, found: Option<Client>) -> Result<Client, Error> {
+    match found {
+        Some(client) if client.secret_digest.matches(&presented.secret) => {
+            tracing::Span::current().record("client_id", client.id.as_str());
+            Ok(client)
         }
-        let Ok(id) = ClientId::parse(&presented.id) else {
-            return Err(Error::InvalidClient);
-        };
-        match self.clients.client(&id).await? {
-            Some(client) if client.secret_digest.matches(&presented.secret) => {
-                tracing::Span::current().record("client_id", client.id.as_str());
-                Ok(client)
-            }
-            Some(_) => Err(Error::InvalidClient),
-            None => {
-                std::hint::black_box(unknown_client_digest().matches(&presented.secret));
-                Err(Error::InvalidClient)
-            }
+        Some(_) => Err(Error::InvalidClient),
+        None => {
+            std::hint::black_box(unknown_client_digest().matches(&presented.secret));
+            Err(Error::InvalidClient)
         }
     }
 }

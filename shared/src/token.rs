@@ -5,16 +5,18 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, PresentedClient};
 use crate::clock::Clock;
 use crate::domain::{
-    Client, Grant, GrantId, GrantType, RefreshRecord, RefreshToken, ScopeSet, TenantPath, TokenId,
-    Username,
+    Client, Grant, GrantId, GrantType, RefreshRecord, RefreshToken, ScopeSet, SecretDigest,
+    TenantPath, TokenId, Username,
 };
 use crate::error::Error;
 use crate::jwt::{AccessTokenClaims, AccessTokens};
 use crate::password::{MAX_PASSWORD_LEN, Passwords, Verified};
-use crate::store::{CutoffGuard, IssuedToken, Rotation, Stores, TokenKind, layer};
+use crate::store::{
+    CutoffGuard, GrantRead, GrantRecords, IssuedToken, Rotation, Stores, TokenKind, layer,
+};
 
 /// Longest `access-token-lifetime` value read; longer is malformed, not merely large.
 const MAX_LIFETIME_DIGITS: usize = 32;
@@ -47,6 +49,38 @@ struct Principal<'a> {
     subject: &'a str,
     tenant: &'a TenantPath,
     grant: Option<&'a GrantId>,
+}
+
+/// The keys of what a grant reads after its client, parsed from the request where they are well
+/// formed; a malformed value is left for the grant itself to refuse, after authentication. A
+/// password login without `tenant_path` reads its user in the client's tenant, which only the
+/// client record tells.
+enum NextRead {
+    User(TenantPath, Username),
+    RefreshToken(GrantId, SecretDigest),
+}
+
+impl NextRead {
+    fn of(params: &TokenParams<'_>) -> Option<Self> {
+        match params.grant_type? {
+            "password" => Some(Self::User(
+                TenantPath::parse(params.tenant_path?).ok()?,
+                Username::parse(params.username?).ok()?,
+            )),
+            "refresh_token" => {
+                let (grant, digest) = RefreshToken::parse(params.refresh_token?)?;
+                Some(Self::RefreshToken(grant, digest))
+            }
+            _ => None,
+        }
+    }
+
+    fn as_grant_read(&self) -> GrantRead<'_> {
+        match self {
+            Self::User(tenant, username) => GrantRead::User { tenant, username },
+            Self::RefreshToken(grant, digest) => GrantRead::RefreshToken { grant, digest },
+        }
+    }
 }
 
 fn bad_credentials() -> Error {
@@ -88,10 +122,39 @@ impl TokenService {
         &self.auth
     }
 
+    /// Authenticates the client, then issues. A refresh, and a password login naming its
+    /// `tenant_path`, read the client together with the refresh token and its grant, or the
+    /// user, so a cold instance issues in two round trips as a warm one does.
+    pub async fn authenticate_and_issue(
+        &self,
+        presented: &PresentedClient,
+        params: &TokenParams<'_>,
+    ) -> Result<TokenResponse, Error> {
+        let (client, records) = match NextRead::of(params) {
+            Some(next) => {
+                let now = self.clock.now();
+                self.auth.authenticate_with(presented, next.as_grant_read(), now).await?
+            }
+            None => (self.auth.authenticate(presented).await?, None),
+        };
+        self.issue_with(&client, params, records).await
+    }
+
     pub async fn issue(
         &self,
         client: &Client,
         params: &TokenParams<'_>,
+    ) -> Result<TokenResponse, Error> {
+        self.issue_with(client, params, None).await
+    }
+
+    /// Issues for an authenticated client; `records` are what [`Self::authenticate_and_issue`]
+    /// already read for the grant, if anything.
+    async fn issue_with(
+        &self,
+        client: &Client,
+        params: &TokenParams<'_>,
+        records: Option<GrantRecords>,
     ) -> Result<TokenResponse, Error> {
         let grant = params
             .grant_type
@@ -128,10 +191,10 @@ impl TokenService {
             }
             GrantType::Password => {
                 let scope = narrow(requested_scope, &client.scopes)?;
-                self.password_grant(client, params, scope, lifetime).await
+                self.password_grant(client, params, scope, lifetime, records).await
             }
             GrantType::RefreshToken => {
-                self.refresh_grant(client, params, requested_scope, lifetime).await
+                self.refresh_grant(client, params, requested_scope, lifetime, records).await
             }
         }
     }
@@ -142,6 +205,7 @@ impl TokenService {
         params: &TokenParams<'_>,
         scope: ScopeSet,
         lifetime: u64,
+        records: Option<GrantRecords>,
     ) -> Result<TokenResponse, Error> {
         // Every limit is checked before the expensive hash.
         let username =
@@ -167,7 +231,10 @@ impl TokenService {
             ));
         }
 
-        let user = self.stores.users.user(&tenant, &username).await?;
+        let user = match records {
+            Some(GrantRecords::User(user)) => user,
+            _ => self.stores.users.user(&tenant, &username).await?,
+        };
         let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
         let verified = self
             .passwords
@@ -218,14 +285,18 @@ impl TokenService {
         params: &TokenParams<'_>,
         requested_scope: Option<ScopeSet>,
         lifetime: u64,
+        records: Option<GrantRecords>,
     ) -> Result<TokenResponse, Error> {
         let presented = params
             .refresh_token
             .ok_or_else(|| Error::invalid_request("refresh_token is required"))?;
         let (grant_id, digest) = RefreshToken::parse(presented).ok_or_else(bad_refresh_token)?;
         let now = self.clock.now();
-        let Some((used, grant)) = self.stores.grants.refresh_token(&grant_id, &digest, now).await?
-        else {
+        let found = match records {
+            Some(GrantRecords::RefreshToken(found)) => found,
+            _ => self.stores.grants.refresh_token(&grant_id, &digest, now).await?,
+        };
+        let Some((used, grant)) = found else {
             return Err(bad_refresh_token());
         };
         // Bound to its client: another client learns nothing and changes nothing.

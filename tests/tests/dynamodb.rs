@@ -8,8 +8,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::dynamo::{self, Fault, RoundTrips};
 use integration_tests::{
-    ADMIN_CLIENT, APP_CLIENT, CC_CLIENT, TestServer, load_seed, repo_path, seeded_dynamodb,
-    test_config,
+    ADMIN_CLIENT, APP_CLIENT, CC_CLIENT, OTHER_APP, TestServer, load_seed, repo_path,
+    seeded_dynamodb, test_config,
 };
 use serde_json::Value;
 use serde_yaml::Value as Yaml;
@@ -20,7 +20,7 @@ use token_service::keys::{KeySet, SigningAlgorithm};
 use token_service::setup::{self, Wiring};
 use token_service::store::Stores;
 use token_service::store::dynamodb::{DynamoStore, table};
-use token_service::token::TokenParams;
+use token_service::token::{TokenParams, TokenResponse, TokenService};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -134,58 +134,126 @@ async fn counted_wiring() -> (DynamoStore, RoundTrips, Wiring) {
     (store, round_trips, wiring)
 }
 
-/// Issuing costs at most two round trips once the client record is cached (and client
-/// credentials costs two even cold); every request is counted by an SDK interceptor.
+/// Authenticates and issues as the token endpoint does; returns the answer and how many
+/// round trips it took.
+async fn issue_counted(
+    service: &TokenService,
+    round_trips: &RoundTrips,
+    (id, secret): (&str, &str),
+    params: &TokenParams<'_>,
+) -> (Result<TokenResponse, token_service::error::Error>, usize) {
+    round_trips.take();
+    let presented = PresentedClient { id: id.into(), secret: secret.into() };
+    let answer = service.authenticate_and_issue(&presented, params).await;
+    (answer, round_trips.take())
+}
+
+/// Issuing costs at most two round trips, cold or warm, as an SDK interceptor counts them. The
+/// one exception is a password login without `tenant_path` on an instance that has not cached
+/// the client: the user's tenant is then the client's, which only the client record tells.
 #[tokio::test]
 async fn round_trips_stay_within_budget() {
-    let (_, round_trips, wiring) = counted_wiring().await;
-    round_trips.take();
-    let service = wiring.token_service();
-    let authenticate = async |(id, secret): (&str, &str)| {
-        service
-            .authenticator()
-            .authenticate(&PresentedClient { id: id.into(), secret: secret.into() })
-            .await
-            .unwrap()
+    let (store, round_trips, wiring) = counted_wiring().await;
+    // A new instance: nothing cached.
+    let cold = || {
+        let config = test_config("https://issuer", SigningAlgorithm::ES256);
+        let keys = KeySet::generate(SigningAlgorithm::ES256).unwrap();
+        Wiring::with_system_clock(config, keys, Stores::all(Arc::new(store.clone())))
+            .token_service()
     };
-    let count = |round_trips: &RoundTrips| round_trips.take();
+    let warm = wiring.token_service();
+    let trips = async |service: &TokenService, client, params: &TokenParams<'_>| {
+        let (answer, trips) = issue_counted(service, &round_trips, client, params).await;
+        (answer.unwrap(), trips)
+    };
 
-    let cc = authenticate(CC_CLIENT).await;
-    service
-        .issue(&cc, &TokenParams { grant_type: Some("client_credentials"), ..Default::default() })
-        .await
-        .unwrap();
-    assert_eq!(count(&round_trips), 2, "client_credentials, cold: GetItem client + PutItem issued");
-    let cc = authenticate(CC_CLIENT).await;
-    service
-        .issue(&cc, &TokenParams { grant_type: Some("client_credentials"), ..Default::default() })
-        .await
-        .unwrap();
-    assert_eq!(count(&round_trips), 1, "client_credentials, warm: PutItem issued");
+    let cc = TokenParams { grant_type: Some("client_credentials"), ..Default::default() };
+    assert_eq!(
+        trips(&cold(), CC_CLIENT, &cc).await.1,
+        2,
+        "client_credentials, cold: GetItem client + PutItem issued"
+    );
+    trips(&warm, CC_CLIENT, &cc).await;
+    assert_eq!(trips(&warm, CC_CLIENT, &cc).await.1, 1, "client_credentials, warm: PutItem issued");
 
-    authenticate(APP_CLIENT).await; // warms the client cache, as any earlier request would
-    round_trips.take();
-    let app = authenticate(APP_CLIENT).await;
     let login = TokenParams {
         grant_type: Some("password"),
         username: Some("alice"),
         password: Some("alice-password-1"),
+        tenant_path: Some("/acme"),
         ..Default::default()
     };
-    let first = service.issue(&app, &login).await.unwrap();
-    assert_eq!(count(&round_trips), 2, "password, warm: GetItem user + TransactWriteItems");
+    let (first, cold_login) = trips(&cold(), APP_CLIENT, &login).await;
+    assert_eq!(cold_login, 2, "password, cold: BatchGetItem client + user, TransactWriteItems");
+    trips(&warm, APP_CLIENT, &login).await;
+    assert_eq!(
+        trips(&warm, APP_CLIENT, &login).await.1,
+        2,
+        "password, warm: GetItem user + TransactWriteItems"
+    );
+    let no_tenant_path = TokenParams { tenant_path: None, ..login };
+    assert_eq!(
+        trips(&cold(), APP_CLIENT, &no_tenant_path).await.1,
+        3,
+        "password without tenant_path, cold: the client first, then its tenant's user"
+    );
+    assert_eq!(trips(&warm, APP_CLIENT, &no_tenant_path).await.1, 2, "the same, warm");
 
-    let refresh_token = first.refresh_token.unwrap();
+    let token = first.refresh_token.unwrap();
     let refresh = TokenParams {
         grant_type: Some("refresh_token"),
-        refresh_token: Some(&refresh_token),
+        refresh_token: Some(&token),
         ..Default::default()
     };
-    service.issue(&app, &refresh).await.unwrap();
-    assert_eq!(count(&round_trips), 2, "refresh, warm: BatchGetItem + TransactWriteItems");
+    let (second, cold_refresh) = trips(&cold(), APP_CLIENT, &refresh).await;
+    assert_eq!(
+        cold_refresh, 2,
+        "refresh, cold: BatchGetItem client + token + grant, TransactWriteItems"
+    );
+    let token = second.refresh_token.unwrap();
+    let refresh = TokenParams { refresh_token: Some(&token), ..refresh };
+    assert_eq!(
+        trips(&warm, APP_CLIENT, &refresh).await.1,
+        2,
+        "refresh, warm: BatchGetItem + TransactWriteItems"
+    );
 
-    assert!(service.issue(&app, &refresh).await.is_err());
-    assert_eq!(count(&round_trips), 2, "reuse: BatchGetItem + UpdateItem revoking the grant");
+    let (reused, reuse_trips) = issue_counted(&warm, &round_trips, APP_CLIENT, &refresh).await;
+    assert!(reused.is_err());
+    assert_eq!(reuse_trips, 2, "reuse: BatchGetItem + UpdateItem revoking the grant");
+}
+
+/// A cold read of the client and a grant's records together still refuses what it must: a wrong
+/// secret reads but uses nothing, and another client's refresh token is `invalid_grant`.
+#[tokio::test]
+async fn the_combined_first_read_authenticates_before_it_uses_anything() {
+    use token_service::error::Error;
+    let (_, round_trips, wiring) = counted_wiring().await;
+    let service = wiring.token_service();
+    let login = TokenParams {
+        grant_type: Some("password"),
+        username: Some("alice"),
+        password: Some("alice-password-1"),
+        tenant_path: Some("/acme"),
+        ..Default::default()
+    };
+    let wrong_secret = (APP_CLIENT.0, "not-the-secret-of-app-client-0123456789");
+    let (answer, _) = issue_counted(&service, &round_trips, wrong_secret, &login).await;
+    assert!(matches!(answer, Err(Error::InvalidClient)), "{answer:?}");
+    let (first, _) = issue_counted(&service, &round_trips, APP_CLIENT, &login).await;
+    let token = first.unwrap().refresh_token.unwrap();
+    let refresh = TokenParams {
+        grant_type: Some("refresh_token"),
+        refresh_token: Some(&token),
+        ..Default::default()
+    };
+    let (answer, _) = issue_counted(&service, &round_trips, OTHER_APP, &refresh).await;
+    assert!(
+        matches!(answer, Err(Error::InvalidGrant(_) | Error::UnauthorizedClient(_))),
+        "{answer:?}"
+    );
+    let (answer, _) = issue_counted(&service, &round_trips, APP_CLIENT, &refresh).await;
+    assert!(answer.is_ok(), "the token is still unused: {answer:?}");
 }
 
 #[tokio::test]

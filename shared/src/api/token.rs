@@ -15,7 +15,6 @@ pub async fn handle(service: &TokenService, request: &Request) -> Result<Respons
     }
     let form = Form::parse(request.headers(), request.body().as_ref())?;
     let presented = presented_client(request.headers(), &form)?;
-    let client = service.authenticator().authenticate(&presented).await?;
     let params = TokenParams {
         grant_type: form.get("grant_type"),
         scope: form.get("scope"),
@@ -25,6 +24,6 @@ pub async fn handle(service: &TokenService, request: &Request) -> Result<Respons
         tenant_path: form.get("tenant_path"),
         refresh_token: form.get("refresh_token"),
     };
-    let response = service.issue(&client, &params).await?;
+    let response = service.authenticate_and_issue(&presented, &params).await?;
     Ok(json_response(StatusCode::OK, &response, Caching::NoStore))
 }

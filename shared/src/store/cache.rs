@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::{ClientStore, StoreError};
+use super::{ClientStore, GrantRead, GrantRecords, StoreError};
 use crate::clock::Clock;
 use crate::domain::{Client, ClientId};
 
@@ -27,26 +27,50 @@ impl CachedClients {
     pub fn new(inner: Arc<dyn ClientStore>, clock: Arc<dyn Clock>, ttl: u64) -> Self {
         Self { inner, clock, ttl, entries: Mutex::default() }
     }
+
+    fn cached(&self, id: &ClientId, now: u64) -> Option<Client> {
+        let entries = self.entries.lock().ok()?;
+        let (client, fetched_at) = entries.get(id)?;
+        (now < fetched_at + self.ttl).then(|| client.clone())
+    }
+
+    fn remember(&self, found: &Option<Client>, now: u64) {
+        if let (Some(client), Ok(mut entries)) = (found, self.entries.lock()) {
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
+            entries.insert(client.id.clone(), (client.clone(), now));
+        }
+    }
 }
 
 #[async_trait]
 impl ClientStore for CachedClients {
     async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
         let now = self.clock.now();
-        if let Ok(entries) = self.entries.lock()
-            && let Some((client, fetched_at)) = entries.get(id)
-            && now < fetched_at + self.ttl
-        {
-            return Ok(Some(client.clone()));
+        if let Some(client) = self.cached(id, now) {
+            return Ok(Some(client));
         }
         let found = self.inner.client(id).await?;
-        if let (Some(client), Ok(mut entries)) = (&found, self.entries.lock()) {
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
-            }
-            entries.insert(id.clone(), (client.clone(), now));
-        }
+        self.remember(&found, now);
         Ok(found)
+    }
+
+    /// A cached client leaves the grant's records to the caller (one read either way); a cold
+    /// one is read together with them.
+    async fn client_with(
+        &self,
+        id: &ClientId,
+        next: GrantRead<'_>,
+        now: u64,
+    ) -> Result<(Option<Client>, Option<GrantRecords>), StoreError> {
+        let cache_now = self.clock.now();
+        if let Some(client) = self.cached(id, cache_now) {
+            return Ok((Some(client), None));
+        }
+        let (found, records) = self.inner.client_with(id, next, now).await?;
+        self.remember(&found, cache_now);
+        Ok((found, records))
     }
 
     async fn put_client(&self, client: &Client) -> Result<(), StoreError> {

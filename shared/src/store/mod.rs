@@ -49,10 +49,38 @@ impl Stores {
     }
 }
 
+/// What a password or refresh request reads right after its client. Its keys are known before
+/// the client is authenticated, so a store can fetch both in one round trip.
+#[derive(Clone, Copy, Debug)]
+pub enum GrantRead<'a> {
+    User { tenant: &'a TenantPath, username: &'a Username },
+    RefreshToken { grant: &'a GrantId, digest: &'a SecretDigest },
+}
+
+/// What a [`GrantRead`] found, as [`UserStore::user`] and [`GrantStore::refresh_token`] would
+/// have answered.
+#[derive(Clone, Debug)]
+pub enum GrantRecords {
+    User(Option<User>),
+    RefreshToken(Option<(RefreshRecord, Grant)>),
+}
+
 /// Client records: read on every token request.
 #[async_trait]
 pub trait ClientStore: Send + Sync {
     async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError>;
+
+    /// The client and, where the store can read them in the same round trip, the records
+    /// `next` names (`None`: not read, the caller reads them itself).
+    async fn client_with(
+        &self,
+        id: &ClientId,
+        _next: GrantRead<'_>,
+        _now: u64,
+    ) -> Result<(Option<Client>, Option<GrantRecords>), StoreError> {
+        Ok((self.client(id).await?, None))
+    }
+
     /// Creates or replaces a client (admin path only).
     async fn put_client(&self, client: &Client) -> Result<(), StoreError>;
 }

@@ -17,9 +17,9 @@ use aws_sdk_dynamodb::types::{
 
 use self::table::{ISSUED_INDEX, ISSUED_PK, ISSUED_SK, PK, SK, TTL};
 use super::{
-    ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
-    RevocationRecord, RevocationState, RevocationStore, Rotation, StoreError, TokenKind, TokenRef,
-    UserStore, layer,
+    ClientStore, CutoffGuard, GrantRead, GrantRecords, GrantStore, IssuanceFilter, IssuanceLog,
+    IssuedToken, RevocationRecord, RevocationState, RevocationStore, Rotation, StoreError,
+    TokenKind, TokenRef, UserStore, layer,
 };
 use crate::domain::{
     Client, ClientId, Grant, GrantId, GrantType, RefreshRecord, ScopeSet, SecretDigest, TenantPath,
@@ -480,6 +480,31 @@ impl DynamoStore {
     }
 }
 
+/// The refresh token with `digest` and its grant `grant` among batch-read items: absent when
+/// either is missing or expired, or the token belongs to another grant.
+fn refresh_and_grant(
+    found: &mut HashMap<String, Item>,
+    grant: &GrantId,
+    digest: &SecretDigest,
+    now: u64,
+) -> Result<Option<(RefreshRecord, Grant)>, StoreError> {
+    let (refresh_pk, grant_pk) = (pk_of(&refresh_key(digest)), pk_of(&grant_key(grant)));
+    let (Some(record), Some(grant_item)) = (found.remove(&refresh_pk), found.remove(&grant_pk))
+    else {
+        return Ok(None);
+    };
+    let record_fields = Fields { kind: "refresh token", item: &record };
+    let grant_fields = Fields { kind: "grant", item: &grant_item };
+    if record_fields.expired(now)? || grant_fields.expired(now)? {
+        return Ok(None);
+    }
+    let record = refresh_from(&record)?;
+    if record.grant_id != *grant {
+        return Ok(None);
+    }
+    Ok(Some((record, grant_from(&grant_item)?)))
+}
+
 fn pk_of(item: &Item) -> String {
     item.get(PK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
 }
@@ -488,6 +513,39 @@ fn pk_of(item: &Item) -> String {
 impl ClientStore for DynamoStore {
     async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
         self.get(client_key(id), "GetItem client").await?.as_ref().map(client_from).transpose()
+    }
+
+    /// One strongly consistent BatchGetItem for the client and the grant's records.
+    async fn client_with(
+        &self,
+        id: &ClientId,
+        next: GrantRead<'_>,
+        now: u64,
+    ) -> Result<(Option<Client>, Option<GrantRecords>), StoreError> {
+        let client_key = client_key(id);
+        let client_pk = pk_of(&client_key);
+        let mut keys = vec![client_key];
+        match next {
+            GrantRead::User { tenant, username } => keys.push(user_key(tenant, username)),
+            GrantRead::RefreshToken { grant, digest } => {
+                keys.extend([refresh_key(digest), grant_key(grant)]);
+            }
+        }
+        let mut found = self.batch_get(keys).await?;
+        let client = found.remove(&client_pk).as_ref().map(client_from).transpose()?;
+        let records = match next {
+            GrantRead::User { tenant, username } => GrantRecords::User(
+                found
+                    .remove(&pk_of(&user_key(tenant, username)))
+                    .as_ref()
+                    .map(user_from)
+                    .transpose()?,
+            ),
+            GrantRead::RefreshToken { grant, digest } => {
+                GrantRecords::RefreshToken(refresh_and_grant(&mut found, grant, digest, now)?)
+            }
+        };
+        Ok((client, Some(records)))
     }
 
     async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
@@ -585,23 +643,8 @@ impl GrantStore for DynamoStore {
         digest: &SecretDigest,
         now: u64,
     ) -> Result<Option<(RefreshRecord, Grant)>, StoreError> {
-        let (refresh_key, grant_key) = (refresh_key(digest), grant_key(grant));
-        let (refresh_pk, grant_pk) = (pk_of(&refresh_key), pk_of(&grant_key));
-        let mut found = self.batch_get(vec![refresh_key, grant_key]).await?;
-        let (Some(record), Some(grant_item)) = (found.remove(&refresh_pk), found.remove(&grant_pk))
-        else {
-            return Ok(None);
-        };
-        let record_fields = Fields { kind: "refresh token", item: &record };
-        let grant_fields = Fields { kind: "grant", item: &grant_item };
-        if record_fields.expired(now)? || grant_fields.expired(now)? {
-            return Ok(None);
-        }
-        let record = refresh_from(&record)?;
-        if record.grant_id != *grant {
-            return Ok(None);
-        }
-        Ok(Some((record, grant_from(&grant_item)?)))
+        let mut found = self.batch_get(vec![refresh_key(digest), grant_key(grant)]).await?;
+        refresh_and_grant(&mut found, grant, digest, now)
     }
 
     async fn rotate_refresh_token(
