@@ -156,8 +156,8 @@ for _ in $(seq 100); do curl -s "http://127.0.0.1:$dynalite_port" >/dev/null && 
   echo "## Counting for a batch revocation on dynalite"
   echo
   echo "$tokens live tokens in one tenant, loaded one PutItem each as the token function writes them."
-  echo "dynalite rounds each item up to 4 KB when it reports read units; DynamoDB rounds a page's"
-  echo "total, so its figure for the same count is the estimate above."
+  echo "dynalite reports the read units of the bytes it read, as strongly consistent reads would cost"
+  echo "them; DynamoDB bills the index's eventually consistent reads at half that."
   echo
   AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$dynalite_port" AWS_ACCESS_KEY_ID=bench \
     AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 target/release/bench count "$tokens" 2>/dev/null
