@@ -34,6 +34,18 @@ pub const SALES_ADMIN: (&str, &str) = ("sales-admin", "sales-admin-secret-012345
 pub const SPECIAL_CLIENT: (&str, &str) = ("svc.a~b_c-d", "s3cr:t+with%special&chars/0123456789 é");
 pub const AUDIENCE: &str = "https://api.test";
 
+/// Alice's password login through app-client, as the token endpoint receives it, naming her
+/// tenant `/acme`.
+pub fn alice_login() -> token_service::token::TokenParams<'static> {
+    token_service::token::TokenParams {
+        grant_type: Some("password"),
+        username: Some("alice"),
+        password: Some("alice-password-1"),
+        tenant_path: Some("/acme"),
+        ..Default::default()
+    }
+}
+
 pub fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::dynamo::{self, Fault, RoundTrips};
 use integration_tests::{
-    ADMIN_CLIENT, APP_CLIENT, CC_CLIENT, OTHER_APP, TestServer, load_seed, repo_path,
+    ADMIN_CLIENT, APP_CLIENT, CC_CLIENT, OTHER_APP, TestServer, alice_login, load_seed, repo_path,
     seeded_dynamodb, test_config,
 };
 use serde_json::Value;
@@ -176,13 +176,7 @@ async fn round_trips_stay_within_budget() {
     trips(&warm, CC_CLIENT, &cc).await;
     assert_eq!(trips(&warm, CC_CLIENT, &cc).await.1, 1, "client_credentials, warm: PutItem issued");
 
-    let login = TokenParams {
-        grant_type: Some("password"),
-        username: Some("alice"),
-        password: Some("alice-password-1"),
-        tenant_path: Some("/acme"),
-        ..Default::default()
-    };
+    let login = alice_login();
     let (first, cold_login) = trips(&cold(), APP_CLIENT, &login).await;
     assert_eq!(cold_login, 2, "password, cold: BatchGetItem client + user, TransactWriteItems");
     trips(&warm, APP_CLIENT, &login).await;
@@ -230,13 +224,7 @@ async fn the_combined_first_read_authenticates_before_it_uses_anything() {
     use token_service::error::Error;
     let (_, round_trips, wiring) = counted_wiring().await;
     let service = wiring.token_service();
-    let login = TokenParams {
-        grant_type: Some("password"),
-        username: Some("alice"),
-        password: Some("alice-password-1"),
-        tenant_path: Some("/acme"),
-        ..Default::default()
-    };
+    let login = alice_login();
     let wrong_secret = (APP_CLIENT.0, "not-the-secret-of-app-client-0123456789");
     let (answer, _) = issue_counted(&service, &round_trips, wrong_secret, &login).await;
     assert!(matches!(answer, Err(Error::InvalidClient)), "{answer:?}");
@@ -470,12 +458,7 @@ async fn verification_is_one_round_trip_and_logout_records_the_device() {
         .authenticate(&PresentedClient { id: APP_CLIENT.0.into(), secret: APP_CLIENT.1.into() })
         .await
         .unwrap();
-    let login = TokenParams {
-        grant_type: Some("password"),
-        username: Some("alice"),
-        password: Some("alice-password-1"),
-        ..Default::default()
-    };
+    let login = alice_login();
     let access = service.issue(&client, &login).await.unwrap().access_token;
 
     let verifier = wiring.verifier();

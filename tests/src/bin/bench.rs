@@ -20,7 +20,9 @@ use integration_tests::dynamo::{self, RoundTrips};
 use integration_tests::emulator::{
     Deployment, Function, binary, deployment, fixture, http, token_event,
 };
-use integration_tests::{ADMIN_CLIENT, APP_CLIENT, CC_CLIENT, load_seed, repo_path, test_config};
+use integration_tests::{
+    ADMIN_CLIENT, APP_CLIENT, CC_CLIENT, alice_login, load_seed, repo_path, test_config,
+};
 use serde_json::Value;
 use token_service::auth::PresentedClient;
 use token_service::clock::{Clock, SystemClock};
@@ -225,13 +227,7 @@ async fn dynamodb(tokens: usize) {
         let presented = PresentedClient { id: APP_CLIENT.0.into(), secret: APP_CLIENT.1.into() };
         service.authenticate_and_issue(&presented, params).await.unwrap()
     };
-    let login = TokenParams {
-        grant_type: Some("password"),
-        username: Some("alice"),
-        password: Some("alice-password-1"),
-        tenant_path: Some("/acme"),
-        ..TokenParams::default()
-    };
+    let login = alice_login();
     round_trips.take();
     let first = issue(&cold(), &login).await;
     println!(
