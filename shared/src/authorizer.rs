@@ -14,7 +14,8 @@ use tracing::Instrument;
 use crate::domain::ScopeSet;
 use crate::verify::{Rejection, Verifier, VerifyError};
 
-/// The route key whose scopes apply to routes not listed.
+/// The route key whose scopes apply to routes not listed. Without it, an unlisted route is
+/// denied: allowing every route is said explicitly, as `"$default": ""`.
 pub const DEFAULT_ROUTE: &str = "$default";
 
 /// What the route receives as `$context.authorizer.lambda.*`.
@@ -52,6 +53,8 @@ enum Denial {
     InvalidToken(Rejection),
     #[error("the token lacks the route's scopes")]
     InsufficientScope,
+    #[error("the route is not in AUTHORIZER_ROUTE_SCOPES, which has no $default")]
+    UnlistedRoute,
     #[error("revocation state unreadable")]
     Unavailable,
 }
@@ -63,6 +66,7 @@ impl Denial {
             Self::MissingToken => "missing_token",
             Self::InvalidToken(_) => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
+            Self::UnlistedRoute => "unlisted_route",
             Self::Unavailable => "temporarily_unavailable",
         }
     }
@@ -131,10 +135,14 @@ impl Authorizer {
                 return Err(Denial::Unavailable);
             }
         };
-        let required =
-            self.route_scopes.get(route).or_else(|| self.route_scopes.get(DEFAULT_ROUTE));
+        // Fail closed: a route nobody configured is a route nobody meant to open.
+        let required = self
+            .route_scopes
+            .get(route)
+            .or_else(|| self.route_scopes.get(DEFAULT_ROUTE))
+            .ok_or(Denial::UnlistedRoute)?;
         let granted = ScopeSet::parse(&verified.claims.scope).unwrap_or_default();
-        if required.is_some_and(|required| !required.is_subset(&granted)) {
+        if !required.is_subset(&granted) {
             return Err(Denial::InsufficientScope);
         }
         let claims = verified.claims;

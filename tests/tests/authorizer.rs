@@ -33,10 +33,14 @@ fn setup_on(stores: Stores) -> Setup {
 }
 
 fn setup_with_keys(stores: Stores, keys: KeySet) -> Setup {
+    setup_routing(stores, keys, ROUTE_SCOPES)
+}
+
+fn setup_routing(stores: Stores, keys: KeySet, route_scopes: &str) -> Setup {
     let config = test_config_with(
         ISSUER,
         SigningAlgorithm::ES256,
-        &[("AUTHORIZER_ROUTE_SCOPES", ROUTE_SCOPES)],
+        &[("AUTHORIZER_ROUTE_SCOPES", route_scopes)],
     );
     let wiring = Wiring::new(config, keys.clone(), stores, Arc::new(SystemClock));
     Setup { router: wiring.router(), authorizer: wiring.authorizer(), keys }
@@ -64,6 +68,7 @@ on_both_backends!(
     every_forgery_of_an_admitted_token_is_denied,
     revoked_and_cut_off_tokens_are_denied,
     routes_require_their_configured_scopes,
+    unlisted_routes_are_denied_unless_a_default_opens_them,
 );
 
 async fn a_valid_token_is_admitted_with_its_context(backend: Backend) {
@@ -150,6 +155,29 @@ async fn routes_require_their_configured_scopes(backend: Backend) {
     assert!(authorize("GET /orders").await);
     assert!(!authorize("DELETE /orders").await, "lacks admin");
     assert!(authorize("POST /anything").await, "$default needs nothing");
+}
+
+/// The authorizer fails closed: with no `$default`, a route missing from the map is denied to
+/// every token, however scoped; only an explicit `"$default": ""` opens unlisted routes to any
+/// valid token.
+async fn unlisted_routes_are_denied_unless_a_default_opens_them(backend: Backend) {
+    let keys = KeySet::generate(SigningAlgorithm::ES256).unwrap();
+    for (route_scopes, listed, unlisted) in [
+        ("{}", false, false),
+        (r#"{"GET /orders": "write"}"#, true, false),
+        (r#"{"GET /orders": "write", "$default": "admin"}"#, true, false),
+        (r#"{"GET /orders": "write", "$default": ""}"#, true, true),
+    ] {
+        let setup = setup_routing(backend.seeded().await, keys.clone(), route_scopes);
+        let reader = token(&setup, CC_CLIENT).await; // read write
+        let authorize = async |route: &str| {
+            setup.authorizer.authorize(&authorizer_event(&reader, route)).await.is_authorized
+        };
+        assert_eq!(authorize("GET /orders").await, listed, "{route_scopes}: GET /orders");
+        for route in ["DELETE /admin/users", "POST /orders", "$default"] {
+            assert_eq!(authorize(route).await, unlisted, "{route_scopes}: {route}");
+        }
+    }
 }
 
 /// When the revocation state cannot be read, the authorizer denies.
