@@ -3,25 +3,29 @@
 //! counted from the issuance log.
 //!
 //! A scope is a tenant subtree, a client (in all its subtree or below a tenant of it), a subject,
-//! or a subject through one client; each is one cutoff layer (see `store::layer`), and verification reads every layer that applies to a token.
+//! or a subject through one client; each is one cutoff layer (see `store::layer`), and
+//! verification reads every layer that applies to a token.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::clock::Clock;
-// A cutoff record may expire once every token it covers has: they were all issued before its
-// `not_before` and none lives longer than `MAX_LIFETIME` (enforced when clients are registered).
-use crate::domain::{ClientId, Grant, GrantId, MAX_LIFETIME, TenantPath, UserId};
-use crate::error::Error;
-use crate::store::{IssuanceFilter, IssuedToken, Stores, layer};
+// A cutoff record may expire once no token it covers can verify: they were all issued before its
+// `not_before`, none lives longer than `MAX_LIFETIME` (enforced when clients are registered), and
+// each verifies until `verifiable_until` its expiry.
+use crate::domain::{
+    BATCH_REVOCATION_SCOPE, ClientId, Grant, GrantId, MAX_LIFETIME, TenantPath, UserId,
+};
+use crate::error::{Error, StoreError};
+use crate::jwt::verifiable_until;
+use crate::store::{IssuanceFilter, IssuedToken, Stores, SubjectId, layer};
 use crate::verify::{VerifiedToken, Verifier};
 
-/// The scope a caller's token needs.
-pub const BATCH_SCOPE: &str = "revoke:batch";
 /// How far in the future `creationBefore` may lie, for clock skew between caller and server.
 pub const FUTURE_SKEW_SECS: u64 = 5;
 
@@ -51,15 +55,18 @@ impl BatchRevocation {
         Self { verifier, stores, clock }
     }
 
-    /// Authorizes the bearer, writes the cutoff (unless `dryRun`), and returns how many live
-    /// tokens it revoked (or would revoke).
-    pub async fn revoke(&self, bearer: &str, body: &[u8]) -> Result<u64, Error> {
+    /// Authorizes the bearer, writes the cutoffs (unless `dryRun`), and returns how many live
+    /// tokens they revoked (or would revoke). Counting stops at `deadline`, when given (a Lambda
+    /// function's own, less a margin to answer): the answer is then a 503, and the cutoffs,
+    /// written before any counting, stand; a retry writes nothing new and counts again.
+    pub async fn revoke(
+        &self,
+        bearer: &str,
+        body: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<u64, Error> {
         let caller = self.verifier.verify(bearer).await?;
-        if !caller.claims.scope.split(' ').any(|scope| scope == BATCH_SCOPE) {
-            return Err(Error::InsufficientScope(
-                format!("the token lacks the {BATCH_SCOPE} scope").into(),
-            ));
-        }
+        caller.require_administrative(BATCH_REVOCATION_SCOPE)?;
         let request: BatchRequest = if body.iter().all(u8::is_ascii_whitespace) {
             BatchRequest::default()
         } else {
@@ -68,32 +75,49 @@ impl BatchRevocation {
         };
         let now = self.clock.now();
         let cutoff = cutoff_second(request.creation_before.as_deref(), now)?;
-        let Some((filter, layer)) = self.scope(&caller, &request).await? else {
-            return Ok(0);
+        let targets = self.targets(&caller, &request).await?;
+        let mut replaced = Vec::with_capacity(targets.len());
+        for Target { layer, .. } in &targets {
+            replaced.push(if request.dry_run {
+                None
+            } else {
+                // The revocation itself: one conditional write, before any counting.
+                let expires_at = verifiable_until(cutoff + MAX_LIFETIME);
+                Some(self.stores.revocations.raise_cutoff(layer, cutoff, expires_at, now).await?)
+            });
+        }
+        let counting = async {
+            let mut count = 0;
+            for (Target { filter, layer }, replaced) in targets.iter().zip(replaced) {
+                let covered = self.count(filter, cutoff, layer, replaced, now).await?;
+                tracing::info!(%layer, cutoff, count = covered, dry_run = request.dry_run, "batch revocation");
+                count += covered;
+            }
+            Ok::<_, Error>(count)
         };
-        let replaced = if request.dry_run {
-            None
-        } else {
-            // The revocation itself: one conditional write, before any counting.
-            let previous = self
-                .stores
-                .revocations
-                .raise_cutoff(&layer, cutoff, cutoff + MAX_LIFETIME, now)
-                .await?;
-            Some(previous)
-        };
-        let count = self.count(&filter, cutoff, &layer, replaced, now).await?;
-        tracing::info!(%layer, cutoff, count, dry_run = request.dry_run, "batch revocation");
-        Ok(count)
+        match deadline {
+            None => counting.await,
+            Some(deadline) => {
+                tokio::time::timeout_at(deadline.into(), counting).await.map_err(|_| {
+                    tracing::error!(
+                        dry_run = request.dry_run,
+                        "batch count stopped at the deadline; the cutoffs stand"
+                    );
+                    Error::Storage(StoreError("counting did not finish before the deadline".into()))
+                })?
+            }
+        }
     }
 
-    /// The filter and cutoff layer for the request, or `None` when the narrowing leaves nothing
-    /// (a client or subject whose tokens all lie outside `tenantPath`).
-    async fn scope(
+    /// The cutoff layers the request names, each with the filter of the tokens it covers: none
+    /// when the narrowing leaves nothing (a client or subject whose tokens all lie outside
+    /// `tenantPath`), two when `subject` names both a user and a client of the caller's subtree
+    /// (each id is its own subject, and the caller may cut off both, so both are).
+    async fn targets(
         &self,
         caller: &VerifiedToken,
         request: &BatchRequest,
-    ) -> Result<Option<(IssuanceFilter, String)>, Error> {
+    ) -> Result<Vec<Target>, Error> {
         let tenant = match &request.tenant_path {
             Some(raw) => {
                 TenantPath::parse(raw).map_err(|e| Error::invalid_request(e.to_string()))?
@@ -116,58 +140,72 @@ impl BatchRevocation {
             }
             None => None,
         };
-        let subject = match &request.subject {
-            Some(subject) => {
-                let home =
-                    self.subject_tenant(subject).await?.ok_or_else(|| forbidden("subject"))?;
-                if !home.is_within(&caller.tenant) {
-                    return Err(forbidden("subject"));
-                }
-                Some((subject.clone(), home))
+        let subjects = match &request.subject {
+            Some(raw) => {
+                self.subjects_named(raw, &caller.tenant).await?.into_iter().map(Some).collect()
             }
-            None => None,
+            None => vec![None],
         };
-
-        // A subject's tokens all carry its one tenant; a client's lie in its tenant's subtree.
-        if let Some((_, home)) = &subject
-            && !home.is_within(&tenant)
-        {
-            return Ok(None);
+        let mut targets = Vec::new();
+        for named in subjects {
+            // A subject's tokens all carry its one tenant; a client's lie in its tenant's subtree.
+            if named.as_ref().is_some_and(|(_, home)| !home.is_within(&tenant)) {
+                continue;
+            }
+            let subject = named.map(|(subject, _)| subject);
+            let layer = match (&client, &subject) {
+                (Some(client), Some(subject)) => {
+                    layer::client_subject(&client.id, subject.as_subject())
+                }
+                (Some(client), None) => {
+                    if client.tenant.is_within(&tenant) {
+                        layer::client(&client.id)
+                    } else if tenant.is_within(&client.tenant) {
+                        layer::client_tenant(&client.id, tenant.as_str())
+                    } else {
+                        continue;
+                    }
+                }
+                (None, Some(subject)) => layer::subject(subject.as_subject()),
+                (None, None) => layer::tenant(tenant.as_str()),
+            };
+            let filter = IssuanceFilter {
+                tenant: tenant.clone(),
+                client_id: client.as_ref().map(|c| c.id.clone()),
+                subject,
+            };
+            targets.push(Target { filter, layer });
         }
-        let layer = match (&client, &subject) {
-            (Some(client), Some((subject, _))) => layer::client_subject(&client.id, subject),
-            (Some(client), None) => {
-                if client.tenant.is_within(&tenant) {
-                    layer::client(&client.id)
-                } else if tenant.is_within(&client.tenant) {
-                    layer::client_tenant(&client.id, tenant.as_str())
-                } else {
-                    return Ok(None);
-                }
-            }
-            (None, Some((subject, _))) => layer::subject(subject),
-            (None, None) => layer::tenant(tenant.as_str()),
-        };
-        let filter = IssuanceFilter {
-            tenant,
-            client_id: client.map(|c| c.id),
-            subject: subject.map(|(subject, _)| subject),
-        };
-        Ok(Some((filter, layer)))
+        Ok(targets)
     }
 
-    /// The tenant a subject's tokens carry: a user's tenant, or for client credentials (where
-    /// the subject is the client id) the client's.
-    async fn subject_tenant(&self, subject: &str) -> Result<Option<TenantPath>, Error> {
-        if let Ok(user) = UserId::parse(subject)
-            && let Some(tenant) = self.stores.users.tenant_of_user(&user).await?
+    /// The subjects of the caller's subtree that `raw` names, each with the tenant its tokens
+    /// carry: a user with that id, a client with that id, or both. One outside the subtree is
+    /// passed over, so an id that collides with another tenant's neither reaches that subject
+    /// nor hides the caller's own.
+    async fn subjects_named(
+        &self,
+        raw: &str,
+        caller: &TenantPath,
+    ) -> Result<Vec<(SubjectId, TenantPath)>, Error> {
+        let mut found = Vec::new();
+        if let Ok(id) = UserId::parse(raw)
+            && let Some(tenant) = self.stores.users.tenant_of_user(&id).await?
+            && tenant.is_within(caller)
         {
-            return Ok(Some(tenant));
+            found.push((SubjectId::User { tenant: tenant.clone(), id }, tenant));
         }
-        match ClientId::parse(subject) {
-            Ok(id) => Ok(self.stores.clients.client(&id).await?.map(|client| client.tenant)),
-            Err(_) => Ok(None),
+        if let Ok(id) = ClientId::parse(raw)
+            && let Some(client) = self.stores.clients.client(&id).await?
+            && client.tenant.is_within(caller)
+        {
+            found.push((SubjectId::Client(id), client.tenant));
         }
+        if found.is_empty() {
+            // An unknown subject and another tenant's answer alike.
+            return Err(forbidden("subject"));
+        }
+        Ok(found)
     }
 
     /// Live tokens in `filter` that the cutoff covers and that nothing had revoked before: not
@@ -191,7 +229,7 @@ impl BatchRevocation {
         let grants = self.stores.grants.grants(&grant_ids, now).await?;
         let layers: Vec<String> = entries
             .iter()
-            .flat_map(|e| layer::applying_to(&e.tenant, &e.client_id, &e.subject))
+            .flat_map(|e| layer::applying_to(&e.tenant, &e.client_id, e.subject_ref()))
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -210,6 +248,12 @@ impl BatchRevocation {
     }
 }
 
+/// One cutoff layer a batch revocation writes, and the tokens it covers.
+struct Target {
+    filter: IssuanceFilter,
+    layer: String,
+}
+
 /// Whether a cutoff at `not_before` kills this token: issued before it, or of a grant that
 /// began before it.
 fn revoked_by(entry: &IssuedToken, grant: Option<&Grant>, not_before: u64) -> bool {
@@ -224,7 +268,7 @@ fn already_revoked(
     if entry.grant.is_some() && grant.is_none_or(|g| g.revoked_at.is_some()) {
         return true;
     }
-    layer::applying_to(&entry.tenant, &entry.client_id, &entry.subject)
+    layer::applying_to(&entry.tenant, &entry.client_id, entry.subject_ref())
         .iter()
         .filter_map(|layer| cutoffs.get(layer))
         .any(|not_before| revoked_by(entry, grant, *not_before))

@@ -23,8 +23,9 @@ use serde_json::Value;
 use crate::api::client_auth::{bearer_token, presented_client};
 use crate::api::form::{Form, MAX_BODY_BYTES, MAX_PARAMS};
 use crate::api::response::error_response;
-use crate::batch::{BATCH_SCOPE, BatchRevocation};
+use crate::batch::BatchRevocation;
 use crate::clock::ManualClock;
+use crate::domain::BATCH_REVOCATION_SCOPE;
 use crate::domain::{
     Client, ClientId, GrantId, GrantType, MAX_SCOPE_LEN, MAX_SCOPES, MAX_TENANT_DEPTH,
     MAX_TENANT_PATH_LEN, Scope, ScopeSet, SecretDigest, TenantPath, TokenId, User, UserId,
@@ -609,7 +610,7 @@ fn batch_fixture() -> &'static BatchFixture {
             nbf: None,
             jti: TokenId::from_bytes([9; 16]).to_string(),
             client_id: "admin".into(),
-            scope: BATCH_SCOPE.into(),
+            scope: BATCH_REVOCATION_SCOPE.into(),
             tenant: "/acme".into(),
             sid: None,
         };

@@ -121,7 +121,7 @@ impl IntrospectionService {
                     grant: Some(&grant.id),
                     tenant: &grant.tenant,
                     client_id: &grant.client_id,
-                    subject: &grant.subject,
+                    subject: grant.subject_ref(),
                 },
                 now,
             )

@@ -13,6 +13,13 @@ use crate::keys::{KeySet, SigningAlgorithm};
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 /// Clock skew tolerated on `exp` and `nbf`, in seconds. Small on purpose (RFC 8725 §3.10).
 pub const CLOCK_LEEWAY_SECS: u64 = 10;
+/// The first second at which a token expiring at `exp` no longer verifies, leeway included.
+/// Every record that decides a token's validity (its revocation, a cutoff over it) must live at
+/// least until then, or the token would verify again once the record is gone.
+pub fn verifiable_until(exp: u64) -> u64 {
+    exp.saturating_add(CLOCK_LEEWAY_SECS)
+}
+
 /// Tokens longer than this are rejected before any decoding.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
@@ -146,7 +153,7 @@ impl AccessTokens {
         let claims = decode::<AccessTokenClaims>(token, &key.decoding, validation)
             .map_err(|e| TokenRejected::Invalid(e.to_string()))?
             .claims;
-        if now >= claims.exp.saturating_add(CLOCK_LEEWAY_SECS) {
+        if now >= verifiable_until(claims.exp) {
             return Err(TokenRejected::Expired);
         }
         let not_before = claims.nbf.unwrap_or(claims.iat);

@@ -4,6 +4,7 @@
 use crate::auth::Authenticator;
 use crate::domain::{Client, RefreshToken, TokenId};
 use crate::error::Error;
+use crate::jwt::verifiable_until;
 use crate::verify::{TokenState, VerifiedToken};
 
 /// Longest `x-device-id` recorded.
@@ -74,7 +75,7 @@ impl RevocationService {
                     return Ok(self
                         .tokens
                         .revocations
-                        .revoke_token(&id, claims.exp, None, now)
+                        .revoke_token(&id, verifiable_until(claims.exp), None, now)
                         .await?);
                 }
             }
@@ -110,7 +111,7 @@ impl RevocationService {
         let now = self.tokens.clock.now();
         self.tokens
             .revocations
-            .revoke_token(&verified.id, verified.claims.exp, device_id, now)
+            .revoke_token(&verified.id, verifiable_until(verified.claims.exp), device_id, now)
             .await?;
         if let Some(grant) = &verified.grant {
             self.tokens.grants.revoke_grant(grant, now).await?;

@@ -190,7 +190,7 @@ impl TokenService {
                 Ok(response(access_token, lifetime, &scope, None))
             }
             GrantType::Password => {
-                let scope = narrow(requested_scope, &client.scopes)?;
+                let scope = narrow_for_user(requested_scope, &client.scopes)?;
                 self.password_grant(client, params, scope, lifetime, records).await
             }
             GrantType::RefreshToken => {
@@ -306,7 +306,7 @@ impl TokenService {
         if used.used_at.is_some() {
             return self.reuse_detected(&grant, now).await;
         }
-        let scope = narrow(requested_scope, &grant.scope.intersection(&client.scopes))?;
+        let scope = narrow_for_user(requested_scope, &grant.scope.intersection(&client.scopes))?;
         // An access token dies with its grant, so it never promises to outlive it.
         let lifetime = lifetime.min(grant.expires_at.saturating_sub(now));
         let principal =
@@ -316,7 +316,7 @@ impl TokenService {
         let (refresh_token, next, refresh_logged) = self.mint_refresh_token(client, &grant, now);
         // Any batch cutoff that covers the grant is checked inside the rotation itself.
         let guard = CutoffGuard {
-            layers: layer::applying_to(&grant.tenant, &grant.client_id, &grant.subject),
+            layers: layer::applying_to(&grant.tenant, &grant.client_id, grant.subject_ref()),
             grant_created_at: grant.created_at,
         };
         let rotation = self
@@ -440,6 +440,17 @@ fn narrow(requested: Option<ScopeSet>, available: &ScopeSet) -> Result<ScopeSet,
         Some(requested) if requested.is_subset(available) => Ok(requested),
         Some(_) => Err(Error::InvalidScope("a requested scope is not allowed here".into())),
     }
+}
+
+/// [`narrow`] for a user's token: an absent scope means every scope `available` but the
+/// administrative ones, and asking for one of those is `invalid_scope`.
+fn narrow_for_user(requested: Option<ScopeSet>, available: &ScopeSet) -> Result<ScopeSet, Error> {
+    if requested.as_ref().is_some_and(ScopeSet::has_administrative) {
+        return Err(Error::InvalidScope(
+            "administrative scopes are granted only to client_credentials tokens".into(),
+        ));
+    }
+    narrow(requested, &available.without_administrative())
 }
 
 /// Decimal digits only, not zero; values past `u64::MAX` saturate (they are lowered anyway).

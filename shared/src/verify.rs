@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::domain::{ClientId, GrantId, TenantPath, TokenId, Username};
+use crate::domain::{ClientId, GrantId, Subject, TenantPath, TokenId, Username};
 use crate::error::{Error, StoreError};
 use crate::jwt::{AccessTokenClaims, AccessTokens, TokenRejected};
 use crate::store::{GrantStore, RevocationStore, TokenRef};
@@ -25,6 +25,28 @@ pub struct VerifiedToken {
     pub grant: Option<GrantId>,
     /// The user's name, from the grant, for password-grant tokens.
     pub username: Option<Username>,
+}
+
+impl VerifiedToken {
+    /// Admits the token to an administrative operation needing `scope` (one of
+    /// [`crate::domain::ADMINISTRATIVE_SCOPES`]): only a `client_credentials` token, whose
+    /// subject is the client itself, may act so. A token of a user's grant is refused whatever
+    /// its scope claim says; the grants never put such a scope there, and this holds even if one
+    /// did.
+    pub fn require_administrative(&self, scope: &str) -> Result<(), Error> {
+        if self.grant.is_some() {
+            return Err(Error::InsufficientScope(
+                format!("a user's token never carries {scope}: use a client_credentials token")
+                    .into(),
+            ));
+        }
+        if !self.claims.scope.split(' ').any(|granted| granted == scope) {
+            return Err(Error::InsufficientScope(
+                format!("the token lacks the {scope} scope").into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Why a token is not accepted. Logged; callers only ever see "invalid_token" or "inactive".
@@ -108,12 +130,16 @@ impl Verifier {
             .transpose()
             .map_err(|_| Rejection::MalformedClaims)?;
 
+        // A token without a grant is the client's own, and names it as its subject.
+        if grant.is_none() && claims.sub != claims.client_id {
+            return Err(Rejection::MalformedClaims.into());
+        }
         let token_ref = TokenRef {
             id: &id,
             grant: grant.as_ref(),
             tenant: &tenant,
             client_id: &client_id,
-            subject: &claims.sub,
+            subject: Subject::of_token(&tenant, &client_id, &claims.sub, grant.is_some()),
         };
         let state = self.revocations.revocation_state(&token_ref, now).await?;
         if state.token_revoked {

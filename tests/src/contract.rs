@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use token_service::domain::{
     Client, ClientId, ClientSecret, Grant, GrantId, GrantType, RefreshRecord, RefreshToken,
-    ScopeSet, TenantPath, TokenId, User, UserId, Username,
+    ScopeSet, Subject, TenantPath, TokenId, User, UserId, Username,
 };
 use token_service::store::{
     ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
-    RevocationRecord, RevocationStore, Rotation, TokenKind, TokenRef, UserStore, layer,
+    RevocationRecord, RevocationStore, Rotation, SubjectId, TokenKind, TokenRef, UserStore, layer,
 };
 
 pub trait Store: ClientStore + UserStore + GrantStore + IssuanceLog + RevocationStore {}
@@ -67,12 +67,21 @@ pub async fn unknown_client_is_absent(store: Arc<dyn Store>) {
     assert_eq!(store.client(&ClientId::parse("nobody").unwrap()).await.unwrap(), None);
 }
 
-fn filter(path: &str, client: Option<&str>, subject: Option<&str>) -> IssuanceFilter {
+fn filter(path: &str, client: Option<&str>, subject: Option<SubjectId>) -> IssuanceFilter {
     IssuanceFilter {
         tenant: tenant(path),
         client_id: client.map(|c| ClientId::parse(c).unwrap()),
-        subject: subject.map(str::to_owned),
+        subject,
     }
+}
+
+/// The stable id of user `name` of `tenant_path`, as the seed derives it.
+fn user_id(tenant_path: &str, name: &str) -> UserId {
+    UserId::derived(tenant_path, name)
+}
+
+fn user_subject(tenant_path: &str, name: &str) -> SubjectId {
+    SubjectId::User { tenant: tenant(tenant_path), id: user_id(tenant_path, name) }
 }
 
 async fn live_count(store: &Arc<dyn Store>, filter: &IssuanceFilter, now: u64) -> usize {
@@ -80,24 +89,27 @@ async fn live_count(store: &Arc<dyn Store>, filter: &IssuanceFilter, now: u64) -
 }
 
 pub async fn issuance_log_covers_the_tenant_subtree_and_narrows(store: Arc<dyn Store>) {
+    let alice = user_id("/acme", "alice").to_string();
+    let bob = user_id("/acme/sales/eu", "bob").to_string();
     for token in [
-        issued("/acme", "a", "alice", 100, 1_000),
+        issued("/acme", "a", &alice, 100, 1_000),
         issued("/acme/sales", "a", "bob", 100, 1_000),
-        issued("/acme/sales/eu", "b", "bob", 150, 1_000),
-        issued("/acmeco", "a", "alice", 100, 1_000),
-        issued("/acme", "a", "alice", 200, 1_000),
+        issued("/acme/sales/eu", "b", &bob, 150, 1_000),
+        issued("/acmeco", "a", &alice, 100, 1_000),
+        issued("/acme", "a", &alice, 200, 1_000),
     ] {
         store.record_issued(&token).await.unwrap();
     }
     assert_eq!(live_count(&store, &filter("/acme", None, None), 500).await, 4, "not /acmeco");
     assert_eq!(live_count(&store, &filter("/acme/sales", None, None), 500).await, 2);
     assert_eq!(live_count(&store, &filter("/acme", Some("b"), None), 500).await, 1);
-    assert_eq!(live_count(&store, &filter("/acme", None, Some("alice")), 500).await, 2);
+    let by_alice = filter("/acme", None, Some(user_subject("/acme", "alice")));
+    assert_eq!(live_count(&store, &by_alice, 500).await, 2);
     let entries = store.live_issued(&filter("/acme/sales/eu", None, None), 500).await.unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(
         (entries[0].subject.as_str(), entries[0].issued_at),
-        ("bob", 150),
+        (bob.as_str(), 150),
         "entries read back whole"
     );
 }
@@ -277,7 +289,7 @@ pub async fn grant_tokens_are_logged_with_the_grant(store: Arc<dyn Store>) {
 
 fn no_cutoffs(grant: &Grant) -> CutoffGuard {
     CutoffGuard {
-        layers: layer::applying_to(&grant.tenant, &grant.client_id, &grant.subject),
+        layers: layer::applying_to(&grant.tenant, &grant.client_id, grant.subject_ref()),
         grant_created_at: grant.created_at,
     }
 }
@@ -310,7 +322,7 @@ pub async fn a_cutoff_over_the_grant_stops_rotation(store: Arc<dyn Store>) {
         store.rotate_refresh_token(&first, &second, &[], &guard, 1_200).await.unwrap(),
         Rotation::Rotated
     );
-    store.raise_cutoff(&layer::subject(&grant.subject), 1_300, 9_000, 1_300).await.unwrap();
+    store.raise_cutoff(&layer::subject(grant.subject_ref()), 1_300, 9_000, 1_300).await.unwrap();
     let third = refresh_record(&grant, 1_400, 5_000);
     assert_eq!(
         store.rotate_refresh_token(&second, &third, &[], &guard, 1_400).await.unwrap(),
@@ -348,8 +360,8 @@ pub async fn revocation_state_takes_the_latest_cutoff_of_every_layer(store: Arc<
     let (id, client) = (TokenId::generate(), ClientId::parse("app").unwrap());
     let path = tenant("/acme/sales/eu");
     let read = async |store: &Arc<dyn Store>| {
-        let token =
-            TokenRef { id: &id, grant: None, tenant: &path, client_id: &client, subject: "sub-1" };
+        let subject = Subject::Client(&client);
+        let token = TokenRef { id: &id, grant: None, tenant: &path, client_id: &client, subject };
         store.revocation_state(&token, 100).await.unwrap().not_before
     };
     assert_eq!(read(&store).await, None);
@@ -359,10 +371,51 @@ pub async fn revocation_state_takes_the_latest_cutoff_of_every_layer(store: Arc<
     store.raise_cutoff(&layer::tenant("/acme/salesforce"), 900, 9_000, 100).await.unwrap();
     store.raise_cutoff(&layer::tenant("/acme/sales/eu/x"), 900, 9_000, 100).await.unwrap();
     assert_eq!(read(&store).await, Some(300), "the latest wins; unrelated tenants do not apply");
-    store.raise_cutoff(&layer::client_subject(&client, "sub-1"), 400, 9_000, 100).await.unwrap();
+    let own_tokens = layer::client_subject(&client, Subject::Client(&client));
+    store.raise_cutoff(&own_tokens, 400, 9_000, 100).await.unwrap();
     assert_eq!(read(&store).await, Some(400));
     store.raise_cutoff(&layer::tenant("/acme"), 500, 9_000, 100).await.unwrap();
     assert_eq!(read(&store).await, Some(500));
+}
+
+/// One id, three subjects: a client, a user of `/victim` and a user of `/evil`. A cutoff on any
+/// one of their subject layers (alone or through a client) reaches that subject's tokens only.
+pub async fn subject_cutoffs_never_cross_kinds_or_tenants(store: Arc<dyn Store>) {
+    let shared = UserId::generate().to_string();
+    let client = ClientId::parse(&shared).unwrap();
+    let app = ClientId::parse("app").unwrap();
+    let (victim, evil) = (tenant("/victim"), tenant("/evil"));
+    let subjects = [
+        Subject::Client(&client),
+        Subject::User { tenant: &victim, id: &shared },
+        Subject::User { tenant: &evil, id: &shared },
+    ];
+    let ids: Vec<TokenId> = subjects.iter().map(|_| TokenId::generate()).collect();
+    let grant = GrantId::generate();
+    let token_of = |i: usize| {
+        let (tenant, client_id, grant) = match subjects[i] {
+            Subject::Client(id) => (&victim, id, None),
+            Subject::User { tenant, .. } => (tenant, &app, Some(&grant)),
+        };
+        TokenRef { id: &ids[i], grant, tenant, client_id, subject: subjects[i] }
+    };
+    for (cut, subject) in subjects.iter().enumerate() {
+        let now = 100 + cut as u64 * 100;
+        let through_app = layer::client_subject(&app, *subject);
+        let through_itself = layer::client_subject(&client, *subject);
+        for layer in [layer::subject(*subject), through_app, through_itself] {
+            store.raise_cutoff(&layer, now, 9_000, now).await.unwrap();
+        }
+        for other in 0..subjects.len() {
+            let not_before =
+                store.revocation_state(&token_of(other), now).await.unwrap().not_before;
+            if other == cut {
+                assert_eq!(not_before, Some(now), "{subject:?} is cut off");
+            } else {
+                assert!(not_before.is_none_or(|nb| nb < now), "{subject:?} reached {other}");
+            }
+        }
+    }
 }
 
 pub async fn grants_are_read_in_bulk(store: Arc<dyn Store>) {
@@ -391,7 +444,7 @@ fn token_ref<'a>(
     client: &'a ClientId,
     tenant: &'a TenantPath,
 ) -> TokenRef<'a> {
-    TokenRef { id, grant, tenant, client_id: client, subject: "someone" }
+    TokenRef { id, grant, tenant, client_id: client, subject: Subject::Client(client) }
 }
 
 pub async fn revoked_tokens_stay_revoked_until_they_would_have_expired(store: Arc<dyn Store>) {
@@ -484,7 +537,7 @@ pub async fn every_read_treats_expired_items_as_absent(store: Arc<dyn Store>) {
         grant: Some(&short.id),
         tenant: &short.tenant,
         client_id: &client,
-        subject: &short.subject,
+        subject: short.subject_ref(),
     };
     let live = store.revocation_state(&token, 1_999).await.unwrap();
     assert!(live.token_revoked && live.grant.is_some() && live.not_before == Some(1_200));
@@ -501,7 +554,7 @@ pub async fn every_read_treats_expired_items_as_absent(store: Arc<dyn Store>) {
     let later = grant(1_000, 10_000);
     let first = refresh_record(&later, 1_000, 5_000);
     store.start_grant(&later, &first, &[]).await.unwrap();
-    store.raise_cutoff(&layer::subject(&later.subject), 1_100, 2_600, 1_000).await.unwrap();
+    store.raise_cutoff(&layer::subject(later.subject_ref()), 1_100, 2_600, 1_000).await.unwrap();
     let second = refresh_record(&later, 2_599, 5_000);
     assert_eq!(
         store.rotate_refresh_token(&first, &second, &[], &no_cutoffs(&later), 2_599).await.unwrap(),
@@ -547,6 +600,7 @@ macro_rules! store_contract_tests {
             a_cutoff_over_the_grant_stops_rotation,
             cutoffs_are_raised_never_lowered,
             revocation_state_takes_the_latest_cutoff_of_every_layer,
+            subject_cutoffs_never_cross_kinds_or_tenants,
             grants_are_read_in_bulk,
             users_are_found_by_id_for_their_tenant,
             every_read_treats_expired_items_as_absent,

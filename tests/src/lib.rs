@@ -112,11 +112,13 @@ pub async fn seeded_memory(seed: &std::path::Path) -> Stores {
 
 /// A fresh DynamoDB table on the local server, holding the test seed.
 pub async fn seeded_dynamodb() -> Stores {
+    seeded_dynamodb_from(&repo_path("seed.toml")).await
+}
+
+/// A fresh DynamoDB table on the local server, holding the seed at `seed`.
+pub async fn seeded_dynamodb_from(seed: &std::path::Path) -> Stores {
     let store = Arc::new(dynamo::fresh_store().await);
-    load_seed(&repo_path("seed.toml"))
-        .install(store.as_ref(), store.as_ref())
-        .await
-        .expect("seeding the table");
+    load_seed(seed).install(store.as_ref(), store.as_ref()).await.expect("seeding the table");
     Stores::all(store)
 }
 
@@ -201,9 +203,14 @@ pub enum Backend {
 impl Backend {
     /// A fresh store of this kind holding the test seed.
     pub async fn seeded(self) -> Stores {
+        self.seeded_from(&repo_path("seed.toml")).await
+    }
+
+    /// A fresh store of this kind holding the seed at `seed`.
+    pub async fn seeded_from(self, seed: &std::path::Path) -> Stores {
         match self {
-            Backend::Memory => seeded_memory(&repo_path("seed.toml")).await,
-            Backend::DynamoDb => seeded_dynamodb().await,
+            Backend::Memory => seeded_memory(seed).await,
+            Backend::DynamoDb => seeded_dynamodb_from(seed).await,
         }
     }
 

@@ -7,14 +7,17 @@ use integration_tests::flows::{
     admin_token, batch, batch_count, error_of, introspect, is_active, login, refresh, revoke,
     revoke_self, service_token,
 };
-use integration_tests::forgery::forgeries;
+use integration_tests::forgery::{claims_of, forgeries};
 use integration_tests::{
-    APP_CLIENT, Backend, CC_CLIENT, SALES_ADMIN, TestServer, on_both_backends,
+    APP_CLIENT, Backend, CC_CLIENT, SALES_ADMIN, TestServer, on_both_backends, repo_path,
 };
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use token_service::clock::{ManualClock, SystemClock};
+use token_service::clock::{Clock, ManualClock, SystemClock};
+use token_service::domain::MAX_LIFETIME;
+use token_service::jwt::CLOCK_LEEWAY_SECS;
+use token_service::keys::SigningAlgorithm;
 
 const T0: u64 = 1_800_000_000;
 
@@ -74,7 +77,173 @@ on_both_backends!(
     absent_creation_before_means_now,
     a_grant_begun_in_the_cutoff_second_survives_everywhere_and_one_begun_before_dies,
     cut_off_refresh_tokens_are_inactive_to_introspection,
+    a_users_token_never_carries_administrative_scopes,
+    a_users_token_claiming_an_administrative_scope_is_still_refused,
+    a_subject_cutoff_never_crosses_tenants_whatever_ids_collide,
+    a_cutoff_lasts_as_long_as_the_longest_token_verifies,
 );
+
+/// The seed whose ids collide across `/victim` and `/evil`.
+const COLLISIONS: &str = "collisions-seed.toml";
+/// A client of `/victim` whose id is the id of mallory, a user of `/evil`.
+const VICTIM_CLIENT: (&str, &str) =
+    ("VictimClientEqEvilUseQ", "victim-client-secret-0123456789abcdefgh");
+/// A client of `/evil` whose id is the id of victor, a user of `/victim`.
+const EVIL_CLIENT: (&str, &str) =
+    ("EvilClientEqVictimUseQ", "evil-client-secret-0123456789abcdefghij");
+const VICTIM_APP: (&str, &str) = ("victim-app", "victim-app-secret-0123456789abcdefghij");
+const EVIL_APP: (&str, &str) = ("evil-app", "evil-app-secret-0123456789abcdefghijkl");
+const VICTIM_ADMIN: (&str, &str) = ("victim-admin", "victim-admin-secret-0123456789abcdefgh");
+const EVIL_ADMIN: (&str, &str) = ("evil-admin", "evil-admin-secret-0123456789abcdefghij");
+const LONG_LIVED: (&str, &str) = ("long-lived", "long-lived-secret-0123456789abcdefghijk");
+
+async fn collisions_server(backend: Backend, clock: Arc<dyn Clock>) -> TestServer {
+    let stores = backend.seeded_from(&repo_path(COLLISIONS)).await;
+    TestServer::start_on(SigningAlgorithm::ES256, clock, stores).await
+}
+
+/// A password login through `client`, the token response.
+async fn login_as(
+    server: &TestServer,
+    client: (&str, &str),
+    username: &str,
+    password: &str,
+) -> Value {
+    let form = [("grant_type", "password"), ("username", username), ("password", password)];
+    let response = server.token(&form, Some(client)).await;
+    assert_eq!(response.status(), 200, "{username} signs in");
+    response.json().await.unwrap()
+}
+
+/// Whether `token` is active, asked by `client` (introspection answers only within the caller's
+/// reach, so each tenant asks through its own client).
+async fn active_for(server: &TestServer, client: (&str, &str), token: &str) -> bool {
+    let answer = introspect(server, client, token).await;
+    answer["active"].as_bool().unwrap_or_else(|| panic!("no active member: {answer}"))
+}
+
+fn access(login: &Value) -> &str {
+    login["access_token"].as_str().unwrap()
+}
+
+/// sales-admin may use the password grant and holds `revoke:batch`: a user signing in through
+/// it gets the client's other scopes, never the administrative one, whether the scope is left
+/// out, asked for, or carried forward by a refresh; and the user's token cannot batch-revoke.
+async fn a_users_token_never_carries_administrative_scopes(backend: Backend) {
+    let server = server(backend).await;
+    let bystander = token_for(&server, integration_tests::SPECIAL_CLIENT).await;
+    let form = |scope: Option<&'static str>| {
+        let mut form = vec![
+            ("grant_type", "password"),
+            ("username", "bob"),
+            ("password", "bob-password-1"),
+            ("tenant_path", "/acme/sales"),
+        ];
+        form.extend(scope.map(|scope| ("scope", scope)));
+        form
+    };
+    for asked in ["revoke:batch", "read revoke:batch", "admin"] {
+        let response = server.token(&form(Some(asked)), Some(SALES_ADMIN)).await;
+        assert_eq!(error_of(response).await, (400, "invalid_scope".into()), "{asked}");
+    }
+    let response = server.token(&form(None), Some(SALES_ADMIN)).await;
+    assert_eq!(response.status(), 200);
+    let bob: Value = response.json().await.unwrap();
+    assert_eq!(bob["scope"], "read", "an absent scope means the client's other scopes");
+    let refreshed = refresh(&server, SALES_ADMIN, bob["refresh_token"].as_str().unwrap()).await;
+    let refreshed: Value = refreshed.json().await.unwrap();
+    assert_eq!(refreshed["scope"], "read");
+
+    for token in [access(&bob), access(&refreshed)] {
+        let response = batch(&server, token, json!({"subject": "svc.a~b_c-d"})).await;
+        assert_eq!(error_of(response).await, (403, "insufficient_scope".into()));
+    }
+    assert!(is_active(&server, &bystander).await, "nothing was cut off");
+}
+
+/// Second line of defence: a token of a user's grant that claims `revoke:batch` (one issued
+/// before user grants left administrative scopes out, or by any future slip) is genuinely
+/// signed and active, and still refused as a batch caller.
+async fn a_users_token_claiming_an_administrative_scope_is_still_refused(backend: Backend) {
+    let server = server(backend).await;
+    let bystander = token_for(&server, integration_tests::SPECIAL_CLIENT).await;
+    let bob = bob_login(&server).await;
+    let mut claims = claims_of(access(&bob));
+    claims["scope"] = json!("read revoke:batch");
+    claims["jti"] = json!(token_service::domain::TokenId::generate().to_string());
+    let payload = serde_json::to_vec(&claims).unwrap();
+    let escalated = server.keys.current().sign_json(&payload).unwrap();
+    assert!(is_active(&server, &escalated).await, "control: genuinely signed, grant alive");
+    let response = batch(&server, &escalated, json!({})).await;
+    assert!(
+        response.headers()["www-authenticate"].to_str().unwrap().contains("insufficient_scope")
+    );
+    assert_eq!(error_of(response).await, (403, "insufficient_scope".into()));
+    assert!(is_active(&server, &bystander).await, "nothing was cut off");
+}
+
+/// One id names a client of `/victim` and a user of `/evil`; another a client of `/evil` and a
+/// user of `/victim`. Each tenant's batch caller, naming either id as `subject`, cuts off its
+/// own subject's tokens and never the other tenant's, in both directions.
+async fn a_subject_cutoff_never_crosses_tenants_whatever_ids_collide(backend: Backend) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let server = collisions_server(backend, clock.clone()).await;
+    let victim_admin = token_for(&server, VICTIM_ADMIN).await;
+    let evil_admin = token_for(&server, EVIL_ADMIN).await;
+    let (x, y) = (VICTIM_CLIENT.0, EVIL_CLIENT.0);
+
+    // Each tenant cuts off its own subject; the other's namesake lives.
+    let victim_client = token_for(&server, VICTIM_CLIENT).await;
+    let evil_client = token_for(&server, EVIL_CLIENT).await;
+    let mallory = login_as(&server, EVIL_APP, "mallory", "mallory-password-1").await;
+    let victor = login_as(&server, VICTIM_APP, "victor", "victor-password-1").await;
+    assert_eq!(batch_count(&server, &victim_admin, json!({"subject": x})).await, 1);
+    assert!(!active_for(&server, VICTIM_APP, &victim_client).await);
+    assert!(active_for(&server, EVIL_APP, access(&mallory)).await, "/evil's user lives");
+    assert_eq!(batch_count(&server, &evil_admin, json!({"subject": y})).await, 1);
+    assert!(!active_for(&server, EVIL_APP, &evil_client).await);
+    assert!(active_for(&server, VICTIM_APP, access(&victor)).await, "/victim's user lives");
+
+    // And the other way round: the users' tokens die, the namesake clients' new tokens live.
+    clock.advance(1); // past the second the cutoffs above cover
+    let victim_client = token_for(&server, VICTIM_CLIENT).await;
+    let evil_client = token_for(&server, EVIL_CLIENT).await;
+    assert_eq!(batch_count(&server, &evil_admin, json!({"subject": x})).await, 2);
+    assert!(!active_for(&server, EVIL_APP, access(&mallory)).await);
+    assert!(active_for(&server, VICTIM_APP, &victim_client).await, "/victim's client lives");
+    assert_eq!(batch_count(&server, &victim_admin, json!({"subject": y})).await, 2);
+    assert!(!active_for(&server, VICTIM_APP, access(&victor)).await);
+    assert!(active_for(&server, EVIL_APP, &evil_client).await, "/evil's client lives");
+
+    // Narrowed through a client, the same holds.
+    clock.advance(1);
+    let mallory = login_as(&server, EVIL_APP, "mallory", "mallory-password-1").await;
+    let victim_client = token_for(&server, VICTIM_CLIENT).await;
+    let through_app = json!({"clientId": "evil-app", "subject": x});
+    assert_eq!(batch_count(&server, &evil_admin, through_app).await, 2);
+    assert!(!active_for(&server, EVIL_APP, access(&mallory)).await);
+    assert!(active_for(&server, VICTIM_APP, &victim_client).await, "/victim's client lives");
+}
+
+/// A cutoff covers tokens of up to the longest lifetime a client may have, and each verifies
+/// until its expiry plus the clock leeway: the cutoff lasts that long too.
+async fn a_cutoff_lasts_as_long_as_the_longest_token_verifies(backend: Backend) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let server = collisions_server(backend, clock.clone()).await;
+    let form = [("grant_type", "client_credentials"), ("access-token-lifetime", "31622400")];
+    let response = server.token(&form, Some(LONG_LIVED)).await;
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["expires_in"], MAX_LIFETIME, "the longest lifetime");
+    let long = body["access_token"].as_str().unwrap().to_owned();
+    clock.advance(1);
+    let admin = token_for(&server, VICTIM_ADMIN).await;
+    assert_eq!(batch_count(&server, &admin, json!({"clientId": "long-lived"})).await, 1);
+    clock.advance(MAX_LIFETIME - 1);
+    for _ in 0..CLOCK_LEEWAY_SECS {
+        assert!(!active_for(&server, VICTIM_APP, &long).await, "cut off until it cannot verify");
+        clock.advance(1);
+    }
+}
 
 async fn the_caller_needs_a_valid_token_with_the_batch_scope(backend: Backend) {
     let server = server(backend).await;

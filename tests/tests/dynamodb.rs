@@ -16,6 +16,7 @@ use serde_yaml::Value as Yaml;
 use token_service::auth::PresentedClient;
 use token_service::clock::SystemClock;
 use token_service::domain::MAX_LIFETIME;
+use token_service::jwt::verifiable_until;
 use token_service::keys::{KeySet, SigningAlgorithm};
 use token_service::setup::{self, Wiring};
 use token_service::store::Stores;
@@ -484,8 +485,8 @@ async fn verification_is_one_round_trip_and_logout_records_the_device() {
     assert_eq!(item["device_id"], AttributeValue::S("device-42".into()));
     assert_eq!(
         item["ttl"],
-        AttributeValue::N(verified.claims.exp.to_string()),
-        "expires with the token"
+        AttributeValue::N(verifiable_until(verified.claims.exp).to_string()),
+        "expires when the token can no longer verify"
     );
     assert!(verifier.verify(&access).await.is_err());
 }
@@ -835,7 +836,7 @@ async fn batch_revocation_is_one_write_and_its_record_expires_after_every_covere
 
     round_trips.take();
     let body = serde_json::json!({"clientId": "cc-client"}).to_string();
-    let count = wiring.batch_revocation().revoke(&admin, body.as_bytes()).await.unwrap();
+    let count = wiring.batch_revocation().revoke(&admin, body.as_bytes(), None).await.unwrap();
     assert_eq!(count, 20);
     let writes: Vec<String> = round_trips
         .take_operations()
@@ -857,7 +858,7 @@ async fn batch_revocation_is_one_write_and_its_record_expires_after_every_covere
         .item
         .expect("the cutoff record");
     let number = |name: &str| -> u64 { cutoff[name].as_n().unwrap().parse().unwrap() };
-    assert_eq!(number("ttl"), number("not_before") + MAX_LIFETIME);
+    assert_eq!(number("ttl"), verifiable_until(number("not_before") + MAX_LIFETIME));
 }
 
 /// The cutoff is the revocation, and counting comes after it: when the count's reads fail, the
@@ -960,4 +961,58 @@ async fn a_slow_dynamodb_within_the_timeouts_still_answers() {
     let tokens = login(&server).await;
     assert!(started.elapsed() >= Duration::from_millis(600), "the delay was injected");
     assert!(is_active(&server, tokens["access_token"].as_str().unwrap()).await);
+}
+
+/// Counting pages through the issuance index, which can take longer than a function may run. A
+/// batch revocation answers 503 at its Lambda deadline (less a margin to answer) instead of being
+/// killed without an answer, and the cutoff, written before counting, stands.
+#[tokio::test]
+async fn a_batch_count_past_the_functions_deadline_answers_503_and_the_cutoff_stands() {
+    use integration_tests::flows::{admin_token, is_active, service_token};
+    use lambda_http::RequestExt;
+    let slow_queries = Fault::Delay(Duration::from_millis(400));
+    let (stores, endpoint) = seeded_store_behind_with(&["Query"], slow_queries).await;
+    let server =
+        TestServer::start_on(SigningAlgorithm::ES256, Arc::new(SystemClock), stores.clone()).await;
+    let doomed = service_token(&server).await;
+    let admin = admin_token(&server).await;
+    let batch = Wiring::new(
+        test_config(&server.base_url, SigningAlgorithm::ES256),
+        server.keys.clone(),
+        stores,
+        Arc::new(SystemClock),
+    )
+    .batch_revocation();
+    let invoke = async |dry_run: &str, left: Duration| {
+        let mut context = lambda_http::Context::default();
+        let deadline = std::time::SystemTime::now() + left;
+        let since_epoch = deadline.duration_since(std::time::UNIX_EPOCH).unwrap();
+        context.deadline = since_epoch.as_millis() as u64;
+        let event = integration_tests::event_edited(
+            "batch-revoke-dry-run.json",
+            &[
+                ("{{TOKEN}}", &admin),
+                (r#"\"creationBefore\":\"2026-11-21T10:00:00.250Z\","#, ""),
+                (r#"\"dryRun\":true"#, &format!(r#"\"dryRun\":{dry_run}"#)),
+            ],
+        )
+        .with_lambda_context(context);
+        let started = std::time::Instant::now();
+        let response = token_service::api::batch_revoke_endpoint(&batch, event).await;
+        (response, started.elapsed())
+    };
+
+    endpoint.fail(true);
+    // Control: with time enough, the slow count finishes and answers.
+    let (response, elapsed) = invoke("true", Duration::from_secs(20)).await;
+    assert_eq!(response.status(), 200);
+    assert!(elapsed > Duration::from_millis(1500), "eight shards at 400 ms: {elapsed:?}");
+    // With 1.5 s left the count cannot finish: 503 before the deadline, the cutoff written.
+    let (response, elapsed) = invoke("false", Duration::from_millis(1500)).await;
+    assert_eq!(response.status(), 503);
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(elapsed < Duration::from_millis(1500), "answered before the deadline: {elapsed:?}");
+    endpoint.fail(false);
+    assert!(!is_active(&server, &doomed).await, "the cutoff was written and stands");
 }

@@ -355,7 +355,7 @@ mod clocked {
     use serde_json::json;
     use token_service::clock::{Clock, ManualClock};
     use token_service::domain::TokenId;
-    use token_service::jwt::CLOCK_LEEWAY_SECS;
+    use token_service::jwt::{CLOCK_LEEWAY_SECS, verifiable_until};
     use token_service::revocation::MAX_DEVICE_ID_LEN;
     use token_service::store::{RevocationRecord, Stores};
 
@@ -364,7 +364,36 @@ mod clocked {
         expired_tokens_revoke_silently_and_fail_as_bearers,
         revoking_an_expired_refresh_token_returns_200,
         another_clients_expired_or_unknown_token_is_200_and_authentication_comes_first,
+        a_revoked_token_stays_revoked_through_the_expiry_leeway,
     );
+
+    /// A token verifies until its `exp` plus the clock leeway, so its revocation must last as
+    /// long: revoked by RFC 7009 or by its bearer, it stays inactive every second from the
+    /// revocation until it could verify no more, and a control token that nobody revoked is
+    /// active through the same leeway.
+    async fn a_revoked_token_stays_revoked_through_the_expiry_leeway(backend: Backend) {
+        let clock = Arc::new(ManualClock::new(1_800_000_000));
+        let server = backend.server(clock.clone()).await;
+        let short = [("grant_type", "client_credentials"), ("access-token-lifetime", "2")];
+        let mut tokens = Vec::new();
+        for _ in 0..3 {
+            let response = server.token(&short, Some(CC_CLIENT)).await;
+            let body: serde_json::Value = response.json().await.unwrap();
+            tokens.push(body["access_token"].as_str().unwrap().to_owned());
+        }
+        let [by_client, by_bearer, control] = <[String; 3]>::try_from(tokens).unwrap();
+        let response = revoke(&server, CC_CLIENT, &[("token", &by_client)]).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(revoke_self(&server, &by_bearer).send().await.unwrap().status(), 200);
+        for second in 0..2 + CLOCK_LEEWAY_SECS {
+            assert!(is_active(&server, &control).await, "control, {second} s after issue");
+            for revoked in [&by_client, &by_bearer] {
+                assert!(!is_active(&server, revoked).await, "revoked, {second} s after issue");
+            }
+            clock.advance(1);
+        }
+        assert!(!is_active(&server, &control).await, "past the leeway nothing verifies");
+    }
 
     /// What the store holds for `token`'s revocation, read as the server's clock reads it.
     async fn record_of(
@@ -391,7 +420,7 @@ mod clocked {
             }
             assert_eq!(request.send().await.unwrap().status(), 200, "{device_id:?}");
             let expected = RevocationRecord {
-                expires_at: claims_of(&bearer)["exp"].as_u64().unwrap(),
+                expires_at: verifiable_until(claims_of(&bearer)["exp"].as_u64().unwrap()),
                 device_id: device_id.map(str::to_owned),
             };
             assert_eq!(record_of(&stores, &clock, &bearer).await, Some(expected));

@@ -26,6 +26,13 @@ pub struct Grant {
     pub revoked_at: Option<u64>,
 }
 
+impl Grant {
+    /// Only a user's login starts a grant, so its subject is that user, of the grant's tenant.
+    pub fn subject_ref(&self) -> super::Subject<'_> {
+        super::Subject::User { tenant: &self.tenant, id: &self.subject }
+    }
+}
+
 /// What is stored of one refresh token: its digest, never the token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefreshRecord {

@@ -6,6 +6,7 @@ mod grant;
 mod ids;
 mod scope;
 mod secret;
+mod subject;
 mod tenant;
 mod user;
 
@@ -17,7 +18,11 @@ pub use grant::{Grant, MAX_REFRESH_TOKEN_LEN, RefreshRecord, RefreshToken};
 pub use ids::{
     ClientId, GrantId, InvalidClientId, MAX_CLIENT_ID_LEN, TokenId, UserId, random_bytes,
 };
-pub use scope::{InvalidScope, MAX_SCOPE_LEN, MAX_SCOPES, Scope, ScopeSet};
+pub use scope::{
+    ADMIN_SCOPE, ADMINISTRATIVE_SCOPES, BATCH_REVOCATION_SCOPE, InvalidScope, MAX_SCOPE_LEN,
+    MAX_SCOPES, Scope, ScopeSet,
+};
 pub use secret::{ClientSecret, MAX_SECRET_LEN, MIN_SECRET_LEN, SecretDigest};
+pub use subject::Subject;
 pub use tenant::{InvalidTenantPath, MAX_TENANT_DEPTH, MAX_TENANT_PATH_LEN, TenantPath};
 pub use user::{InvalidUsername, MAX_USERNAME_LEN, User, Username};

@@ -8,6 +8,15 @@ use serde::{Deserialize, Serialize};
 pub const MAX_SCOPE_LEN: usize = 128;
 pub const MAX_SCOPES: usize = 64;
 
+/// Lets a token cut off every token of its tenant subtree (`POST /oauth2/revoke/batch`).
+pub const BATCH_REVOCATION_SCOPE: &str = "revoke:batch";
+/// Lets a token manage the clients and users of its tenant subtree (`/admin/`).
+pub const ADMIN_SCOPE: &str = "admin";
+/// Scopes that act on other principals or on the service itself. Only a `client_credentials`
+/// token, whose subject is the client itself, ever carries them: a user signing in through a
+/// client that holds one must not inherit the client's power.
+pub const ADMINISTRATIVE_SCOPES: [&str; 2] = [BATCH_REVOCATION_SCOPE, ADMIN_SCOPE];
+
 /// One scope token: 1 to [`MAX_SCOPE_LEN`] characters from `%x21 / %x23-5B / %x5D-7E`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -82,6 +91,22 @@ impl ScopeSet {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether any of [`ADMINISTRATIVE_SCOPES`] is in the set.
+    pub fn has_administrative(&self) -> bool {
+        self.0.iter().any(|scope| ADMINISTRATIVE_SCOPES.contains(&scope.as_str()))
+    }
+
+    /// The set less every administrative scope: what a user's token may carry.
+    pub fn without_administrative(&self) -> ScopeSet {
+        Self(
+            self.0
+                .iter()
+                .filter(|scope| !ADMINISTRATIVE_SCOPES.contains(&scope.as_str()))
+                .cloned()
+                .collect(),
+        )
+    }
 }
 
 impl FromIterator<Scope> for ScopeSet {
@@ -120,6 +145,15 @@ mod tests {
         assert!(ScopeSet::parse(&"x".repeat(MAX_SCOPE_LEN + 1)).is_err());
         let too_many: Vec<String> = (0..=MAX_SCOPES).map(|i| format!("s{i}")).collect();
         assert!(ScopeSet::parse(&too_many.join(" ")).is_err());
+    }
+
+    #[test]
+    fn administrative_scopes_are_recognised_and_removed() {
+        let set = ScopeSet::parse("read revoke:batch admin write").unwrap();
+        assert!(set.has_administrative());
+        assert_eq!(set.without_administrative().to_string(), "read write");
+        assert!(!set.without_administrative().has_administrative());
+        assert!(!ScopeSet::parse("read admin:x revoke").unwrap().has_administrative());
     }
 
     #[test]

@@ -1,15 +1,14 @@
 //! The in-memory store: the local server's default, and the reference the DynamoDB store is
 //! checked against by the shared contract suite.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 
 use super::{
     ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
     RevocationRecord, RevocationState, RevocationStore, Rotation, StoreError, TokenRef, UserStore,
-    layer,
 };
 use crate::domain::{
     Client, ClientId, Grant, GrantId, RefreshRecord, SecretDigest, TenantPath, TokenId, User,
@@ -33,9 +32,46 @@ struct State {
     revoked: HashMap<TokenId, (u64, Option<String>)>,
     /// Batch cutoffs by layer: (not_before, expires_at).
     cutoffs: HashMap<String, (u64, u64)>,
-    issued: Vec<IssuedToken>,
-    /// Log entries of tokens revoked on their own or (refresh tokens) used.
-    spent: HashSet<TokenId>,
+    issued: IssuanceChunks,
+    /// Log entries of tokens revoked on their own or (refresh tokens) used, with when each
+    /// entry expires: past that it is pruned with the log.
+    spent: HashMap<TokenId, u64>,
+}
+
+/// Entries a sealed chunk of the log holds.
+const CHUNK: usize = 4096;
+
+/// The issuance log as sealed, shared chunks and an open tail. A count copies the list of
+/// chunks under the lock (a few hundred pointers for a million entries) and reads them after
+/// releasing it, so counting never holds issuance up for longer than that copy.
+#[derive(Default)]
+struct IssuanceChunks {
+    sealed: Vec<Arc<Vec<IssuedToken>>>,
+    open: Vec<IssuedToken>,
+    len: usize,
+}
+
+impl IssuanceChunks {
+    fn push(&mut self, token: IssuedToken) {
+        self.open.push(token);
+        self.len += 1;
+        if self.open.len() == CHUNK {
+            self.sealed.push(Arc::new(std::mem::take(&mut self.open)));
+        }
+    }
+
+    fn snapshot(&self) -> (Vec<Arc<Vec<IssuedToken>>>, Vec<IssuedToken>) {
+        (self.sealed.clone(), self.open.clone())
+    }
+
+    /// Keeps the entries not yet expired at `now`, rebuilding the chunks.
+    fn prune(&mut self, now: u64) {
+        let old = std::mem::take(self);
+        let entries = old.sealed.into_iter().flat_map(Arc::unwrap_or_clone).chain(old.open);
+        for token in entries.filter(|t| t.expires_at > now) {
+            self.push(token);
+        }
+    }
 }
 
 impl State {
@@ -43,9 +79,10 @@ impl State {
         for token in tokens {
             // Drop expired entries as the log doubles, as TTL would, so memory stays bounded by
             // the number of live tokens.
-            if self.issued.len() >= 1024 && self.issued.len().is_power_of_two() {
+            if self.issued.len >= 1024 && self.issued.len.is_power_of_two() {
                 let now = token.issued_at;
-                self.issued.retain(|t| t.expires_at > now);
+                self.issued.prune(now);
+                self.spent.retain(|_, expires_at| *expires_at > now);
                 self.refresh.retain(|_, r| r.expires_at > now);
                 self.revoked.retain(|_, (expires_at, _)| *expires_at > now);
                 self.grants.retain(|_, g| g.expires_at > now);
@@ -97,12 +134,28 @@ impl IssuanceLog for MemoryStore {
         filter: &IssuanceFilter,
         now: u64,
     ) -> Result<Vec<IssuedToken>, StoreError> {
-        let state = self.state()?;
-        let live = state
-            .issued
-            .iter()
-            .filter(|t| t.expires_at > now && filter.covers(t) && !state.spent.contains(&t.id));
-        Ok(live.cloned().collect())
+        let (sealed, open) = self.state()?.issued.snapshot();
+        let filter = filter.clone();
+        // Scanning a large log takes a while: off the async workers, and outside the lock.
+        let covered = tokio::task::spawn_blocking(move || {
+            sealed
+                .iter()
+                .flat_map(|chunk| chunk.iter())
+                .chain(&open)
+                .filter(|t| t.expires_at > now && filter.covers(t))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| StoreError(format!("scanning the issuance log: {e}")))?;
+        // Spent flags change under the lock, so they are read under it, a chunk at a time.
+        let mut live = Vec::with_capacity(covered.len());
+        let mut rest = covered.into_iter().peekable();
+        while rest.peek().is_some() {
+            let state = self.state()?;
+            live.extend(rest.by_ref().take(CHUNK).filter(|t| !state.spent.contains_key(&t.id)));
+        }
+        Ok(live)
     }
 }
 
@@ -198,7 +251,7 @@ impl GrantStore for MemoryStore {
         if let Some(stored) = state.refresh.get_mut(&used.digest) {
             stored.used_at = Some(now);
         }
-        state.spent.insert(used.digest.token_id());
+        state.spent.insert(used.digest.token_id(), used.expires_at);
         state.refresh.insert(next.digest.clone(), next.clone());
         state.log(issued);
         Ok(Rotation::Rotated)
@@ -238,10 +291,7 @@ impl RevocationStore for MemoryStore {
             state.revoked.get(token.id).is_some_and(|(expires_at, _)| *expires_at > now);
         let grant =
             token.grant.and_then(|id| state.grants.get(id)).filter(|g| g.expires_at > now).cloned();
-        let not_before = layer::applying_to(token.tenant, token.client_id, token.subject)
-            .iter()
-            .filter_map(|layer| state.cutoff(layer, now))
-            .max();
+        let not_before = token.layers().iter().filter_map(|layer| state.cutoff(layer, now)).max();
         Ok(RevocationState { token_revoked, grant, not_before })
     }
 
@@ -257,7 +307,7 @@ impl RevocationStore for MemoryStore {
             .revoked
             .entry(token.clone())
             .or_insert_with(|| (expires_at, device_id.map(str::to_owned)));
-        state.spent.insert(token.clone());
+        state.spent.insert(token.clone(), expires_at);
         Ok(())
     }
 
@@ -300,5 +350,83 @@ impl RevocationStore for MemoryStore {
             .iter()
             .filter_map(|layer| Some((layer.clone(), state.cutoff(layer, now)?)))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::domain::TenantPath;
+    use crate::store::TokenKind;
+
+    fn entry(issued_at: u64, expires_at: u64) -> IssuedToken {
+        IssuedToken {
+            id: TokenId::generate(),
+            kind: TokenKind::Access,
+            tenant: TenantPath::parse("/acme/sales").unwrap(),
+            client_id: ClientId::parse("app").unwrap(),
+            subject: "app".into(),
+            grant: None,
+            issued_at,
+            expires_at,
+        }
+    }
+
+    /// Counting reads a snapshot of the log outside the lock: while one count scans 300,000
+    /// entries, issuance goes on. Holding the lock for the scan let no token out until it ended.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn counting_a_large_log_never_holds_issuance_up() {
+        let store = Arc::new(MemoryStore::new());
+        {
+            let mut state = store.state().unwrap();
+            for _ in 0..300_000 {
+                state.issued.push(entry(100, 10_000));
+            }
+        }
+        let filter = IssuanceFilter {
+            tenant: TenantPath::parse("/acme").unwrap(),
+            client_id: None,
+            subject: None,
+        };
+        let counted = Arc::new(AtomicBool::new(false));
+        let (started, counting_started) = tokio::sync::oneshot::channel();
+        let count = tokio::spawn({
+            let (store, counted) = (store.clone(), counted.clone());
+            async move {
+                let _ = started.send(());
+                let live = store.live_issued(&filter, 200).await.unwrap();
+                counted.store(true, Ordering::SeqCst);
+                live.len()
+            }
+        });
+        counting_started.await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let mut issued_meanwhile = 0;
+        while !counted.load(Ordering::SeqCst) {
+            store.record_issued(&entry(200, 10_000)).await.unwrap();
+            issued_meanwhile += 1;
+        }
+        assert!(count.await.unwrap() >= 300_000);
+        assert!(issued_meanwhile >= 50, "only {issued_meanwhile} tokens issued during the count");
+    }
+
+    /// Spent flags go with the log entries they flag: pruned once those have expired.
+    #[tokio::test]
+    async fn spent_flags_are_pruned_with_the_log() {
+        let store = MemoryStore::new();
+        for _ in 0..2_000 {
+            store.revoke_token(&TokenId::generate(), 500, None, 100).await.unwrap();
+        }
+        let lasting = TokenId::generate();
+        store.revoke_token(&lasting, 10_000, None, 100).await.unwrap();
+        assert_eq!(store.state().unwrap().spent.len(), 2_001);
+        for _ in 0..2_048 {
+            store.record_issued(&entry(600, 10_000)).await.unwrap();
+        }
+        let state = store.state().unwrap();
+        assert_eq!(state.spent.len(), 1, "expired flags pruned, the live one kept");
+        assert!(state.spent.contains_key(&lasting));
     }
 }

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Client, ClientId, Grant, GrantId, RefreshRecord, SecretDigest, TenantPath, TokenId, User,
-    UserId, Username,
+    Client, ClientId, Grant, GrantId, RefreshRecord, SecretDigest, Subject, TenantPath, TokenId,
+    User, UserId, Username,
 };
 pub use crate::error::StoreError;
 
@@ -107,19 +107,50 @@ pub struct IssuedToken {
     pub expires_at: u64,
 }
 
+impl IssuedToken {
+    /// Whom the token speaks for, by kind.
+    pub fn subject_ref(&self) -> Subject<'_> {
+        Subject::of_token(&self.tenant, &self.client_id, &self.subject, self.grant.is_some())
+    }
+}
+
+/// A subject a batch revocation names, resolved to its kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubjectId {
+    User { tenant: TenantPath, id: UserId },
+    Client(ClientId),
+}
+
+impl SubjectId {
+    pub fn as_subject(&self) -> Subject<'_> {
+        match self {
+            Self::User { tenant, id } => Subject::User { tenant, id: id.as_str() },
+            Self::Client(id) => Subject::Client(id),
+        }
+    }
+
+    /// The `sub` its tokens carry.
+    pub fn sub(&self) -> &str {
+        match self {
+            Self::User { id, .. } => id.as_str(),
+            Self::Client(id) => id.as_str(),
+        }
+    }
+}
+
 /// Which issued tokens a batch revocation covers: a tenant subtree, optionally narrowed.
 #[derive(Clone, Debug)]
 pub struct IssuanceFilter {
     pub tenant: TenantPath,
     pub client_id: Option<ClientId>,
-    pub subject: Option<String>,
+    pub subject: Option<SubjectId>,
 }
 
 impl IssuanceFilter {
     pub fn covers(&self, token: &IssuedToken) -> bool {
         token.tenant.is_within(&self.tenant)
             && self.client_id.as_ref().is_none_or(|id| *id == token.client_id)
-            && self.subject.as_ref().is_none_or(|sub| *sub == token.subject)
+            && self.subject.as_ref().is_none_or(|sub| sub.as_subject() == token.subject_ref())
     }
 }
 
@@ -228,7 +259,14 @@ pub struct TokenRef<'a> {
     pub grant: Option<&'a GrantId>,
     pub tenant: &'a TenantPath,
     pub client_id: &'a ClientId,
-    pub subject: &'a str,
+    pub subject: Subject<'a>,
+}
+
+impl TokenRef<'_> {
+    /// Every batch-cutoff layer that applies to the token.
+    pub fn layers(&self) -> Vec<String> {
+        layer::applying_to(self.tenant, self.client_id, self.subject)
+    }
 }
 
 /// The revocation state of one token, read in one consistent round trip.
@@ -245,7 +283,8 @@ pub struct RevocationState {
 /// What the revocation of one access token recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RevocationRecord {
-    /// When the record may go: the revoked token's own expiry.
+    /// When the record may go: once the revoked token can no longer verify
+    /// (`jwt::verifiable_until` its expiry).
     pub expires_at: u64,
     /// The `x-device-id` of the logout that revoked it.
     pub device_id: Option<String>,
@@ -262,8 +301,9 @@ pub trait RevocationStore: Send + Sync {
         now: u64,
     ) -> Result<RevocationState, StoreError>;
 
-    /// Records the access token as revoked until `expires_at`, when the record may go (TTL),
-    /// and flags its log entry so counts skip it. Idempotent.
+    /// Records the access token as revoked until `expires_at`, when the record may go (TTL):
+    /// callers pass `jwt::verifiable_until` the token's expiry. Flags its log entry so counts
+    /// skip it. Idempotent.
     async fn revoke_token(
         &self,
         token: &TokenId,
@@ -301,8 +341,13 @@ pub trait RevocationStore: Send + Sync {
 
 /// Names of batch-cutoff layers. A cutoff on a layer kills every token of that layer issued
 /// before its `not_before`, and every token of a grant that began before it.
+///
+/// Subject layers are keyed by the subject's kind, and a user's by its tenant too
+/// (`SUBJECT#USER#/acme#<id>`, `SUBJECT#CLIENT#<id>`): ids of users and clients share one
+/// alphabet, so a bare id could name another tenant's client. No part of a key can contain `#`
+/// (tenant paths, client ids and user ids exclude it), so every key reads one way only.
 pub mod layer {
-    use crate::domain::{ClientId, TenantPath};
+    use crate::domain::{ClientId, Subject, TenantPath};
 
     /// A tenant path and its whole subtree.
     pub fn tenant(path: &str) -> String {
@@ -313,13 +358,20 @@ pub mod layer {
         format!("CLIENT#{id}")
     }
 
-    pub fn subject(subject: &str) -> String {
-        format!("SUBJECT#{subject}")
+    fn subject_key(subject: Subject<'_>) -> String {
+        match subject {
+            Subject::User { tenant, id } => format!("USER#{tenant}#{id}"),
+            Subject::Client(id) => format!("CLIENT#{id}"),
+        }
+    }
+
+    pub fn subject(subject: Subject<'_>) -> String {
+        format!("SUBJECT#{}", subject_key(subject))
     }
 
     /// One subject's tokens obtained through one client.
-    pub fn client_subject(id: &ClientId, subject: &str) -> String {
-        format!("CLIENT#{id}#SUBJECT#{subject}")
+    pub fn client_subject(id: &ClientId, subject: Subject<'_>) -> String {
+        format!("CLIENT#{id}#SUBJECT#{}", subject_key(subject))
     }
 
     /// One client's tokens in a subtree strictly below the client's own tenant (the client
@@ -333,7 +385,11 @@ pub mod layer {
     /// and the client in each of its tenant's ancestors below the root: a client's own tenant
     /// is at least a root, and at or above it the client layer applies, so a token of a root
     /// tenant needs no client-in-tenant key at all.
-    pub fn applying_to(tenant: &TenantPath, client: &ClientId, subject: &str) -> Vec<String> {
+    pub fn applying_to(
+        tenant: &TenantPath,
+        client: &ClientId,
+        subject: Subject<'_>,
+    ) -> Vec<String> {
         let mut layers: Vec<String> = tenant.lineage().map(self::tenant).collect();
         layers.extend([
             self::client(client),

@@ -265,12 +265,12 @@ async fn dynamodb(tokens: usize) {
     round_trips.take();
     let batch = wiring.batch_revocation();
     let dry = br#"{"dryRun": true, "clientId": "cc-client"}"#;
-    batch.revoke(&admin_token, dry).await.unwrap();
+    batch.revoke(&admin_token, dry, None).await.unwrap();
     println!(
         "| batch revocation, dry run, few tokens (verify, client, count pages) | {} |",
         count(&round_trips)
     );
-    batch.revoke(&admin_token, br#"{"clientId": "cc-client"}"#).await.unwrap();
+    batch.revoke(&admin_token, br#"{"clientId": "cc-client"}"#, None).await.unwrap();
     println!(
         "| batch revocation (the same, plus one conditional write) | {} |",
         count(&round_trips)
@@ -449,7 +449,9 @@ async fn count_with(stores: &Stores) -> (Duration, usize) {
     let entries = stores.issuance.live_issued(&filter, now).await.unwrap();
     let layers: std::collections::HashSet<String> = entries
         .iter()
-        .flat_map(|e| token_service::store::layer::applying_to(&e.tenant, &e.client_id, &e.subject))
+        .flat_map(|e| {
+            token_service::store::layer::applying_to(&e.tenant, &e.client_id, e.subject_ref())
+        })
         .collect();
     let layers: Vec<String> = layers.into_iter().collect();
     stores.revocations.cutoffs(&layers, now).await.unwrap();

@@ -19,7 +19,7 @@ use self::table::{ISSUED_INDEX, ISSUED_PK, ISSUED_SK, PK, SK, TTL};
 use super::{
     ClientStore, CutoffGuard, GrantRead, GrantRecords, GrantStore, IssuanceFilter, IssuanceLog,
     IssuedToken, RevocationRecord, RevocationState, RevocationStore, Rotation, StoreError,
-    TokenKind, TokenRef, UserStore, layer,
+    TokenKind, TokenRef, UserStore,
 };
 use crate::domain::{
     Client, ClientId, Grant, GrantId, GrantType, RefreshRecord, ScopeSet, SecretDigest, TenantPath,
@@ -814,11 +814,16 @@ impl IssuanceLog for DynamoStore {
                     query = query.expression_attribute_values(":client", s(client_id.as_str()));
                 }
                 if let Some(subject) = &filter.subject {
-                    query = query.expression_attribute_values(":subject", s(subject.clone()));
+                    query = query.expression_attribute_values(":subject", s(subject.sub()));
                 }
                 let output = query.send().await.map_err(|e| failure("Query issued", &e))?;
                 for item in output.items() {
-                    live.push(issued_from(item)?);
+                    // The filter expression matches the bare `sub`; the kind of subject (a user
+                    // of a tenant, or a client) is told apart here.
+                    let token = issued_from(item)?;
+                    if filter.covers(&token) {
+                        live.push(token);
+                    }
                 }
                 start_key = output.last_evaluated_key.filter(|key| !key.is_empty());
                 if start_key.is_none() {
@@ -840,11 +845,7 @@ impl RevocationStore for DynamoStore {
         let revoked_pk = pk_of(&revoked_key(token.id));
         let mut keys = vec![revoked_key(token.id)];
         keys.extend(token.grant.map(grant_key));
-        keys.extend(
-            layer::applying_to(token.tenant, token.client_id, token.subject)
-                .iter()
-                .map(|l| cutoff_key(l)),
-        );
+        keys.extend(token.layers().iter().map(|l| cutoff_key(l)));
         let found = self.batch_get(keys).await?;
         let live =
             |item: &&Item| !matches!((Fields { kind: "record", item }).expired(now), Ok(true));
