@@ -1,9 +1,10 @@
 //! Entry points of the `cargo fuzz` targets in `fuzz/`, also replayed under plain `cargo test` by
-//! `shared/tests/fuzz_regressions.rs` (every committed seed and every past crash). Each function
+//! `tests/tests/fuzz_regressions.rs` (every committed seed and every past crash). Each function
 //! takes the fuzzer's bytes, drives one request-facing parser or the token verification path
 //! exactly as the service does, and panics when a property fails, not only on a crash.
 //!
-//! Not part of the service's API: nothing outside the fuzz targets and that test calls it.
+//! Not part of the service's API: behind the `fuzzing` feature, which only the fuzz crate and
+//! the integration tests enable.
 
 use std::collections::HashSet;
 use std::future::Future;

@@ -10,7 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod introspection;
 pub mod jwt;
