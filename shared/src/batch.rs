@@ -10,6 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::Semaphore;
+
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -48,11 +50,16 @@ pub struct BatchRevocation {
     verifier: Verifier,
     stores: Stores,
     clock: Arc<dyn Clock>,
+    /// One count per core at a time: each holds every entry it covers in memory, so running
+    /// more at once (many dry runs on the local server) only adds memory. A Lambda instance
+    /// serves one request at a time and never waits here.
+    counting: Arc<Semaphore>,
 }
 
 impl BatchRevocation {
     pub fn new(verifier: Verifier, stores: Stores, clock: Arc<dyn Clock>) -> Self {
-        Self { verifier, stores, clock }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self { verifier, stores, clock, counting: Arc::new(Semaphore::new(cores)) }
     }
 
     /// Authorizes the bearer, writes the cutoffs (unless `dryRun`), and returns how many live
@@ -87,6 +94,11 @@ impl BatchRevocation {
             });
         }
         let counting = async {
+            let _turn = self
+                .counting
+                .acquire()
+                .await
+                .map_err(|e| Error::Internal(format!("batch count queue: {e}")))?;
             let mut count = 0;
             for (Target { filter, layer }, replaced) in targets.iter().zip(replaced) {
                 let covered = self.count(filter, cutoff, layer, replaced, now).await?;
@@ -220,19 +232,19 @@ impl BatchRevocation {
         now: u64,
     ) -> Result<u64, Error> {
         let entries = self.stores.issuance.live_issued(filter, now).await?;
-        let grant_ids: Vec<GrantId> = entries
-            .iter()
-            .filter_map(|e| e.grant.clone())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
+        // Gathering the keys and judging each entry is CPU work over what can be a whole
+        // tenant's log: done off the async workers, so other requests of the process go on.
+        let (entries, grant_ids, layers) = off_the_workers(move || {
+            let grant_ids: HashSet<GrantId> =
+                entries.iter().filter_map(|e| e.grant.clone()).collect();
+            let layers: HashSet<String> = entries
+                .iter()
+                .flat_map(|e| layer::applying_to(&e.tenant, &e.client_id, e.subject_ref()))
+                .collect();
+            (entries, Vec::from_iter(grant_ids), Vec::from_iter(layers))
+        })
+        .await?;
         let grants = self.stores.grants.grants(&grant_ids, now).await?;
-        let layers: Vec<String> = entries
-            .iter()
-            .flat_map(|e| layer::applying_to(&e.tenant, &e.client_id, e.subject_ref()))
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
         let mut earlier = self.stores.revocations.cutoffs(&layers, now).await?;
         if let Some(replaced) = replaced {
             match replaced {
@@ -240,12 +252,23 @@ impl BatchRevocation {
                 None => earlier.remove(layer),
             };
         }
-        let covered = entries.iter().filter(|entry| {
-            let grant = entry.grant.as_ref().and_then(|id| grants.get(id));
-            !already_revoked(entry, grant, &earlier) && revoked_by(entry, grant, cutoff)
-        });
-        Ok(covered.count() as u64)
+        off_the_workers(move || {
+            let covered = entries.iter().filter(|entry| {
+                let grant = entry.grant.as_ref().and_then(|id| grants.get(id));
+                !already_revoked(entry, grant, &earlier) && revoked_by(entry, grant, cutoff)
+            });
+            covered.count() as u64
+        })
+        .await
     }
+}
+
+async fn off_the_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(format!("batch count task: {e}")))
 }
 
 /// One cutoff layer a batch revocation writes, and the tokens it covers.

@@ -10,7 +10,9 @@
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::domain::{ClientId, GrantId, Subject, TenantPath, TokenId, Username};
+use crate::domain::{
+    ADMINISTRATIVE_SCOPES, ClientId, GrantId, Subject, TenantPath, TokenId, Username,
+};
 use crate::error::{Error, StoreError};
 use crate::jwt::{AccessTokenClaims, AccessTokens, TokenRejected};
 use crate::store::{GrantStore, RevocationStore, TokenRef};
@@ -25,6 +27,16 @@ pub struct VerifiedToken {
     pub grant: Option<GrantId>,
     /// The user's name, from the grant, for password-grant tokens.
     pub username: Option<Username>,
+}
+
+/// `scope` (a space-separated claim) without the administrative scopes; the same string when it
+/// holds none.
+fn without_administrative(scope: String) -> String {
+    let administrative = |s: &str| ADMINISTRATIVE_SCOPES.contains(&s);
+    if !scope.split(' ').any(administrative) {
+        return scope;
+    }
+    scope.split(' ').filter(|s| !administrative(s)).collect::<Vec<_>>().join(" ")
 }
 
 impl VerifiedToken {
@@ -160,6 +172,13 @@ impl Verifier {
             return Err(Rejection::CutOff.into());
         }
         tracing::Span::current().record("client_id", client_id.as_str());
+        let mut claims = claims;
+        if grant.is_some() {
+            // A user's token never holds administrative power, whatever its claim says (one
+            // issued before user grants left these scopes out, say): every consumer of a
+            // verified token, introspection and the authorizer included, sees them stripped.
+            claims.scope = without_administrative(std::mem::take(&mut claims.scope));
+        }
         Ok(VerifiedToken { claims, id, tenant, client_id, grant, username })
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use integration_tests::flows::service_token;
-use integration_tests::forgery::forgeries;
+use integration_tests::forgery::{claims_of, forgeries};
 use integration_tests::{
     ADMIN_CLIENT, Backend, CC_CLIENT, TestServer, event_from_form, on_both_backends, repo_path,
     test_config_with,
@@ -69,6 +69,7 @@ on_both_backends!(
     revoked_and_cut_off_tokens_are_denied,
     routes_require_their_configured_scopes,
     unlisted_routes_are_denied_unless_a_default_opens_them,
+    a_users_token_never_passes_for_an_administrative_scope,
 );
 
 async fn a_valid_token_is_admitted_with_its_context(backend: Backend) {
@@ -178,6 +179,39 @@ async fn unlisted_routes_are_denied_unless_a_default_opens_them(backend: Backend
             assert_eq!(authorize(route).await, unlisted, "{route_scopes}: {route}");
         }
     }
+}
+
+/// A token of a user's grant whose `scope` claims `admin` (issued before user grants left the
+/// administrative scopes out, say) is genuinely signed and admitted where `read` suffices, and
+/// denied on a route that needs `admin`; a client's own admin token passes there.
+async fn a_users_token_never_passes_for_an_administrative_scope(backend: Backend) {
+    let routes = r#"{"GET /admin/clients": "admin", "GET /orders": "read"}"#;
+    let setup = setup_routing(
+        backend.seeded().await,
+        KeySet::generate(SigningAlgorithm::ES256).unwrap(),
+        routes,
+    );
+    let form = "grant_type=password&username=bob&password=bob-password-1&tenant_path=%2Facme%2Fsales\
+                &client_id=sales-admin&client_secret=sales-admin-secret-0123456789abcdefghi";
+    let response = api::token_endpoint(&setup.router.token, event_from_form(form)).await;
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    let mut claims = claims_of(body["access_token"].as_str().unwrap());
+    assert!(claims["sid"].is_string(), "a user's token");
+    claims["scope"] = "admin read".into();
+    let escalated = setup.keys.current().sign_json(&serde_json::to_vec(&claims).unwrap()).unwrap();
+    let authorize = async |token: &str, route: &str| {
+        setup.authorizer.authorize(&authorizer_event(token, route)).await
+    };
+    let admitted = authorize(&escalated, "GET /orders").await;
+    assert!(admitted.is_authorized, "control: genuinely signed");
+    assert_eq!(admitted.context.unwrap().scope, "read", "the route never sees admin");
+    assert!(!authorize(&escalated, "GET /admin/clients").await.is_authorized);
+
+    let mut own = claims_of(&token(&setup, ADMIN_CLIENT).await);
+    own["scope"] = "admin read".into();
+    own["jti"] = token_service::domain::TokenId::generate().to_string().into();
+    let client_admin = setup.keys.current().sign_json(&serde_json::to_vec(&own).unwrap()).unwrap();
+    assert!(authorize(&client_admin, "GET /admin/clients").await.is_authorized, "a client's own");
 }
 
 /// When the revocation state cannot be read, the authorizer denies.

@@ -173,7 +173,9 @@ async fn a_users_token_claiming_an_administrative_scope_is_still_refused(backend
     claims["jti"] = json!(token_service::domain::TokenId::generate().to_string());
     let payload = serde_json::to_vec(&claims).unwrap();
     let escalated = server.keys.current().sign_json(&payload).unwrap();
-    assert!(is_active(&server, &escalated).await, "control: genuinely signed, grant alive");
+    let answer = introspect(&server, APP_CLIENT, &escalated).await;
+    assert_eq!(answer["active"], true, "control: genuinely signed, grant alive");
+    assert_eq!(answer["scope"], "read", "introspection never reports it holding revoke:batch");
     let response = batch(&server, &escalated, json!({})).await;
     assert!(
         response.headers()["www-authenticate"].to_str().unwrap().contains("insufficient_scope")

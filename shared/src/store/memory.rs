@@ -21,7 +21,7 @@ pub struct MemoryStore {
     users: RwLock<HashMap<(TenantPath, Username), User>>,
     /// Grants, refresh records, cutoffs and the log share one lock, so that a rotation (which
     /// checks cutoffs and writes the log) is atomic, as the DynamoDB transaction is.
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 #[derive(Default)]
@@ -135,27 +135,23 @@ impl IssuanceLog for MemoryStore {
         now: u64,
     ) -> Result<Vec<IssuedToken>, StoreError> {
         let (sealed, open) = self.state()?.issued.snapshot();
-        let filter = filter.clone();
-        // Scanning a large log takes a while: off the async workers, and outside the lock.
-        let covered = tokio::task::spawn_blocking(move || {
-            sealed
-                .iter()
-                .flat_map(|chunk| chunk.iter())
-                .chain(&open)
-                .filter(|t| t.expires_at > now && filter.covers(t))
-                .cloned()
-                .collect::<Vec<_>>()
+        let (filter, state) = (filter.clone(), self.state.clone());
+        // Scanning a large log takes a while: off the async workers, and outside the lock but
+        // for the spent flags, which change under it and so are read under it, chunk by chunk.
+        tokio::task::spawn_blocking(move || {
+            let mut live = Vec::new();
+            for chunk in sealed.iter().map(|chunk| chunk.as_slice()).chain([open.as_slice()]) {
+                let covered: Vec<&IssuedToken> =
+                    chunk.iter().filter(|t| t.expires_at > now && filter.covers(t)).collect();
+                let state = state.lock().map_err(|_| poisoned())?;
+                live.extend(
+                    covered.into_iter().filter(|t| !state.spent.contains_key(&t.id)).cloned(),
+                );
+            }
+            Ok(live)
         })
         .await
-        .map_err(|e| StoreError(format!("scanning the issuance log: {e}")))?;
-        // Spent flags change under the lock, so they are read under it, a chunk at a time.
-        let mut live = Vec::with_capacity(covered.len());
-        let mut rest = covered.into_iter().peekable();
-        while rest.peek().is_some() {
-            let state = self.state()?;
-            live.extend(rest.by_ref().take(CHUNK).filter(|t| !state.spent.contains_key(&t.id)));
-        }
-        Ok(live)
+        .map_err(|e| StoreError(format!("scanning the issuance log: {e}")))?
     }
 }
 
