@@ -83,6 +83,15 @@ impl ClientStore for MemoryStore {
         self.clients.write().map_err(|_| poisoned())?.insert(client.id.clone(), client.clone());
         Ok(())
     }
+
+    async fn create_client(&self, client: &Client) -> Result<bool, StoreError> {
+        let mut clients = self.clients.write().map_err(|_| poisoned())?;
+        if clients.contains_key(&client.id) {
+            return Ok(false);
+        }
+        clients.insert(client.id.clone(), client.clone());
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -125,6 +134,12 @@ impl UserStore for MemoryStore {
         }
         users.insert(key, user.clone());
         Ok(true)
+    }
+
+    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        let mut users = self.users.write().map_err(|_| poisoned())?;
+        users.insert((user.tenant.clone(), user.username.clone()), user.clone());
+        Ok(())
     }
 
     async fn tenant_of_user(&self, id: &UserId) -> Result<Option<TenantPath>, StoreError> {

@@ -558,6 +558,27 @@ impl ClientStore for DynamoStore {
             .map_err(|e| failure("PutItem client", &e))?;
         Ok(())
     }
+
+    async fn create_client(&self, client: &Client) -> Result<bool, StoreError> {
+        use aws_sdk_dynamodb::operation::put_item::PutItemError;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(client_item(client)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(failure("PutItem new client", &e)),
+        }
+    }
 }
 
 #[async_trait]
@@ -585,6 +606,26 @@ impl UserStore for DynamoStore {
             Err(e) if failed_condition(&e).is_some() => Ok(false),
             Err(e) => Err(failure("TransactWriteItems user", &e)),
         }
+    }
+
+    /// The user and its id entry in one transaction, which also drops the entry of the id it
+    /// replaces. A replacement racing this one could leave that other id's entry behind; only
+    /// `tokenctl` replaces users.
+    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        let replaced = self.user(&user.tenant, &user.username).await?;
+        let mut by_id = user_id_key(&user.id);
+        by_id.insert("tenant".to_owned(), s(user.tenant.as_str()));
+        let mut items =
+            vec![put(user_item(user), None, &self.table)?, put(by_id, None, &self.table)?];
+        if let Some(old) = replaced.filter(|old| old.id != user.id) {
+            let delete = aws_sdk_dynamodb::types::Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(user_id_key(&old.id)))
+                .build()
+                .map_err(|e| StoreError(format!("building a delete: {e}")))?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        self.transact(items).await.map_err(|e| failure("TransactWriteItems replace user", &e))
     }
 
     async fn tenant_of_user(&self, id: &UserId) -> Result<Option<TenantPath>, StoreError> {
