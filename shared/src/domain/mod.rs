@@ -18,6 +18,6 @@ pub use ids::{
     ClientId, GrantId, InvalidClientId, MAX_CLIENT_ID_LEN, TokenId, UserId, random_bytes,
 };
 pub use scope::{InvalidScope, MAX_SCOPE_LEN, MAX_SCOPES, Scope, ScopeSet};
-pub use secret::{ClientSecret, MAX_SECRET_LEN, MIN_SECRET_LEN, SecretDigest};
+pub use secret::{ClientSecret, MAX_SECRET_LEN, MIN_SECRET_LEN, Redacted, SecretDigest, redacted};
 pub use tenant::{InvalidTenantPath, MAX_TENANT_DEPTH, MAX_TENANT_PATH_LEN, TenantPath};
 pub use user::{InvalidUsername, MAX_USERNAME_LEN, User, Username};
