@@ -22,7 +22,7 @@ run:
 run-dynamodb: $(VENV)/.installed
 	$(CARGO) build -p tokenctl
 	tests/aws-local.sh sh -c 'target/debug/tokenctl create-table --table tokens && \
-	  target/debug/tokenctl import-seed --table tokens && \
+	  target/debug/tokenctl import-seed --table tokens --seed local/seed.toml --allow-plaintext && \
 	  TABLE_NAME=tokens target/debug/tokenctl serve --port $(PORT)'
 
 ## fmt check, clippy with warnings denied, cfn-lint, cargo-deny, every Rust test, the Python
@@ -70,7 +70,8 @@ dynamodb-local: $(VENV)/.installed
 	$(CARGO) build -p tokenctl
 	$(VENV_PY) tests/moto_server.py 127.0.0.1 8000 >.local/moto-8000.log 2>&1 & \
 	  for i in $$(seq 50); do $(VENV_PY) -c "import socket; socket.create_connection(('127.0.0.1', 8000))" 2>/dev/null && break; sleep 0.1; done
-	set -a; . local/watch.env; set +a; target/debug/tokenctl create-table && target/debug/tokenctl import-seed
+	set -a; . local/watch.env; set +a; target/debug/tokenctl create-table && \
+	  target/debug/tokenctl import-seed --seed local/seed.toml --allow-plaintext
 	target/debug/tokenctl keygen --keys .local/signing-keys.json
 
 ## cargo-lambda from PyPI (a prebuilt binary in a wheel) into .venv.

@@ -1,6 +1,8 @@
-//! Admin commands that write to the seed file. Each appends a TOML table, then checks the whole
-//! file with the same validation the server runs at start-up before writing anything, so a
-//! command never leaves the file in a state the server would refuse.
+//! Admin commands that write to the seed file or a table. A seed file command appends a TOML
+//! table, then checks the whole file with the same validation the server runs at start-up
+//! before writing anything, so a command never leaves the file in a state the server would
+//! refuse. Commands writing the same file take turns (a lock held across the read, the check
+//! and the write), and the file is replaced whole, never rewritten in place.
 
 use std::path::Path;
 
@@ -10,8 +12,10 @@ use token_service::domain::{
     Username,
 };
 use token_service::password::{MAX_PASSWORD_LEN, Passwords};
-use token_service::seed::{Seed, SeedError};
+use token_service::seed::{ImportOptions, Imported, Seed, SeedError};
 use token_service::store::{ClientStore, StoreError, UserStore};
+
+use crate::files;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -77,11 +81,13 @@ pub struct NewClient<'a> {
 
 pub fn add_tenant(seed: &Path, passwords: &Passwords, path: &str) -> Result<(), AdminError> {
     let path = TenantPath::parse(path).map_err(|e| AdminError::Invalid(e.to_string()))?;
-    let current = load(seed, passwords)?;
-    if current.tenants.contains(&path) {
-        return Err(AdminError::Invalid(format!("tenant {path} is already listed")));
-    }
-    append(seed, passwords, &Tenants { tenants: [TenantEntry { path: path.as_str() }] })
+    let entry = Tenants { tenants: [TenantEntry { path: path.as_str() }] };
+    append(seed, passwords, &entry, |updated| {
+        if updated.tenants.iter().filter(|listed| **listed == path).count() > 1 {
+            return Err(AdminError::Invalid(format!("tenant {path} is already listed")));
+        }
+        Ok(())
+    })
 }
 
 fn invalid(e: impl std::fmt::Display) -> AdminError {
@@ -150,7 +156,7 @@ pub fn append_client(
         refresh_idle_lifetime: client.refresh_idle_lifetime,
         refresh_absolute_lifetime: client.refresh_absolute_lifetime,
     };
-    append(seed, passwords, &Clients { clients: [entry] })
+    append(seed, passwords, &Clients { clients: [entry] }, |_| Ok(()))
 }
 
 pub fn append_user(seed: &Path, passwords: &Passwords, user: &User) -> Result<(), AdminError> {
@@ -160,15 +166,16 @@ pub fn append_user(seed: &Path, passwords: &Passwords, user: &User) -> Result<()
         username: user.username.as_str(),
         password_hash: user.password_hash.clone(),
     };
-    append(seed, passwords, &Users { users: [entry] })
+    append(seed, passwords, &Users { users: [entry] }, |_| Ok(()))
 }
 
-/// Writes a client to a table, refusing to replace one with the same id.
+/// Writes a client to a table, refusing to replace one with the same id (a conditional write,
+/// so a concurrent creation is not overwritten either).
 pub async fn put_new_client(store: &dyn ClientStore, client: &Client) -> Result<(), AdminError> {
-    if store.client(&client.id).await?.is_some() {
+    if !store.create_client(client).await? {
         return Err(invalid(format!("client {} already exists", client.id)));
     }
-    Ok(store.put_client(client).await?)
+    Ok(())
 }
 
 pub async fn put_new_user(store: &dyn UserStore, user: &User) -> Result<(), AdminError> {
@@ -178,12 +185,32 @@ pub async fn put_new_user(store: &dyn UserStore, user: &User) -> Result<(), Admi
     Ok(())
 }
 
-fn load(seed: &Path, passwords: &Passwords) -> Result<Seed, AdminError> {
-    Ok(Seed::load(seed, passwords)?)
+/// Imports a seed file's clients and users into a table (see [`Seed::import`]); the errors say
+/// which flag overrides a refusal.
+pub async fn import_seed(
+    seed: &Seed,
+    clients: &dyn ClientStore,
+    users: &dyn UserStore,
+    options: ImportOptions,
+) -> Result<Imported, AdminError> {
+    seed.import(clients, users, options).await.map_err(|e| match e {
+        SeedError::Plaintext(_) => {
+            invalid(format!("{e}; --allow-plaintext imports it anyway, for a local demo table"))
+        }
+        SeedError::Exists(_) => invalid(format!("{e}; --replace overwrites them")),
+        other => other.into(),
+    })
 }
 
-fn append(seed: &Path, passwords: &Passwords, table: &impl Serialize) -> Result<(), AdminError> {
+/// Appends `table` to the seed file if the result is a valid seed that `check` accepts.
+fn append(
+    seed: &Path,
+    passwords: &Passwords,
+    table: &impl Serialize,
+    check: impl FnOnce(&Seed) -> Result<(), AdminError>,
+) -> Result<(), AdminError> {
     let io = |source| AdminError::Io { path: seed.display().to_string(), source };
+    let _lock = files::lock_for_writing(seed).map_err(io)?;
     let mut text = std::fs::read_to_string(seed).map_err(io)?;
     let snippet = toml::to_string(table).map_err(invalid)?;
     if !text.ends_with('\n') {
@@ -194,6 +221,6 @@ fn append(seed: &Path, passwords: &Passwords, table: &impl Serialize) -> Result<
     if !text.ends_with('\n') {
         text.push('\n');
     }
-    Seed::parse(&text, passwords)?;
-    std::fs::write(seed, text).map_err(io)
+    check(&Seed::parse(&text, passwords)?)?;
+    files::write_atomically(seed, text.as_bytes()).map_err(io)
 }

@@ -11,7 +11,7 @@ use token_service::domain::{
 };
 use token_service::keys::{KeySet, KeySetDocument, SigningAlgorithm};
 use token_service::password::Passwords;
-use token_service::seed::Seed;
+use token_service::seed::{ImportOptions, Seed};
 use token_service::setup::{self, Wiring};
 use token_service::store::dynamodb::{DynamoStore, table};
 use tokenctl::admin::{self, NewClient};
@@ -117,12 +117,22 @@ enum Command {
         )]
         parameter: String,
     },
-    /// Copy the seed file's clients and users into a table.
+    /// Copy a seed file's clients and users into a table. Refused, before anything is written,
+    /// when a client id or username is taken there, or when the seed holds plaintext secrets or
+    /// passwords (a demo seed).
     ImportSeed {
         #[arg(long, env = "TABLE_NAME")]
         table: String,
-        #[arg(long, env = "SEED_FILE", default_value = DEFAULT_SEED)]
+        /// The seed to import, named explicitly: no default and no SEED_FILE, which names the
+        /// local server's demo seed.
+        #[arg(long)]
         seed: PathBuf,
+        /// Overwrite the clients and users that already exist.
+        #[arg(long)]
+        replace: bool,
+        /// Import plaintext `secret` and `password` entries (local demo tables only).
+        #[arg(long)]
+        allow_plaintext: bool,
     },
 }
 
@@ -261,15 +271,17 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok(())
         }
-        Command::ImportSeed { table, seed } => {
-            let store = dynamo(&table).await;
+        Command::ImportSeed { table, seed, replace, allow_plaintext } => {
             let loaded = Seed::load(&seed, &passwords()?)?;
-            loaded.install(&store, &store).await?;
+            let store = dynamo(&table).await;
+            let options = ImportOptions { replace, allow_plaintext };
+            let imported = admin::import_seed(&loaded, &store, &store, options).await?;
             println!(
-                "imported {} clients and {} users from {} into {table}",
-                loaded.clients.len(),
-                loaded.users.len(),
-                seed.display()
+                "imported {} clients and {} users from {} into {table} ({} replaced)",
+                imported.clients,
+                imported.users,
+                seed.display(),
+                imported.replaced
             );
             Ok(())
         }

@@ -3,14 +3,20 @@
 use std::sync::Arc;
 use std::sync::OnceLock;
 
-use crate::domain::{Client, ClientId, MAX_SECRET_LEN, SecretDigest};
+use crate::domain::{Client, ClientId, MAX_SECRET_LEN, Redacted, SecretDigest};
 use crate::error::Error;
 use crate::store::{ClientStore, GrantRead, GrantRecords};
 
-/// Client credentials as presented, not yet checked.
+/// Client credentials as presented, not yet checked. `Debug` leaves out the secret.
 pub struct PresentedClient {
     pub id: String,
     pub secret: String,
+}
+
+impl std::fmt::Debug for PresentedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresentedClient").field("id", &self.id).field("secret", &Redacted).finish()
+    }
 }
 
 #[derive(Clone)]

@@ -128,6 +128,28 @@ pub struct StoredKey {
     pub retired_at: Option<u64>,
 }
 
+/// Everything but the private key.
+impl fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("private_key", &crate::domain::Redacted)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for KeySetDocument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySetDocument")
+            .field("current", &self.current)
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
 /// The stored form of a key set: a JSON document in a git-ignored file locally, or in a
 /// SecureString parameter in production.
 #[derive(Clone, Serialize, Deserialize)]
@@ -295,6 +317,16 @@ pub struct SigningKey {
     /// Built from the published JWK, so verification uses exactly what resource servers see.
     pub(crate) decoding: DecodingKey,
     pub public_jwk: Jwk,
+}
+
+/// The key's name and algorithm, never the key.
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SigningKey {

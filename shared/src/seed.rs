@@ -2,26 +2,60 @@
 //! documented in the README.
 
 use std::collections::{BTreeSet, HashSet};
+use std::fmt;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::domain::{
     Client, ClientId, ClientSecret, DEFAULT_REFRESH_ABSOLUTE_LIFETIME,
-    DEFAULT_REFRESH_IDLE_LIFETIME, GrantType, MAX_LIFETIME, MIN_SECRET_LEN, Scope, ScopeSet,
-    SecretDigest, TenantPath, User, UserId, Username,
+    DEFAULT_REFRESH_IDLE_LIFETIME, GrantType, MAX_LIFETIME, MIN_SECRET_LEN, Redacted, Scope,
+    ScopeSet, SecretDigest, TenantPath, User, UserId, Username,
 };
 use crate::password::Passwords;
 use crate::store::{ClientStore, StoreError, UserStore};
 
 /// A validated seed: clients hold only secret digests, users only password hashes.
-#[derive(Debug)]
 pub struct Seed {
     pub tenants: Vec<TenantPath>,
     pub clients: Vec<Client>,
     pub users: Vec<User>,
     /// Clients whose plaintext secret is in the file, to print for local use.
     pub demo_credentials: Vec<(ClientId, String)>,
+    /// The clients and users the file gives a plaintext secret or password, by name: such a
+    /// seed is fit only for local demos.
+    pub plaintext: Vec<String>,
+}
+
+impl fmt::Debug for Seed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let demo_ids: Vec<_> = self.demo_credentials.iter().map(|(id, _)| (id, Redacted)).collect();
+        f.debug_struct("Seed")
+            .field("tenants", &self.tenants)
+            .field("clients", &self.clients)
+            .field("users", &self.users)
+            .field("demo_credentials", &demo_ids)
+            .field("plaintext", &self.plaintext)
+            .finish()
+    }
+}
+
+/// What [`Seed::import`] does with a table's existing records and with plaintext credentials.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ImportOptions {
+    /// Overwrite the clients and users that already exist; otherwise nothing is written.
+    pub replace: bool,
+    /// Import plaintext secrets and passwords (as digests and hashes) rather than refuse them.
+    pub allow_plaintext: bool,
+}
+
+/// What [`Seed::import`] wrote.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Imported {
+    pub clients: usize,
+    pub users: usize,
+    /// How many of them replaced an existing record.
+    pub replaced: usize,
 }
 
 #[derive(Deserialize)]
@@ -46,7 +80,7 @@ struct SeedTenant {
 struct SeedClient {
     id: ClientId,
     /// Plaintext, for local demos only; hashed on load and printed at start-up.
-    secret: Option<String>,
+    secret: Option<Plaintext>,
     /// SHA-256 of the secret, unpadded base64url (what `tokenctl` writes).
     secret_sha256: Option<SecretDigest>,
     tenant: TenantPath,
@@ -66,9 +100,22 @@ struct SeedUser {
     tenant: TenantPath,
     username: Username,
     /// Plaintext, for local demos only; hashed with Argon2id on load.
-    password: Option<String>,
+    password: Option<Plaintext>,
     /// Argon2id PHC string (what `tokenctl add-user` writes).
     password_hash: Option<String>,
+}
+
+/// A plaintext secret or password field. serde's own type errors quote the value they found
+/// (`invalid type: integer `1234`…`): this one never does.
+struct Plaintext(String);
+
+impl<'de> Deserialize<'de> for Plaintext {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(deserializer) {
+            Ok(toml::Value::String(value)) => Ok(Self(value)),
+            _ => Err(serde::de::Error::custom("a secret or password must be a string")),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,8 +124,57 @@ pub enum SeedError {
     Read { path: String, reason: String },
     #[error("seed: {0}")]
     Invalid(String),
+    #[error(
+        "seed: plaintext credentials ({}) are fit only for local demos; give `secret_sha256` \
+         and `password_hash` instead (what tokenctl add-client and add-user write)",
+        .0.join(", ")
+    )]
+    Plaintext(Vec<String>),
+    #[error("seed: already in the store, so nothing was written: {}", .0.join(", "))]
+    Exists(Vec<String>),
+    #[error(
+        "seed: {0} was created by another writer during the import; what came before it in the \
+         seed was written"
+    )]
+    Raced(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A TOML error located by line and column, without the source snippet toml's `Display` adds:
+/// that line may hold a plaintext password. The parser's message is left out too when the line
+/// names a secret, as a message may quote what it found.
+fn syntax_error(text: &str, error: &toml::de::Error) -> SeedError {
+    let Some(start) = error.span().map(|span| span.start) else {
+        return SeedError::Invalid(error.message().to_owned());
+    };
+    let before = text.get(..start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+    let message = if assigns_a_secret(text.lines().nth(line - 1).unwrap_or_default()) {
+        "malformed (the line sets a secret or password, so neither it nor the parser's message \
+         is shown)"
+    } else {
+        error.message()
+    };
+    SeedError::Invalid(format!("line {line}, column {column}: {message}"))
+}
+
+/// Whether the line assigns a key beginning with `secret` or `password` (bare or quoted, also
+/// inside an inline table). Errs on the side of yes: text in a string value that looks like such
+/// an assignment counts too.
+fn assigns_a_secret(line: &str) -> bool {
+    let line = line.to_ascii_lowercase();
+    ["secret", "password"].iter().any(|key| {
+        line.match_indices(key).any(|(at, _)| {
+            let before = line[..at].trim_end_matches(['"', '\'']);
+            let after =
+                line[at..].trim_start_matches(|c: char| c.is_ascii_alphanumeric() || c == '_');
+            let after = after.trim_start_matches(['"', '\'']).trim_start();
+            (before.is_empty() || before.ends_with([' ', '\t', '{', ',', '.']))
+                && after.starts_with('=')
+        })
+    })
 }
 
 impl Seed {
@@ -90,11 +186,16 @@ impl Seed {
     }
 
     pub fn parse(text: &str, passwords: &Passwords) -> Result<Self, SeedError> {
-        let file: SeedFile = toml::from_str(text).map_err(|e| SeedError::Invalid(e.to_string()))?;
+        let file: SeedFile = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
         let invalid = |msg: String| SeedError::Invalid(msg);
         let tenants: Vec<TenantPath> = file.tenants.into_iter().map(|t| t.path).collect();
-        let mut seed =
-            Seed { tenants, clients: Vec::new(), users: Vec::new(), demo_credentials: Vec::new() };
+        let mut seed = Seed {
+            tenants,
+            clients: Vec::new(),
+            users: Vec::new(),
+            demo_credentials: Vec::new(),
+            plaintext: Vec::new(),
+        };
         let mut ids = HashSet::new();
         for client in file.clients {
             let id = client.id;
@@ -118,9 +219,10 @@ impl Seed {
                 )));
             }
             let secret_digest = match (client.secret, client.secret_sha256) {
-                (Some(secret), None) if secret.len() >= MIN_SECRET_LEN => {
+                (Some(Plaintext(secret)), None) if secret.len() >= MIN_SECRET_LEN => {
                     let digest = ClientSecret::new(secret.clone()).digest();
                     seed.demo_credentials.push((id.clone(), secret));
+                    seed.plaintext.push(format!("client {id}"));
                     digest
                 }
                 (Some(_), None) => {
@@ -158,7 +260,9 @@ impl Seed {
                 return Err(invalid(format!("user {name}: tenant is not listed")));
             }
             let password_hash = match (user.password, user.password_hash) {
-                (Some(password), None) => {
+                (Some(Plaintext(password)), None) => {
+                    seed.plaintext
+                        .push(format!("user {}", user_name(&user.tenant, &user.username)));
                     passwords.hash(&password).map_err(|e| invalid(e.to_string()))?
                 }
                 (None, Some(hash)) => hash,
@@ -168,10 +272,15 @@ impl Seed {
                     )));
                 }
             };
+            let id = user
+                .id
+                .unwrap_or_else(|| UserId::derived(user.tenant.as_str(), user.username.as_str()));
+            // An id is one user's: batch revocation by subject resolves it to its one tenant.
+            if seed.users.iter().any(|other| other.id == id) {
+                return Err(invalid(format!("user {name}: id {id} is another user's")));
+            }
             seed.users.push(User {
-                id: user.id.unwrap_or_else(|| {
-                    UserId::derived(user.tenant.as_str(), user.username.as_str())
-                }),
+                id,
                 tenant: user.tenant,
                 username: user.username,
                 password_hash,
@@ -180,7 +289,58 @@ impl Seed {
         Ok(seed)
     }
 
-    /// Writes every client and user. Users that already exist are left as they are.
+    /// Writes every client and user to a shared table. Refused as a whole, before anything is
+    /// written, when the seed holds plaintext credentials (unless `allow_plaintext`) or when any
+    /// client id or username is taken (unless `replace`); the error names every one. Without
+    /// `replace` each record is created by a conditional write, so a concurrent writer is never
+    /// overwritten either.
+    pub async fn import(
+        &self,
+        clients: &dyn ClientStore,
+        users: &dyn UserStore,
+        options: ImportOptions,
+    ) -> Result<Imported, SeedError> {
+        if !options.allow_plaintext && !self.plaintext.is_empty() {
+            return Err(SeedError::Plaintext(self.plaintext.clone()));
+        }
+        let mut existing = Vec::new();
+        for client in &self.clients {
+            if clients.client(&client.id).await?.is_some() {
+                existing.push(format!("client {}", client.id));
+            }
+        }
+        for user in &self.users {
+            if users.user(&user.tenant, &user.username).await?.is_some() {
+                existing.push(format!("user {}", user_name(&user.tenant, &user.username)));
+            }
+        }
+        if !options.replace && !existing.is_empty() {
+            return Err(SeedError::Exists(existing));
+        }
+        for client in &self.clients {
+            if options.replace {
+                clients.put_client(client).await?;
+            } else if !clients.create_client(client).await? {
+                return Err(SeedError::Raced(format!("client {}", client.id)));
+            }
+        }
+        for user in &self.users {
+            if options.replace {
+                users.put_user(user).await?;
+            } else if !users.create_user(user).await? {
+                let name = user_name(&user.tenant, &user.username);
+                return Err(SeedError::Raced(format!("user {name}")));
+            }
+        }
+        Ok(Imported {
+            clients: self.clients.len(),
+            users: self.users.len(),
+            replaced: existing.len(),
+        })
+    }
+
+    /// Fills a fresh store (the local server's memory). Users that already exist are left as
+    /// they are.
     pub async fn install(
         &self,
         clients: &dyn ClientStore,
@@ -196,10 +356,15 @@ impl Seed {
     }
 }
 
+fn user_name(tenant: &TenantPath, username: &Username) -> String {
+    format!("{username} in {tenant}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::password::{HashParams, Verified};
+    use crate::store::memory::MemoryStore;
 
     fn parse(text: &str) -> Result<Seed, SeedError> {
         let cheap = HashParams { memory_kib: 64, iterations: 1, parallelism: 1 };
@@ -261,9 +426,116 @@ mod tests {
                 "{VALID}\n[[users]]\ntenant = \"/acme\"\nusername = \"alice\"\npassword = \"x\""
             ),
             VALID.replace("username = \"alice\"", "username = \" alice\""),
+            // Two users, of two tenants, given one id.
+            format!(
+                "{}\n[[tenants]]\npath = \"/other\"\n[[users]]\nid = \"{id}\"\ntenant = \"/other\"\n\
+                 username = \"mallory\"\npassword = \"x\"",
+                VALID.replace(
+                    "username = \"alice\"",
+                    &format!("id = \"{id}\"\nusername = \"alice\"")
+                ),
+                id = "AAAAAAAAAAAAAAAAAAAAAA",
+            ),
         ];
         for case in cases {
             assert!(parse(&case).is_err(), "{case}");
         }
+    }
+
+    #[test]
+    fn a_malformed_line_is_located_but_a_secret_on_it_is_never_shown() {
+        let cases = [
+            (VALID.replace("password = \"wonderland\"", "password = \"wonderland"), 14),
+            (VALID.replace("password = \"wonderland\"", "password = \"wonderland\" x"), 14),
+            (VALID.replace("password = \"wonderland\"", "password = 19283746"), 14),
+            (VALID.replace("password = \"wonderland\"", "\"password\" = [\"wonderland\"]"), 14),
+            (VALID.replace("password = \"wonderland\"", "password = \"wonder\\qland\""), 14),
+            (VALID.replace("secret = \"0123456789abcdef", "secret = \"0123456789abcdef\\q"), 6),
+            (
+                VALID.replace(
+                    "[[users]]\n        tenant = \"/acme\"\n        username = \"alice\"\n        \
+                     password = \"wonderland\"",
+                    "users = [{ tenant = \"/acme\", username = \"alice\", password = 19283746 }]",
+                ),
+                11,
+            ),
+        ];
+        for (case, line) in cases {
+            let error = parse(&case).expect_err("refused").to_string();
+            for secret in ["wonderland", "wonder", "19283746", "0123456789abcdef"] {
+                assert!(!error.contains(secret), "{error}");
+            }
+            assert!(error.contains(&format!("line {line}, column ")), "{error}");
+        }
+    }
+
+    #[test]
+    fn other_syntax_errors_keep_their_message() {
+        let case =
+            VALID.replace("max_access_token_lifetime = 600", "max_access_token_lifetime = x");
+        let error = parse(&case).expect_err("refused").to_string();
+        assert!(error.starts_with("seed: line 10, column 37: "), "{error}");
+        assert!(!error.contains("not shown"), "{error}");
+        assert!(!error.contains('|'), "no source snippet: {error}");
+    }
+
+    #[test]
+    fn debug_never_shows_a_secret_a_password_or_its_hash() {
+        let seed = parse(VALID).unwrap();
+        let debug = format!("{seed:?}");
+        assert!(debug.contains("demo") && debug.contains("alice"), "{debug}");
+        for secret in ["0123456789abcdef", "wonderland", "$argon2id$"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+    }
+
+    fn options(replace: bool, allow_plaintext: bool) -> ImportOptions {
+        ImportOptions { replace, allow_plaintext }
+    }
+
+    #[tokio::test]
+    async fn importing_plaintext_credentials_is_refused_unless_allowed() {
+        let store = MemoryStore::new();
+        let seed = parse(VALID).unwrap();
+        let Err(error) = seed.import(&store, &store, options(false, false)).await else {
+            panic!("imported a demo seed");
+        };
+        let message = error.to_string();
+        assert!(message.contains("client demo") && message.contains("user alice in /acme"));
+        assert!(store.client(&seed.clients[0].id).await.unwrap().is_none(), "nothing written");
+
+        let imported = seed.import(&store, &store, options(false, true)).await.unwrap();
+        assert_eq!(imported, Imported { clients: 1, users: 1, replaced: 0 });
+    }
+
+    #[tokio::test]
+    async fn importing_over_existing_records_is_refused_as_a_whole_unless_replacing() {
+        let store = MemoryStore::new();
+        let seed = parse(&format!(
+            "{VALID}\n[[clients]]\nid = \"second\"\nsecret = \"{}\"\ntenant = \"/acme\"\n\
+             grants = [\"client_credentials\"]\nmax_access_token_lifetime = 60\n",
+            "s".repeat(40)
+        ))
+        .unwrap();
+        let mut existing = seed.clients[1].clone();
+        existing.max_access_token_lifetime = 5;
+        store.put_client(&existing).await.unwrap();
+        let mut alice = seed.users[0].clone();
+        alice.password_hash = "old".into();
+        store.create_user(&alice).await.unwrap();
+
+        let Err(error) = seed.import(&store, &store, options(false, true)).await else {
+            panic!("overwrote existing records");
+        };
+        assert!(matches!(&error, SeedError::Exists(names) if names.len() == 2), "{error}");
+        assert!(error.to_string().contains("client second") && error.to_string().contains("alice"));
+        assert!(store.client(&seed.clients[0].id).await.unwrap().is_none(), "nothing written");
+        assert_eq!(store.client(&existing.id).await.unwrap(), Some(existing));
+
+        let imported = seed.import(&store, &store, options(true, true)).await.unwrap();
+        assert_eq!(imported, Imported { clients: 2, users: 1, replaced: 2 });
+        assert_eq!(store.client(&seed.clients[1].id).await.unwrap(), Some(seed.clients[1].clone()));
+        let stored = store.user(&alice.tenant, &alice.username).await.unwrap().unwrap();
+        assert_eq!(stored.password_hash, seed.users[0].password_hash);
     }
 }

@@ -1,6 +1,7 @@
 //! The token endpoint's rules (RFC 6749 §4.3, §4.4, §5, §6; RFC 9700 §4.14), free of HTTP and of
 //! any storage technology.
 
+use std::fmt;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -8,8 +9,8 @@ use serde::Serialize;
 use crate::auth::{Authenticator, PresentedClient};
 use crate::clock::Clock;
 use crate::domain::{
-    Client, Grant, GrantId, GrantType, RefreshRecord, RefreshToken, ScopeSet, SecretDigest,
-    TenantPath, TokenId, Username,
+    Client, Grant, GrantId, GrantType, Redacted, RefreshRecord, RefreshToken, ScopeSet,
+    SecretDigest, TenantPath, TokenId, Username, redacted,
 };
 use crate::error::Error;
 use crate::jwt::{AccessTokenClaims, AccessTokens};
@@ -21,7 +22,8 @@ use crate::store::{
 /// Longest `access-token-lifetime` value read; longer is malformed, not merely large.
 const MAX_LIFETIME_DIGITS: usize = 32;
 
-/// The token request's parameters as received (empty values already dropped).
+/// The token request's parameters as received (empty values already dropped). `Debug` leaves
+/// out the password and the refresh token.
 #[derive(Default)]
 pub struct TokenParams<'a> {
     pub grant_type: Option<&'a str>,
@@ -33,8 +35,8 @@ pub struct TokenParams<'a> {
     pub refresh_token: Option<&'a str>,
 }
 
-/// The successful token response (RFC 6749 §5.1).
-#[derive(Debug, Serialize)]
+/// The successful token response (RFC 6749 §5.1). `Debug` leaves out both tokens.
+#[derive(Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
@@ -42,6 +44,32 @@ pub struct TokenResponse {
     pub scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+}
+
+impl fmt::Debug for TokenParams<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenParams")
+            .field("grant_type", &self.grant_type)
+            .field("scope", &self.scope)
+            .field("access_token_lifetime", &self.access_token_lifetime)
+            .field("username", &self.username)
+            .field("password", &redacted(&self.password))
+            .field("tenant_path", &self.tenant_path)
+            .field("refresh_token", &redacted(&self.refresh_token))
+            .finish()
+    }
+}
+
+impl fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &Redacted)
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("refresh_token", &redacted(&self.refresh_token))
+            .finish()
+    }
 }
 
 /// Who a token speaks for, and under which grant.

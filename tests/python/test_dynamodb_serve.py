@@ -23,7 +23,7 @@ def table():
         pytest.fail("needs a local DynamoDB: run through `make test` or tests/aws-local.sh")
     name = f"serve-{uuid.uuid4().hex[:12]}"
     tokenctl("create-table", "--table", name)
-    tokenctl("import-seed", "--table", name, "--seed", "local/seed.toml")
+    tokenctl("import-seed", "--table", name, "--seed", "local/seed.toml", "--allow-plaintext")
     return name
 
 

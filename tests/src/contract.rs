@@ -63,6 +63,27 @@ pub async fn clients_round_trip(store: Arc<dyn Store>) {
     assert_eq!(store.client(&stored.id).await.unwrap(), Some(replaced));
 }
 
+pub async fn creating_a_client_never_replaces_one(store: Arc<dyn Store>) {
+    let first = client("created-client");
+    assert!(store.create_client(&first).await.unwrap());
+    let mut second = client("created-client");
+    second.max_access_token_lifetime = 60;
+    assert!(!store.create_client(&second).await.unwrap(), "the id is taken");
+    assert_eq!(store.client(&first.id).await.unwrap(), Some(first), "the first one stands");
+}
+
+pub async fn concurrent_client_creations_have_exactly_one_winner(store: Arc<dyn Store>) {
+    let attempts = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.create_client(&client("contested")).await.unwrap() })
+    });
+    let mut created = 0;
+    for attempt in attempts.collect::<Vec<_>>() {
+        created += usize::from(attempt.await.unwrap());
+    }
+    assert_eq!(created, 1);
+}
+
 pub async fn unknown_client_is_absent(store: Arc<dyn Store>) {
     assert_eq!(store.client(&ClientId::parse("nobody").unwrap()).await.unwrap(), None);
 }
@@ -438,6 +459,35 @@ pub async fn users_are_found_by_id_for_their_tenant(store: Arc<dyn Store>) {
     assert_eq!(store.tenant_of_user(&UserId::generate()).await.unwrap(), None);
 }
 
+/// A user id names one user, whichever tenant asks: another tenant's user can neither be created
+/// nor put with it, so the id keeps leading to its own tenant (batch revocation by subject
+/// resolves it).
+pub async fn a_user_id_is_never_shared_across_tenants(store: Arc<dyn Store>) {
+    let victor = user("/victim", "victor", "h");
+    store.create_user(&victor).await.unwrap();
+    let mut namesake = user("/evil", "mallory", "h");
+    namesake.id = victor.id.clone();
+    assert!(!store.create_user(&namesake).await.unwrap(), "created with a taken id");
+    assert!(store.put_user(&namesake).await.is_err(), "put with another tenant's id");
+    assert_eq!(store.tenant_of_user(&victor.id).await.unwrap(), Some(victor.tenant.clone()));
+    assert_eq!(store.user(&namesake.tenant, &namesake.username).await.unwrap(), None);
+}
+
+pub async fn putting_a_user_replaces_it_and_moves_its_id(store: Arc<dyn Store>) {
+    let old = user("/acme", "alice", "old-hash");
+    store.create_user(&old).await.unwrap();
+    let new = user("/acme", "alice", "new-hash");
+    store.put_user(&new).await.unwrap();
+    store.put_user(&new).await.unwrap();
+    assert_eq!(store.user(&new.tenant, &new.username).await.unwrap(), Some(new.clone()));
+    assert_eq!(store.tenant_of_user(&new.id).await.unwrap(), Some(new.tenant.clone()));
+    assert_eq!(store.tenant_of_user(&old.id).await.unwrap(), None, "the old id is gone");
+
+    let fresh = user("/acme/sales", "bob", "h");
+    store.put_user(&fresh).await.unwrap();
+    assert_eq!(store.user(&fresh.tenant, &fresh.username).await.unwrap(), Some(fresh));
+}
+
 fn token_ref<'a>(
     id: &'a TokenId,
     grant: Option<&'a GrantId>,
@@ -583,10 +633,13 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@tests $fresh;
             clients_round_trip,
             unknown_client_is_absent,
+            creating_a_client_never_replaces_one,
+            concurrent_client_creations_have_exactly_one_winner,
             issuance_log_covers_the_tenant_subtree_and_narrows,
             issuance_log_pages_through_many_entries,
             expired_and_spent_log_entries_are_not_live,
             users_are_unique_per_tenant,
+            a_user_id_is_never_shared_across_tenants,
             password_rehash_never_overwrites_a_concurrent_change,
             grants_and_refresh_tokens_round_trip,
             expired_refresh_tokens_and_grants_are_absent,
@@ -603,6 +656,7 @@ macro_rules! store_contract_tests {
             subject_cutoffs_never_cross_kinds_or_tenants,
             grants_are_read_in_bulk,
             users_are_found_by_id_for_their_tenant,
+            putting_a_user_replaces_it_and_moves_its_id,
             every_read_treats_expired_items_as_absent,
         );
     };

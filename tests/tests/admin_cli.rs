@@ -1,5 +1,6 @@
-//! `tokenctl add-tenant`, `add-client` and `add-user`: what they write, and that the server then
-//! accepts the new client and user.
+//! `tokenctl add-tenant`, `add-client`, `add-user` and `import-seed`: what they write, that the
+//! server then accepts the new client and user, what they refuse, and what they never print.
+//! Tests that write to a table need the local DynamoDB server (`tests/aws-local.sh`).
 
 use std::sync::Arc;
 
@@ -7,10 +8,11 @@ use integration_tests::emulator::binary;
 use integration_tests::{event_from_form, repo_path, router_from_seed};
 use token_service::api;
 use token_service::clock::SystemClock;
-use token_service::domain::GrantType;
+use token_service::domain::{ClientId, ClientSecret, GrantType};
 use token_service::keys::SigningAlgorithm;
 use token_service::password::{HashParams, Passwords};
 use token_service::seed::Seed;
+use token_service::store::ClientStore;
 use tokenctl::admin::{self, NewClient};
 
 fn temp_seed(name: &str) -> std::path::PathBuf {
@@ -21,20 +23,41 @@ fn temp_seed(name: &str) -> std::path::PathBuf {
     path
 }
 
-/// Runs the real `tokenctl` binary and returns what it printed.
-fn tokenctl(args: &[&str], stdin: &str) -> String {
+/// Starts the real `tokenctl` binary with `stdin` fed to it.
+fn spawn_tokenctl(args: &[&str], stdin: &str) -> std::process::Child {
     use std::io::Write;
     let mut child = std::process::Command::new(binary("tokenctl", "debug"))
         .args(args)
         .env_remove("TABLE_NAME")
+        .env_remove("SEED_FILE")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "tokenctl {args:?} failed");
-    String::from_utf8(output.stdout).unwrap()
+    child
+}
+
+/// Runs the real `tokenctl` binary: whether it succeeded, what it printed to stdout and stderr.
+fn run_tokenctl(args: &[&str], stdin: &str) -> (bool, String, String) {
+    let output = spawn_tokenctl(args, stdin).wait_with_output().unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (output.status.success(), text(output.stdout), text(output.stderr))
+}
+
+/// Runs the real `tokenctl` binary, which must succeed, and returns what it printed.
+fn tokenctl(args: &[&str], stdin: &str) -> String {
+    let (ok, stdout, stderr) = run_tokenctl(args, stdin);
+    assert!(ok, "tokenctl {args:?} failed: {stderr}");
+    stdout
+}
+
+/// Runs the real `tokenctl` binary, which must fail, and returns its standard error.
+fn tokenctl_fails(args: &[&str], stdin: &str) -> String {
+    let (ok, stdout, stderr) = run_tokenctl(args, stdin);
+    assert!(!ok, "tokenctl {args:?} succeeded: {stdout}");
+    stderr
 }
 
 #[tokio::test]
@@ -131,4 +154,161 @@ fn commands_refuse_what_the_server_would_refuse_and_leave_the_file_alone() {
     assert!(add_user("/acme", "zed", "").is_err(), "empty password");
     assert_eq!(std::fs::read_to_string(&seed).unwrap(), before);
     assert!(Seed::load(&seed, &passwords).is_ok());
+}
+
+#[test]
+fn concurrent_commands_on_one_seed_file_all_land_and_never_leave_it_truncated() {
+    const WRITERS: usize = 8;
+    let seed = temp_seed("concurrent");
+    let seed_arg = seed.to_str().unwrap();
+    let original = std::fs::read_to_string(&seed).unwrap();
+    let tenants: Vec<String> = (0..WRITERS).map(|i| format!("/concurrent-{i}")).collect();
+    let mut writers: Vec<_> = tenants
+        .iter()
+        .map(|tenant| spawn_tokenctl(&["add-tenant", "--seed", seed_arg, tenant], ""))
+        .collect();
+    // Read the file as often as possible while they write: every read must be a whole file.
+    let mut reads = 0;
+    while writers.iter_mut().any(|child| child.try_wait().unwrap().is_none()) {
+        let text = std::fs::read_to_string(&seed).unwrap();
+        assert!(text.starts_with(&original), "a reader saw a truncated file:\n{text}");
+        reads += 1;
+    }
+    for child in writers {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let loaded = Seed::load(&seed, &Passwords::new(HashParams::OWASP)).unwrap();
+    for tenant in &tenants {
+        assert!(loaded.tenants.iter().any(|t| t.as_str() == tenant), "{tenant} was lost");
+    }
+    let dir: Vec<String> = std::fs::read_dir(seed.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(dir.iter().all(|name| !name.ends_with(".tmp")), "temporary file left: {dir:?}");
+    assert!(reads > 0);
+}
+
+/// A seed whose line 12 is malformed and holds a plaintext password.
+fn malformed_seed(name: &str) -> std::path::PathBuf {
+    let seed = temp_seed(name);
+    std::fs::write(
+        &seed,
+        "[[tenants]]\npath = \"/acme\"\n\n[[clients]]\nid = \"cli\"\n\
+         secret = \"cli-secret-0123456789abcdefghijklmnop\"\ntenant = \"/acme\"\n\
+         grants = [\"password\"]\nmax_access_token_lifetime = 60\n\n[[users]]\n\
+         password = \"Tr0ub4dor&3-horse-battery\n",
+    )
+    .unwrap();
+    seed
+}
+
+#[test]
+fn a_seed_parse_error_names_the_line_but_never_prints_the_password_on_it() {
+    let seed = malformed_seed("malformed");
+    let seed_arg = seed.to_str().unwrap();
+    let keys = seed.with_file_name("keys.json");
+    let commands: [&[&str]; 4] = [
+        &["add-tenant", "--seed", seed_arg, "/x"],
+        &["add-user", "--seed", seed_arg, "--tenant", "/acme", "--username", "u"],
+        &["serve", "--seed", seed_arg, "--port", "0", "--keys", keys.to_str().unwrap()],
+        &["import-seed", "--table", "unused", "--seed", seed_arg],
+    ];
+    for args in commands {
+        let stderr = tokenctl_fails(args, "a-password-for-u\n");
+        assert!(stderr.contains("line 12, column"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Tr0ub4dor"), "{args:?} printed the password: {stderr}");
+    }
+}
+
+#[test]
+fn import_seed_imports_only_a_seed_named_on_the_command_line() {
+    let stderr = tokenctl_fails(&["import-seed", "--table", "tokens"], "");
+    assert!(stderr.contains("--seed"), "{stderr}");
+    let child = std::process::Command::new(binary("tokenctl", "debug"))
+        .args(["import-seed", "--table", "tokens"])
+        .env("SEED_FILE", repo_path("seed.toml"))
+        .output()
+        .unwrap();
+    assert!(!child.status.success(), "SEED_FILE must not stand in for --seed");
+}
+
+/// A seed file holding only a digest and a hash, as a production seed would.
+fn production_seed(name: &str, client_ids: &[&str]) -> (std::path::PathBuf, String) {
+    let seed = temp_seed(name);
+    let secret = ClientSecret::generate();
+    let digest = String::from(secret.digest());
+    let hash = Passwords::new(HashParams { memory_kib: 64, iterations: 1, parallelism: 1 })
+        .hash("ivy-password")
+        .unwrap();
+    let mut text = String::from("[[tenants]]\npath = \"/acme\"\n");
+    for id in client_ids {
+        text.push_str(&format!(
+            "\n[[clients]]\nid = \"{id}\"\nsecret_sha256 = \"{digest}\"\ntenant = \"/acme\"\n\
+             grants = [\"client_credentials\"]\nmax_access_token_lifetime = 60\n"
+        ));
+    }
+    text.push_str(&format!(
+        "\n[[users]]\ntenant = \"/acme\"\nusername = \"ivy\"\npassword_hash = \"{hash}\"\n"
+    ));
+    std::fs::write(&seed, text).unwrap();
+    (seed, secret.expose().to_owned())
+}
+
+#[tokio::test]
+async fn import_seed_refuses_plaintext_and_existing_records_before_writing_anything() {
+    let store = integration_tests::dynamo::fresh_store().await;
+    let table = store.table_name().to_owned();
+    let demo = repo_path("../local/seed.toml");
+    let demo = demo.to_str().unwrap();
+
+    let stderr = tokenctl_fails(&["import-seed", "--table", &table, "--seed", demo], "");
+    assert!(stderr.contains("plaintext") && stderr.contains("--allow-plaintext"), "{stderr}");
+    assert!(stderr.contains("client demo-client"), "{stderr}");
+    let demo_client = ClientId::parse("demo-client").unwrap();
+    assert_eq!(store.client(&demo_client).await.unwrap(), None, "nothing was written");
+
+    let (seed, secret) = production_seed("import", &["imported-a", "imported-b"]);
+    let seed_arg = seed.to_str().unwrap();
+    tokenctl(&["import-seed", "--table", &table, "--seed", seed_arg], "");
+    let imported = store.client(&ClientId::parse("imported-a").unwrap()).await.unwrap();
+    assert!(imported.unwrap().secret_digest.matches(&secret));
+
+    // A second seed reusing both ids and the username, plus a new client: refused whole.
+    let (again, other_secret) =
+        production_seed("import-again", &["imported-a", "new", "imported-b"]);
+    let again_arg = again.to_str().unwrap();
+    let stderr = tokenctl_fails(&["import-seed", "--table", &table, "--seed", again_arg], "");
+    for taken in ["client imported-a", "client imported-b", "user ivy in /acme", "--replace"] {
+        assert!(stderr.contains(taken), "{taken} not named: {stderr}");
+    }
+    assert_eq!(store.client(&ClientId::parse("new").unwrap()).await.unwrap(), None);
+    let kept = store.client(&ClientId::parse("imported-a").unwrap()).await.unwrap().unwrap();
+    assert!(kept.secret_digest.matches(&secret), "not overwritten");
+
+    tokenctl(&["import-seed", "--table", &table, "--seed", again_arg, "--replace"], "");
+    let replaced = store.client(&ClientId::parse("imported-a").unwrap()).await.unwrap().unwrap();
+    assert!(replaced.secret_digest.matches(&other_secret), "--replace overwrites");
+
+    tokenctl(&["import-seed", "--table", &table, "--seed", demo, "--allow-plaintext"], "");
+    assert!(store.client(&demo_client).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn of_concurrent_add_clients_with_one_id_exactly_one_succeeds() {
+    let store = integration_tests::dynamo::fresh_store().await;
+    let table = store.table_name().to_owned();
+    let args = ["add-client", "--table", &table, "--id", "contested", "--tenant", "/acme"];
+    let children: Vec<_> = (0..6).map(|_| spawn_tokenctl(&args, "")).collect();
+    let outputs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let winners: Vec<String> = outputs
+        .iter()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .collect();
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let secret = winners[0].lines().find_map(|l| l.strip_prefix("client_secret: ")).unwrap();
+    let stored = store.client(&ClientId::parse("contested").unwrap()).await.unwrap().unwrap();
+    assert!(stored.secret_digest.matches(secret), "the winner's secret is the one stored");
 }

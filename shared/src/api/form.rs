@@ -1,6 +1,7 @@
 //! Strict `application/x-www-form-urlencoded` parsing (RFC 6749 §3.1, Appendix B).
 
 use std::collections::HashMap;
+use std::fmt;
 
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
@@ -14,8 +15,17 @@ pub const MAX_PARAMS: usize = 32;
 
 /// Decoded form parameters. Each name appears once; a parameter sent without a value is treated
 /// as omitted (RFC 6749 §3.1).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Form(HashMap<String, String>);
+
+/// Names only: values include passwords, client secrets and tokens.
+impl fmt::Debug for Form {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&str> = self.0.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_tuple("Form").field(&names).finish()
+    }
+}
 
 impl Form {
     /// Parses a form body after checking its size and content type. Rejects duplicate names,

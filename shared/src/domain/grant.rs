@@ -51,6 +51,12 @@ pub struct RefreshRecord {
 /// random part is what makes it unguessable.
 pub struct RefreshToken(String);
 
+impl std::fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshToken([redacted])")
+    }
+}
+
 impl RefreshToken {
     pub fn generate(grant: &GrantId) -> Self {
         Self(format!("{grant}.{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>())))

@@ -22,7 +22,7 @@ pub use scope::{
     ADMIN_SCOPE, ADMINISTRATIVE_SCOPES, BATCH_REVOCATION_SCOPE, InvalidScope, MAX_SCOPE_LEN,
     MAX_SCOPES, Scope, ScopeSet,
 };
-pub use secret::{ClientSecret, MAX_SECRET_LEN, MIN_SECRET_LEN, SecretDigest};
+pub use secret::{ClientSecret, MAX_SECRET_LEN, MIN_SECRET_LEN, Redacted, SecretDigest, redacted};
 pub use subject::Subject;
 pub use tenant::{InvalidTenantPath, MAX_TENANT_DEPTH, MAX_TENANT_PATH_LEN, TenantPath};
 pub use user::{InvalidUsername, MAX_USERNAME_LEN, User, Username};

@@ -45,6 +45,21 @@ impl fmt::Debug for ClientSecret {
     }
 }
 
+/// Stands in for a secret, a password or a token in `Debug` output, so a type holding one can
+/// still be debug-printed (and logged with `?`) without it.
+pub struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// [`Redacted`] for an optional secret: whether it was there still shows.
+pub fn redacted<T>(secret: &Option<T>) -> Option<Redacted> {
+    secret.as_ref().map(|_| Redacted)
+}
+
 /// SHA-256 of a client secret or refresh token, serialized as unpadded base64url.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -127,5 +142,66 @@ mod tests {
     fn debug_never_shows_the_secret() {
         let secret = ClientSecret::new("super-secret-value".into());
         assert!(!format!("{secret:?}").contains("super"));
+    }
+
+    /// Every type that holds a secret, a password, a token or a private key: its `Debug` output
+    /// (what `tracing`'s `?field` and `{:?}` print) leaves the value out but still names it.
+    #[test]
+    fn debug_of_every_holder_of_a_secret_leaves_it_out() {
+        use crate::api::form::Form;
+        use crate::auth::PresentedClient;
+        use crate::domain::{GrantId, RefreshToken, TenantPath, User, UserId, Username};
+        use crate::keys::{KeySet, KeySetDocument, SigningAlgorithm};
+        use crate::token::{TokenParams, TokenResponse};
+
+        const SECRET: &str = "s3cret-value-0123456789";
+        let mut printed = vec![
+            format!("{:?}", Form::parse_query(Some(&format!("password={SECRET}&x=1"))).unwrap()),
+            format!("{:?}", PresentedClient { id: "app".into(), secret: SECRET.into() }),
+            format!(
+                "{:?}",
+                TokenParams {
+                    password: Some(SECRET),
+                    refresh_token: Some(SECRET),
+                    ..Default::default()
+                }
+            ),
+            format!(
+                "{:?}",
+                TokenResponse {
+                    access_token: SECRET.into(),
+                    token_type: "Bearer",
+                    expires_in: 60,
+                    scope: String::new(),
+                    refresh_token: Some(SECRET.into()),
+                }
+            ),
+            format!(
+                "{:?}",
+                User {
+                    id: UserId::generate(),
+                    tenant: TenantPath::parse("/acme").unwrap(),
+                    username: Username::parse("alice").unwrap(),
+                    password_hash: SECRET.into(),
+                }
+            ),
+        ];
+        let token = RefreshToken::generate(&GrantId::generate());
+        let token_debug = format!("{token:?}");
+        let token_text = token.into_string();
+        let document = KeySetDocument::generate(SigningAlgorithm::ES256, 0).unwrap();
+        let private_key = document.keys[0].private_key.clone();
+        let keys = KeySet::from_document(&document).unwrap();
+        printed.extend([format!("{document:?}"), format!("{:?}", keys.current())]);
+
+        for debug in &printed {
+            assert!(!debug.contains(SECRET), "{debug}");
+        }
+        assert!(!token_debug.contains(&token_text), "{token_debug}");
+        for debug in &printed[printed.len() - 2..] {
+            assert!(!debug.contains(&private_key[private_key.len() - 40..]), "{debug}");
+            assert!(debug.contains(&document.current), "the kid still shows: {debug}");
+        }
+        assert!(printed[0].contains("password"), "parameter names still show: {}", printed[0]);
     }
 }

@@ -56,13 +56,25 @@ impl fmt::Display for Username {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` leaves out the password hash, which would let a reader of the log guess offline.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub id: UserId,
     pub tenant: TenantPath,
     pub username: Username,
     /// Argon2id PHC string.
     pub password_hash: String,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("tenant", &self.tenant)
+            .field("username", &self.username)
+            .field("password_hash", &super::Redacted)
+            .finish()
+    }
 }
 
 #[cfg(test)]

@@ -79,6 +79,11 @@ impl ClientStore for CachedClients {
         }
         self.inner.put_client(client).await
     }
+
+    /// Unknown clients are never cached, so a created client has no entry to drop.
+    async fn create_client(&self, client: &Client) -> Result<bool, StoreError> {
+        self.inner.create_client(client).await
+    }
 }
 
 #[cfg(test)]
@@ -101,6 +106,9 @@ mod tests {
         }
         async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
             self.0.put_client(client).await
+        }
+        async fn create_client(&self, client: &Client) -> Result<bool, StoreError> {
+            self.0.create_client(client).await
         }
     }
 

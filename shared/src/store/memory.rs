@@ -120,6 +120,15 @@ impl ClientStore for MemoryStore {
         self.clients.write().map_err(|_| poisoned())?.insert(client.id.clone(), client.clone());
         Ok(())
     }
+
+    async fn create_client(&self, client: &Client) -> Result<bool, StoreError> {
+        let mut clients = self.clients.write().map_err(|_| poisoned())?;
+        if clients.contains_key(&client.id) {
+            return Ok(false);
+        }
+        clients.insert(client.id.clone(), client.clone());
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -169,11 +178,24 @@ impl UserStore for MemoryStore {
     async fn create_user(&self, user: &User) -> Result<bool, StoreError> {
         let mut users = self.users.write().map_err(|_| poisoned())?;
         let key = (user.tenant.clone(), user.username.clone());
-        if users.contains_key(&key) {
+        // A user id is one user's, as the table's id entry makes it.
+        if users.contains_key(&key) || users.values().any(|other| other.id == user.id) {
             return Ok(false);
         }
         users.insert(key, user.clone());
         Ok(true)
+    }
+
+    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        let mut users = self.users.write().map_err(|_| poisoned())?;
+        if users.values().any(|other| other.id == user.id && other.tenant != user.tenant) {
+            return Err(StoreError(format!(
+                "user id {} belongs to a user of another tenant",
+                user.id
+            )));
+        }
+        users.insert((user.tenant.clone(), user.username.clone()), user.clone());
+        Ok(())
     }
 
     async fn tenant_of_user(&self, id: &UserId) -> Result<Option<TenantPath>, StoreError> {

@@ -83,6 +83,10 @@ pub trait ClientStore: Send + Sync {
 
     /// Creates or replaces a client (admin path only).
     async fn put_client(&self, client: &Client) -> Result<(), StoreError>;
+
+    /// Creates the client unless one with its id exists; `false` when one does, which is left
+    /// as it was (admin path only). One conditional write: of concurrent creations one wins.
+    async fn create_client(&self, client: &Client) -> Result<bool, StoreError>;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +182,9 @@ pub trait UserStore: Send + Sync {
     ) -> Result<Option<User>, StoreError>;
     /// Creates the user unless the username is taken in its tenant; `false` when taken.
     async fn create_user(&self, user: &User) -> Result<bool, StoreError>;
+    /// Creates or replaces the user with this tenant and username (admin path only). A replaced
+    /// user's former id no longer leads to the tenant.
+    async fn put_user(&self, user: &User) -> Result<(), StoreError>;
     /// The tenant of the user with this id (to authorize a batch revocation by subject).
     async fn tenant_of_user(&self, id: &UserId) -> Result<Option<TenantPath>, StoreError>;
     /// Replaces the password hash only if it is still `user.password_hash`, so a rehash never

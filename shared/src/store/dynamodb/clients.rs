@@ -1,6 +1,8 @@
 //! Client records.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 
 use super::grants::{grant_key, refresh_and_grant, refresh_key};
 use super::users::{user_from, user_key};
@@ -96,5 +98,25 @@ impl ClientStore for DynamoStore {
             .await
             .map_err(|e| failure("PutItem client", &e))?;
         Ok(())
+    }
+
+    async fn create_client(&self, client: &Client) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(client_item(client)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(failure("PutItem new client", &e)),
+        }
     }
 }

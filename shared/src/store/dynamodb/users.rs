@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 
 use super::{DynamoStore, Fields, Item, failed_condition, failure, key, put, s};
 use crate::domain::{TenantPath, User, UserId, Username};
@@ -62,6 +63,42 @@ impl UserStore for DynamoStore {
             Ok(()) => Ok(true),
             Err(e) if failed_condition(&e).is_some() => Ok(false),
             Err(e) => Err(failure("TransactWriteItems user", &e)),
+        }
+    }
+
+    /// The user and its id entry in one transaction, which also drops the entry of the id it
+    /// replaces. The id entry is written only if it is free or already this tenant's, so a
+    /// replacement can never take over another tenant's user id. A replacement racing this one
+    /// could leave that other id's entry behind; only `tokenctl` replaces users.
+    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        let replaced = self.user(&user.tenant, &user.username).await?;
+        let mut by_id = user_id_key(&user.id);
+        by_id.insert("tenant".to_owned(), s(user.tenant.as_str()));
+        let id_free_or_ours = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(by_id))
+            .condition_expression("attribute_not_exists(pk) OR tenant = :tenant")
+            .expression_attribute_values(":tenant", s(user.tenant.as_str()))
+            .build()
+            .map_err(|e| StoreError(format!("building a put: {e}")))?;
+        let mut items = vec![
+            put(user_item(user), None, &self.table)?,
+            TransactWriteItem::builder().put(id_free_or_ours).build(),
+        ];
+        if let Some(old) = replaced.filter(|old| old.id != user.id) {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(user_id_key(&old.id)))
+                .build()
+                .map_err(|e| StoreError(format!("building a delete: {e}")))?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        match self.transact(items).await {
+            Ok(()) => Ok(()),
+            Err(e) if failed_condition(&e) == Some(1) => {
+                Err(StoreError(format!("user id {} belongs to a user of another tenant", user.id)))
+            }
+            Err(e) => Err(failure("TransactWriteItems replace user", &e)),
         }
     }
 
