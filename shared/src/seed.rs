@@ -428,13 +428,12 @@ mod tests {
             VALID.replace("username = \"alice\"", "username = \" alice\""),
             // Two users, of two tenants, given one id.
             format!(
-                "{}\n[[tenants]]\npath = \"/other\"\n[[users]]\nid = \"{id}\"\ntenant = \"/other\"\n\
-                 username = \"mallory\"\npassword = \"x\"",
+                "{}\n[[tenants]]\npath = \"/other\"\n[[users]]\nid = \"AAAAAAAAAAAAAAAAAAAAAA\"\n\
+                 tenant = \"/other\"\nusername = \"mallory\"\npassword = \"x\"",
                 VALID.replace(
                     "username = \"alice\"",
-                    &format!("id = \"{id}\"\nusername = \"alice\"")
+                    "id = \"AAAAAAAAAAAAAAAAAAAAAA\"\nusername = \"alice\""
                 ),
-                id = "AAAAAAAAAAAAAAAAAAAAAA",
             ),
         ];
         for case in cases {
