@@ -6,8 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, HeaderValue};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -28,6 +29,13 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 /// The OpenAPI 3.1 description of the HTTP contract, `openapi.json` at the repository root.
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 const OPENAPI_MAX_AGE: u32 = 3600;
+
+/// After refusing an oversized body the server still reads and discards this much of it, for at
+/// most [`DISCARD_TIME`], before closing. Closing a socket with unread data makes the kernel
+/// send a reset, which can destroy the answer before the client reads it; a client still
+/// sending its body would see a broken pipe instead of the 413.
+const DISCARD_BYTES: usize = 16 * 1024 * 1024;
+const DISCARD_TIME: Duration = Duration::from_secs(2);
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains open connections.
 pub async fn serve(
@@ -80,17 +88,59 @@ async fn handle(
     if request.uri().path() == OPENAPI_PATH {
         return to_hyper(openapi(request.method()));
     }
-    let (parts, body) = request.into_parts();
-    // One byte over the cap is enough for the handler to see the body is too large.
-    let response = match Limited::new(body, MAX_BODY_BYTES + 1).collect().await {
-        Ok(collected) => {
-            let bytes = collected.to_bytes();
+    let (parts, mut body) = request.into_parts();
+    let refusal = match read_body(&mut body).await {
+        Ok(bytes) => {
             let body = if bytes.is_empty() { Body::Empty } else { Body::Binary(bytes.to_vec()) };
-            router.handle(lambda_http::Request::from_parts(parts, body)).await
+            let response = router.handle(lambda_http::Request::from_parts(parts, body)).await;
+            return to_hyper(response);
         }
-        Err(_) => error_response(&body_too_large()),
+        Err(BodyError::TooLarge) => {
+            tokio::spawn(discard(body));
+            body_too_large()
+        }
+        Err(BodyError::Unreadable) => Error::invalid_request("the request body is malformed"),
     };
-    to_hyper(response)
+    // The rest of the body is not read, so the connection cannot carry another request: say
+    // so, or a keep-alive client sends its next request into a connection about to close.
+    let mut response = to_hyper(error_response(&refusal));
+    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+enum BodyError {
+    TooLarge,
+    Unreadable,
+}
+
+/// The body, read only until it exceeds [`MAX_BODY_BYTES`] (one byte over is enough for the
+/// handler's answer), so that a refused body stays in `body` for [`discard`].
+async fn read_body(body: &mut Incoming) -> Result<Bytes, BodyError> {
+    let mut bytes = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyError::Unreadable)?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > MAX_BODY_BYTES {
+                return Err(BodyError::TooLarge);
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes.freeze())
+}
+
+/// Reads and drops what is left of a refused body, within [`DISCARD_BYTES`] and
+/// [`DISCARD_TIME`], so the connection closes after the client has sent it (see the constants).
+async fn discard(mut body: Incoming) {
+    let drained = async {
+        let mut left = DISCARD_BYTES;
+        while let Some(Ok(frame)) = body.frame().await {
+            let size = frame.data_ref().map_or(0, Bytes::len);
+            left = left.checked_sub(size)?;
+        }
+        Some(())
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, drained).await;
 }
 
 /// `GET /openapi.json`: the local server's own route; the Lambda functions do not serve it.
