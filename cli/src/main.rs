@@ -1,6 +1,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use token_service::api::{JWKS_PATH, TOKEN_PATH};
@@ -16,6 +17,7 @@ use token_service::setup::{self, Wiring};
 use token_service::store::dynamodb::{DynamoStore, table};
 use tokenctl::admin::{self, NewClient};
 use tokenctl::keys;
+use tokenctl::server::{self, Limits};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -38,6 +40,37 @@ struct Target {
     table: Option<String>,
 }
 
+/// What the local server allows each client (`tokenctl::server::Limits`).
+#[derive(Args)]
+struct ServeLimits {
+    /// Connections served at once; further clients wait until one closes.
+    #[arg(long, env = "MAX_CONNECTIONS",
+          default_value_t = server::DEFAULT_MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Seconds a client has to send a request head; also how long an idle keep-alive
+    /// connection stays open.
+    #[arg(long, env = "HEADER_READ_TIMEOUT",
+          default_value_t = server::DEFAULT_HEADER_READ_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout: u64,
+    /// Seconds a client has to send a request body once its head has arrived.
+    #[arg(long, env = "BODY_READ_TIMEOUT",
+          default_value_t = server::DEFAULT_BODY_READ_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    body_read_timeout: u64,
+}
+
+impl From<ServeLimits> for Limits {
+    fn from(limits: ServeLimits) -> Self {
+        Self {
+            max_connections: limits.max_connections as usize,
+            header_read_timeout: Duration::from_secs(limits.header_read_timeout),
+            body_read_timeout: Duration::from_secs(limits.body_read_timeout),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve every route on localhost: DynamoDB when TABLE_NAME is set, else an in-memory store
@@ -52,6 +85,8 @@ enum Command {
         /// Created with a fresh key on first run; git-ignored.
         #[arg(long, env = "SIGNING_KEYS_FILE", default_value = ".local/signing-keys.json")]
         keys: PathBuf,
+        #[command(flatten)]
+        limits: ServeLimits,
     },
     /// Add a tenant path to the seed file.
     AddTenant {
@@ -176,8 +211,8 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        Command::Serve { port, host, seed, keys } => {
-            serve(SocketAddr::new(host, port), seed, keys).await
+        Command::Serve { port, host, seed, keys, limits } => {
+            serve(SocketAddr::new(host, port), seed, keys, limits.into()).await
         }
         Command::AddTenant { seed, path } => {
             admin::add_tenant(&seed, &passwords()?, &path)?;
@@ -310,6 +345,7 @@ async fn serve(
     addr: SocketAddr,
     seed_path: PathBuf,
     keys_path: PathBuf,
+    limits: Limits,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind(addr).await?;
     let base_url = format!("http://{}", listener.local_addr()?);
@@ -352,7 +388,7 @@ async fn serve(
     }
     println!("Ctrl-C stops the server.");
 
-    tokenctl::server::serve(listener, router, shutdown).await?;
+    tokenctl::server::serve_with(listener, router, limits, shutdown).await?;
     println!("stopped");
     Ok(())
 }

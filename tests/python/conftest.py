@@ -3,6 +3,7 @@ standard Python OAuth2 and JOSE libraries."""
 
 import os
 import pathlib
+import resource
 import select
 import signal
 import subprocess
@@ -14,8 +15,15 @@ TOKENCTL = pathlib.Path(os.environ.get("TOKENCTL", ROOT / "target" / "debug" / "
 DEMO_CLIENT = ("demo-client", "demo-secret-for-localhost-only-0123456789")
 
 
+def _limit_open_files(count):
+    """Runs in the child before exec: at most `count` file descriptors (RLIMIT_NOFILE)."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
+
+
 class LocalServer:
-    def __init__(self, keys_file, alg="ES256", extra_env=None, args=("--port", "0")):
+    def __init__(
+        self, keys_file, alg="ES256", extra_env=None, args=("--port", "0"), stderr=None, max_open_files=None
+    ):
         if not TOKENCTL.exists():
             pytest.fail(f"{TOKENCTL} is missing: build it with `cargo build -p tokenctl` (make test does)")
         env = {**os.environ, "SIGNING_ALG": alg, **(extra_env or {})}
@@ -25,7 +33,8 @@ class LocalServer:
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr or subprocess.DEVNULL,
+            preexec_fn=None if max_open_files is None else lambda: _limit_open_files(max_open_files),
             # Unbuffered, so that select() sees every line not yet read.
             bufsize=0,
         )
@@ -50,6 +59,11 @@ class LocalServer:
         self.process.send_signal(signal.SIGINT)
         rest, _ = self.process.communicate(timeout=timeout)
         return self.process.returncode, rest.decode()
+
+    def cpu_seconds(self):
+        """User and system CPU time the server has used so far (/proc/<pid>/stat)."""
+        fields = pathlib.Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         if self.process.poll() is None:

@@ -20,6 +20,7 @@ use token_service::password::{HashParams, Passwords};
 use token_service::seed::Seed;
 use token_service::setup::{self, Wiring};
 use token_service::store::Stores;
+use tokenctl::server::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -144,11 +145,26 @@ impl TestServer {
     }
 
     pub async fn start_on(alg: SigningAlgorithm, clock: Arc<dyn Clock>, stores: Stores) -> Self {
+        Self::start_limited(alg, clock, stores, Limits::default()).await
+    }
+
+    /// The server on the test seed, allowing clients only what `limits` allows.
+    pub async fn start_with_limits(limits: Limits) -> Self {
+        let stores = seeded_memory(&repo_path("seed.toml")).await;
+        Self::start_limited(SigningAlgorithm::ES256, Arc::new(SystemClock), stores, limits).await
+    }
+
+    async fn start_limited(
+        alg: SigningAlgorithm,
+        clock: Arc<dyn Clock>,
+        stores: Stores,
+        limits: Limits,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding a port");
         let base_url = format!("http://{}", listener.local_addr().expect("bound address"));
         let (router, keys) = router_with(&base_url, alg, clock, stores).await;
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(tokenctl::server::serve(listener, Arc::new(router), async {
+        tokio::spawn(tokenctl::server::serve_with(listener, Arc::new(router), limits, async {
             let _ = stopped.await;
         }));
         Self { base_url, http: reqwest::Client::new(), keys, stop: Some(stop) }
