@@ -19,6 +19,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 
+use crate::files;
 use crate::jwt::ACCESS_TOKEN_TYPE;
 use serde::{Deserialize, Serialize};
 
@@ -186,29 +187,51 @@ impl KeySetDocument {
     }
 
     /// Loads the document at `path`, creating it with a fresh `alg` key if it does not exist, and
-    /// rotating to a fresh `alg` key if the current one uses another algorithm.
+    /// rotating to a fresh `alg` key if the current one uses another algorithm. The whole cycle
+    /// holds the file's lock, and every write replaces the file atomically, owner-only: of
+    /// concurrent first runs one makes the key and the others use it.
     pub fn load_or_create(path: &Path, alg: SigningAlgorithm, now: u64) -> Result<Self, KeyError> {
         let io = |source| KeyError::Io { path: path.display().to_string(), source };
-        let document = match std::fs::read(path) {
-            Ok(bytes) => {
-                let mut document: Self = serde_json::from_slice(&bytes)
-                    .map_err(|e| KeyError::Malformed(e.to_string()))?;
-                if document.current_algorithm() == Some(alg) {
-                    return Ok(document);
-                }
-                document.rotate(alg, now)?;
-                document
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::generate(alg, now)?,
-            Err(e) => return Err(io(e)),
-        };
-        if let Some(dir) = path.parent() {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let json =
-            serde_json::to_vec_pretty(&document).map_err(|e| KeyError::Malformed(e.to_string()))?;
-        write_private(path, &json).map_err(io)?;
+        let _lock = files::lock(path).map_err(io)?;
+        let mut document = match Self::read_file(path)? {
+            Some(document) => document,
+            None => {
+                let document = Self::generate(alg, now)?;
+                match files::create_new_private(path, &document.to_json()?) {
+                    Ok(()) => return Ok(document),
+                    // A writer that does not take the lock made it first: use its key.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::read_file(path)?
+                            .ok_or_else(|| io(std::io::ErrorKind::NotFound.into()))?
+                    }
+                    Err(e) => return Err(io(e)),
+                }
+            }
+        };
+        if document.current_algorithm() == Some(alg) {
+            return Ok(document);
+        }
+        document.rotate(alg, now)?;
+        files::write_atomically_private(path, &document.to_json()?).map_err(io)?;
         Ok(document)
+    }
+
+    /// The document in the file at `path`, `None` if there is no file.
+    pub fn read_file(path: &Path) -> Result<Option<Self>, KeyError> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| KeyError::Malformed(e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(KeyError::Io { path: path.display().to_string(), source }),
+        }
+    }
+
+    fn to_json(&self) -> Result<Vec<u8>, KeyError> {
+        serde_json::to_vec_pretty(self).map_err(|e| KeyError::Malformed(e.to_string()))
     }
 }
 
@@ -258,24 +281,6 @@ fn generate_key(alg: SigningAlgorithm, now: u64) -> Result<StoredKey, KeyError> 
         created_at: now,
         retired_at: None,
     })
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
 }
 
 /// A private key parsed once, at start-up: signing a token then costs only the signature.
@@ -489,6 +494,71 @@ mod tests {
         let rotated = KeySetDocument::load_or_create(&path, SigningAlgorithm::RS256, 7).unwrap();
         assert_ne!(rotated.current, created.current);
         assert_eq!(rotated.keys.len(), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A fresh directory for one test's key files.
+    fn scratch_dir(test: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("keys-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_written_into_a_readable_key_file_leaves_it_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch_dir("mode");
+        let path = dir.join("keys.json");
+        let document = KeySetDocument::generate(SigningAlgorithm::ES256, 1).unwrap();
+        std::fs::write(&path, serde_json::to_vec(&document).unwrap()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let rotated = KeySetDocument::load_or_create(&path, SigningAlgorithm::EdDSA, 2).unwrap();
+        assert_eq!(rotated.keys.len(), 2, "a new private key went into the file");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a file holding a new private key is owner-only: {mode:o}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_that_is_a_symlink_is_never_written_through() {
+        let dir = scratch_dir("symlink");
+        let elsewhere = dir.join("elsewhere.json");
+        let path = dir.join("keys.json");
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        let refused = KeySetDocument::load_or_create(&path, SigningAlgorithm::ES256, 1);
+        let message = refused.err().expect("a symlinked key file is refused").to_string();
+        assert!(message.contains("symbolic link"), "{message}");
+        assert!(!elsewhere.exists(), "no private key was written where the link points");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn concurrent_first_runs_end_with_one_key_that_all_of_them_use() {
+        let dir = scratch_dir("first-run");
+        let path = dir.join("keys.json");
+        let runs = 4;
+        let start = std::sync::Barrier::new(runs);
+        let kids: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..runs)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        // RS256: its key takes the longest to make, the widest window.
+                        KeySetDocument::load_or_create(&path, SigningAlgorithm::RS256, 1)
+                            .unwrap()
+                            .current
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|handle| handle.join().unwrap()).collect()
+        });
+        let stored: KeySetDocument =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(stored.keys.len(), 1, "one key made");
+        assert!(kids.iter().all(|kid| *kid == stored.current), "every run uses it: {kids:?}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
