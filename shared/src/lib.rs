@@ -15,6 +15,7 @@ pub mod files;
 pub mod fuzzing;
 pub mod introspection;
 pub mod jwt;
+pub mod key_parameters;
 pub mod keys;
 pub mod logging;
 pub mod password;

@@ -15,7 +15,7 @@ use token_service::api::{self, Router};
 use token_service::authorizer::{AuthorizedContext, Authorizer};
 use token_service::clock::SystemClock;
 use token_service::keys::{KeySet, SigningAlgorithm};
-use token_service::setup::Wiring;
+use token_service::setup::SigningWiring;
 use token_service::store::Stores;
 
 const ISSUER: &str = "https://issuer.test";
@@ -38,7 +38,7 @@ fn setup_with_keys(stores: Stores, keys: KeySet) -> Setup {
         SigningAlgorithm::ES256,
         &[("AUTHORIZER_ROUTE_SCOPES", ROUTE_SCOPES)],
     );
-    let wiring = Wiring::new(config, keys.clone(), stores, Arc::new(SystemClock));
+    let wiring = SigningWiring::new(config, keys.clone(), stores, Arc::new(SystemClock));
     Setup { router: wiring.router(), authorizer: wiring.authorizer(), keys }
 }
 

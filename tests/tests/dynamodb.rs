@@ -17,7 +17,7 @@ use token_service::auth::PresentedClient;
 use token_service::clock::SystemClock;
 use token_service::domain::MAX_LIFETIME;
 use token_service::keys::{KeySet, SigningAlgorithm};
-use token_service::setup::{self, Wiring};
+use token_service::setup::{self, SigningWiring};
 use token_service::store::Stores;
 use token_service::store::dynamodb::{DynamoStore, table};
 use token_service::token::{TokenParams, TokenResponse, TokenService};
@@ -125,12 +125,13 @@ async fn template_and_create_table_agree_on_keys_indexes_and_ttl() {
 }
 
 /// The services on a fresh seeded table, its round trips counted.
-async fn counted_wiring() -> (DynamoStore, RoundTrips, Wiring) {
+async fn counted_wiring() -> (DynamoStore, RoundTrips, SigningWiring) {
     let (store, round_trips) = dynamo::fresh_store_counting().await;
     load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
     let config = test_config("https://issuer", SigningAlgorithm::ES256);
     let keys = KeySet::generate(SigningAlgorithm::ES256).unwrap();
-    let wiring = Wiring::with_system_clock(config, keys, Stores::all(Arc::new(store.clone())));
+    let wiring =
+        SigningWiring::with_system_clock(config, keys, Stores::all(Arc::new(store.clone())));
     (store, round_trips, wiring)
 }
 
@@ -158,7 +159,7 @@ async fn round_trips_stay_within_budget() {
     let cold = || {
         let config = test_config("https://issuer", SigningAlgorithm::ES256);
         let keys = KeySet::generate(SigningAlgorithm::ES256).unwrap();
-        Wiring::with_system_clock(config, keys, Stores::all(Arc::new(store.clone())))
+        SigningWiring::with_system_clock(config, keys, Stores::all(Arc::new(store.clone())))
             .token_service()
     };
     let warm = wiring.token_service();
