@@ -72,7 +72,7 @@ dynamodb-local: $(VENV)/.installed
 	  for i in $$(seq 50); do $(VENV_PY) -c "import socket; socket.create_connection(('127.0.0.1', 8000))" 2>/dev/null && break; sleep 0.1; done
 	set -a; . local/watch.env; set +a; target/debug/tokenctl create-table && \
 	  target/debug/tokenctl import-seed --seed local/seed.toml --allow-plaintext
-	target/debug/tokenctl keygen --keys .local/signing-keys.json
+	target/debug/tokenctl keygen --keys .local/signing-keys.json --public-keys .local/public-keys.json
 
 ## cargo-lambda from PyPI (a prebuilt binary in a wheel) into .venv.
 cargo-lambda: $(VENV)/.installed

@@ -15,7 +15,7 @@ use token_service::password::{MAX_PASSWORD_LEN, Passwords};
 use token_service::seed::{ImportOptions, Imported, Seed, SeedError};
 use token_service::store::{ClientStore, StoreError, UserStore};
 
-use crate::files;
+use token_service::files;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -210,7 +210,7 @@ fn append(
     check: impl FnOnce(&Seed) -> Result<(), AdminError>,
 ) -> Result<(), AdminError> {
     let io = |source| AdminError::Io { path: seed.display().to_string(), source };
-    let _lock = files::lock_for_writing(seed).map_err(io)?;
+    let _lock = files::lock(seed).map_err(io)?;
     let mut text = std::fs::read_to_string(seed).map_err(io)?;
     let snippet = toml::to_string(table).map_err(invalid)?;
     if !text.ends_with('\n') {
@@ -222,5 +222,5 @@ fn append(
         text.push('\n');
     }
     check(&Seed::parse(&text, passwords)?)?;
-    files::write_atomically(seed, text.as_bytes()).map_err(io)
+    files::write_atomically_keeping_mode(seed, text.as_bytes()).map_err(io)
 }

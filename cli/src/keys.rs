@@ -1,10 +1,14 @@
-//! Signing-key administration in SSM Parameter Store: init, stage, promote, prune, show. See the
-//! README's rotation runbook for the order and the waits between them.
+//! Signing-key administration in SSM Parameter Store: init, stage, promote, prune, remove,
+//! publish, show. See the README's rotation runbook for the order and the waits between them.
+//!
+//! Every change rewrites the private key set (a SecureString, read by the token function only)
+//! with a version check, then its public half (`<parameter>-public`, read by every function
+//! that verifies), so the two stay in step.
 
 use aws_sdk_ssm::Client;
 use token_service::domain::MAX_LIFETIME;
-use token_service::keys::{KeyError, KeySet, KeySetDocument, SigningAlgorithm};
-use token_service::setup::{read_key_parameter, write_key_parameter};
+use token_service::key_parameters::{self, Versioned, public_parameter_name};
+use token_service::keys::{KeyError, KeySet, KeySetDocument, KeyState, SigningAlgorithm};
 
 /// `keys prune` without `--older-than`: the longest access-token lifetime any client may be
 /// given, so a default prune never drops a key whose tokens may still be live. A shorter age
@@ -18,25 +22,55 @@ fn missing(name: &str) -> KeyError {
     }
 }
 
-async fn load(ssm: &Client, name: &str) -> Result<KeySetDocument, KeyError> {
-    read_key_parameter(ssm, name).await?.ok_or_else(|| missing(name))
+async fn load(ssm: &Client, name: &str) -> Result<Versioned, KeyError> {
+    key_parameters::read_private(ssm, name).await?.ok_or_else(|| missing(name))
 }
 
-/// Creates the parameter with one fresh current key; refuses to replace an existing key set.
+/// Writes the public half of `document`; a failure says that the private set moved on alone.
+async fn publish_document(
+    ssm: &Client,
+    name: &str,
+    document: &KeySetDocument,
+) -> Result<String, KeyError> {
+    key_parameters::publish(ssm, name, document).await.map_err(|error| KeyError::Parameter {
+        name: public_parameter_name(name),
+        reason: format!(
+            "{error}. The private key set {name} was written but its public half was not: \
+             run `tokenctl keys publish` before deploying"
+        ),
+    })
+}
+
+/// Reads the key set, applies `change`, and, if that changed anything, writes the key set back
+/// (refused if someone else wrote it since the read: `replace_private`) and then its public
+/// half.
+async fn update<R>(
+    ssm: &Client,
+    name: &str,
+    change: impl FnOnce(&mut KeySetDocument) -> Result<R, KeyError>,
+) -> Result<R, KeyError> {
+    let Versioned { mut document, version } = load(ssm, name).await?;
+    let json = |document: &KeySetDocument| serde_json::to_string(document).unwrap_or_default();
+    let before = json(&document);
+    let outcome = change(&mut document)?;
+    if json(&document) != before {
+        key_parameters::replace_private(ssm, name, &document, version).await?;
+        publish_document(ssm, name, &document).await?;
+    }
+    Ok(outcome)
+}
+
+/// Creates the key set with one fresh current key, and its public half; refuses to replace an
+/// existing key set (the create is conditional in SSM itself).
 pub async fn init(
     ssm: &Client,
     name: &str,
     alg: SigningAlgorithm,
     now: u64,
 ) -> Result<String, KeyError> {
-    if read_key_parameter(ssm, name).await?.is_some() {
-        return Err(KeyError::Parameter {
-            name: name.to_owned(),
-            reason: "already exists; use stage and promote".into(),
-        });
-    }
     let document = KeySetDocument::generate(alg, now)?;
-    write_key_parameter(ssm, name, &document).await?;
+    key_parameters::create_private(ssm, name, &document).await?;
+    publish_document(ssm, name, &document).await?;
     Ok(document.current)
 }
 
@@ -47,44 +81,60 @@ pub async fn stage(
     alg: SigningAlgorithm,
     now: u64,
 ) -> Result<String, KeyError> {
-    let mut document = load(ssm, name).await?;
-    document.stage(alg, now)?;
-    write_key_parameter(ssm, name, &document).await?;
-    Ok(document.keys[0].kid.clone())
+    update(ssm, name, |document| document.stage(alg, now)).await
 }
 
-/// The staged key starts signing; the old one retires but still verifies. Returns the new kid.
-pub async fn promote(ssm: &Client, name: &str, now: u64) -> Result<String, KeyError> {
-    let mut document = load(ssm, name).await?;
-    document.promote(now)?;
-    write_key_parameter(ssm, name, &document).await?;
-    Ok(document.current)
+/// A staged key starts signing (`kid`, or the only staged key); the old one retires but still
+/// verifies. Returns the new current kid.
+pub async fn promote(
+    ssm: &Client,
+    name: &str,
+    kid: Option<&str>,
+    now: u64,
+) -> Result<String, KeyError> {
+    update(ssm, name, |document| document.promote(now, kid)).await
 }
 
 /// Drops keys retired more than `older_than` seconds ago. Returns how many.
 pub async fn prune(ssm: &Client, name: &str, older_than: u64, now: u64) -> Result<usize, KeyError> {
-    let mut document = load(ssm, name).await?;
-    let dropped = document.prune(now, older_than);
-    if dropped > 0 {
-        write_key_parameter(ssm, name, &document).await?;
-    }
-    Ok(dropped)
+    update(ssm, name, |document| Ok(document.prune(now, older_than))).await
 }
 
-/// One line per key: kid, algorithm, state.
-pub async fn show(ssm: &Client, name: &str) -> Result<Vec<String>, KeyError> {
-    let document = load(ssm, name).await?;
+/// Drops the staged or retired key `kid` at once. Returns the state it had.
+pub async fn remove(ssm: &Client, name: &str, kid: &str) -> Result<KeyState, KeyError> {
+    update(ssm, name, |document| document.remove(kid)).await
+}
+
+/// Rewrites the public key set from the private one: after an interrupted command, or once for
+/// a key set made before the public one existed. Returns the public parameter's name.
+pub async fn publish(ssm: &Client, name: &str) -> Result<String, KeyError> {
+    let Versioned { document, .. } = load(ssm, name).await?;
     KeySet::from_document(&document)?;
-    Ok(document
+    publish_document(ssm, name, &document).await
+}
+
+/// What `keys show` reports.
+pub struct Shown {
+    /// One line per key: kid, algorithm, state.
+    pub keys: Vec<String>,
+    /// The public parameter's name.
+    pub public: String,
+    /// Whether it holds exactly the private key set's public half.
+    pub public_in_step: bool,
+}
+
+pub async fn show(ssm: &Client, name: &str) -> Result<Shown, KeyError> {
+    let Versioned { document, .. } = load(ssm, name).await?;
+    KeySet::from_document(&document)?;
+    let public = public_parameter_name(name);
+    let published = key_parameters::read_public(ssm, &public).await?;
+    let keys = document
         .keys
         .iter()
         .map(|key| {
-            let state = match key.retired_at {
-                _ if key.kid == document.current => "current (signs)".to_owned(),
-                Some(retired) => format!("retired at {retired} (verifies)"),
-                None => "staged (verifies, not yet signing)".to_owned(),
-            };
+            let state = document.state(&key.kid).map_or_else(String::new, |s| s.to_string());
             format!("{} {} {state}", key.kid, key.alg)
         })
-        .collect())
+        .collect();
+    Ok(Shown { keys, public, public_in_step: published == Some(document.public()?) })
 }

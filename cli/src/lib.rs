@@ -1,6 +1,5 @@
 //! `tokenctl`: the local server and the admin commands of the token service.
 
 pub mod admin;
-pub mod files;
 pub mod keys;
 pub mod server;

@@ -10,10 +10,11 @@ use token_service::config::{Config, ConfigError, password_hash_params};
 use token_service::domain::{
     DEFAULT_REFRESH_ABSOLUTE_LIFETIME, DEFAULT_REFRESH_IDLE_LIFETIME, GrantType,
 };
+use token_service::files;
 use token_service::keys::{KeySet, KeySetDocument, SigningAlgorithm};
 use token_service::password::Passwords;
 use token_service::seed::{ImportOptions, Seed};
-use token_service::setup::{self, Wiring};
+use token_service::setup::{self, SigningWiring};
 use token_service::store::dynamodb::{DynamoStore, table};
 use tokenctl::admin::{self, NewClient};
 use tokenctl::keys;
@@ -132,18 +133,22 @@ enum Command {
         #[arg(long, env = "TABLE_NAME")]
         table: String,
     },
-    /// Create a local key file if missing (what `serve` does on first run).
+    /// Create a local key file if missing (what `serve` does on first run), and write its public
+    /// half for the verifying functions (`make watch`).
     Keygen {
         #[arg(long, env = "SIGNING_KEYS_FILE", default_value = ".local/signing-keys.json")]
         keys: PathBuf,
+        #[arg(long, env = "PUBLIC_KEYS_FILE", default_value = ".local/public-keys.json")]
+        public_keys: PathBuf,
         #[arg(long, env = "SIGNING_ALG", default_value = "ES256")]
         alg: SigningAlgorithm,
     },
-    /// Manage the signing keys in an SSM SecureString (see the README's rotation runbook).
+    /// Manage the signing keys in an SSM SecureString and its public half beside it,
+    /// `<parameter>-public` (see the README's rotation runbook).
     Keys {
         #[command(subcommand)]
         action: KeysAction,
-        /// The SSM parameter holding the key set.
+        /// The SSM parameter holding the private key set.
         #[arg(
             long,
             env = "SIGNING_KEYS_PARAMETER",
@@ -183,8 +188,12 @@ enum KeysAction {
         #[arg(long, default_value = "ES256")]
         alg: SigningAlgorithm,
     },
-    /// Make the staged key current; the old key keeps verifying.
-    Promote,
+    /// Make a staged key current; the old key keeps verifying.
+    Promote {
+        /// The staged key to promote; required when several are staged.
+        #[arg(long)]
+        kid: Option<String>,
+    },
     /// Drop keys retired longer ago than the longest access-token lifetime.
     Prune {
         /// Seconds since retirement; at least the largest `max_access_token_lifetime` of any
@@ -193,7 +202,17 @@ enum KeysAction {
         #[arg(long, default_value_t = keys::DEFAULT_PRUNE_OLDER_THAN)]
         older_than: u64,
     },
-    /// List the keys and their states.
+    /// Drop a staged or retired key at once (a leaked key): it is no longer published, verifies
+    /// nothing once functions restart, and can never be promoted. The current key cannot be
+    /// removed: stage and promote another first.
+    Remove {
+        #[arg(long)]
+        kid: String,
+    },
+    /// Rewrite the public key set from the private one (after an interrupted command, or once
+    /// for a key set made before the public one existed).
+    Publish,
+    /// List the keys and their states, and whether the public key set is in step.
     Show,
 }
 
@@ -265,13 +284,16 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             println!("table {table} created");
             Ok(())
         }
-        Command::Keygen { keys: path, alg } => {
+        Command::Keygen { keys: path, public_keys, alg } => {
             let document = KeySetDocument::load_or_create(&path, alg, SystemClock.now())?;
+            let public = serde_json::to_vec_pretty(&document.public()?)?;
+            files::write_atomically(&public_keys, &public, 0o644)?;
             println!("{}: current key {}", path.display(), document.current);
+            println!("{}: its public keys", public_keys.display());
             Ok(())
         }
         Command::Keys { action, parameter } => {
-            let ssm = aws_sdk_ssm::Client::new(&setup::aws_config().await);
+            let ssm = aws_sdk_ssm::Client::new(&setup::admin_aws_config().await);
             let now = SystemClock.now();
             match action {
                 KeysAction::Init { alg } => {
@@ -281,16 +303,27 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                     )
                 }
                 KeysAction::Stage { alg } => {
+                    let kid = keys::stage(&ssm, &parameter, alg, now).await?;
                     println!(
-                        "staged {}: redeploy, wait for JWKS caches, then promote",
-                        keys::stage(&ssm, &parameter, alg, now).await?
+                        "staged {kid}: redeploy, wait for JWKS caches, then \
+                         `tokenctl keys promote --kid {kid}`"
                     )
                 }
-                KeysAction::Promote => {
+                KeysAction::Promote { kid } => {
                     println!(
                         "{} now signs: redeploy so every function loads it",
-                        keys::promote(&ssm, &parameter, now).await?
+                        keys::promote(&ssm, &parameter, kid.as_deref(), now).await?
                     )
+                }
+                KeysAction::Remove { kid } => {
+                    let state = keys::remove(&ssm, &parameter, &kid).await?;
+                    println!(
+                        "removed {kid} (it was {state}): redeploy (bump KeysVersion) so no \
+                         function verifies with it any more"
+                    )
+                }
+                KeysAction::Publish => {
+                    println!("public key set written to {}", keys::publish(&ssm, &parameter).await?)
                 }
                 KeysAction::Prune { older_than } => {
                     println!(
@@ -299,8 +332,18 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                     )
                 }
                 KeysAction::Show => {
-                    for line in keys::show(&ssm, &parameter).await? {
+                    let shown = keys::show(&ssm, &parameter).await?;
+                    for line in &shown.keys {
                         println!("{line}");
+                    }
+                    if shown.public_in_step {
+                        println!("public key set {}: in step", shown.public);
+                    } else {
+                        println!(
+                            "public key set {}: OUT OF STEP with the private one (or missing): \
+                             run `tokenctl keys publish`",
+                            shown.public
+                        );
                     }
                 }
             }
@@ -370,7 +413,7 @@ async fn serve(
         }
     };
     let signing_alg = config.signing_alg;
-    let router = Arc::new(Wiring::with_system_clock(config, keys, stores).router());
+    let router = Arc::new(SigningWiring::with_system_clock(config, keys, stores).router());
 
     let shutdown = shutdown_signal()?;
     println!("token service listening on {base_url}");

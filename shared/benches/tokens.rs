@@ -11,10 +11,10 @@ use jsonwebtoken::{EncodingKey, Header};
 use token_service::auth::PresentedClient;
 use token_service::clock::{Clock, SystemClock};
 use token_service::config::Config;
-use token_service::jwt::{AccessTokenClaims, AccessTokens};
+use token_service::jwt::{AccessTokenClaims, TokenSigner};
 use token_service::keys::{KeySet, KeySetDocument, SigningAlgorithm};
 use token_service::seed::Seed;
-use token_service::setup::{self, Wiring};
+use token_service::setup::{self, SigningWiring};
 use token_service::token::TokenParams;
 
 fn claims(now: u64) -> AccessTokenClaims {
@@ -37,13 +37,14 @@ fn signing(c: &mut Criterion) {
     let now = SystemClock.now();
     for alg in SigningAlgorithm::ALL {
         let document = KeySetDocument::generate(alg, now).unwrap();
-        let tokens = AccessTokens::new(
+        let signer = TokenSigner::new(
             KeySet::from_document(&document).unwrap(),
             "https://auth.example.com".into(),
             "api".into(),
         );
+        let tokens = signer.verifier();
         let claims = claims(now);
-        c.bench_function(&format!("sign/{alg}"), |b| b.iter(|| tokens.sign(&claims).unwrap()));
+        c.bench_function(&format!("sign/{alg}"), |b| b.iter(|| signer.sign(&claims).unwrap()));
 
         let der = STANDARD.decode(&document.keys[0].private_key).unwrap();
         let encoding = match alg {
@@ -58,7 +59,7 @@ fn signing(c: &mut Criterion) {
             b.iter(|| jsonwebtoken::encode(&header, &claims, &encoding).unwrap())
         });
 
-        let token = tokens.sign(&claims).unwrap();
+        let token = signer.sign(&claims).unwrap();
         c.bench_function(&format!("verify/{alg}"), |b| {
             b.iter(|| tokens.verify(&token, now).unwrap())
         });
@@ -91,7 +92,8 @@ fn issuance(c: &mut Criterion) {
         .unwrap();
         let stores = runtime.block_on(setup::memory_stores(&seed)).unwrap();
         let keys = KeySet::generate(alg).unwrap();
-        let service = Wiring::new(config, keys, stores, Arc::new(SystemClock)).token_service();
+        let service =
+            SigningWiring::new(config, keys, stores, Arc::new(SystemClock)).token_service();
         let presented = PresentedClient {
             id: "billing".into(),
             secret: "billing-secret-0123456789abcdefghijkl".into(),

@@ -22,11 +22,19 @@ pub struct Config {
     /// `ACCESS_TOKEN_LIFETIME`: seconds, when the request does not ask (default 3600); always
     /// lowered to the client's maximum.
     pub default_access_token_lifetime: u64,
-    /// `SIGNING_KEYS_PARAMETER`: an SSM Parameter Store SecureString holding the key set
-    /// document (production). Takes precedence over the file.
+    /// `SIGNING_KEYS_PARAMETER`: an SSM Parameter Store SecureString holding the private key
+    /// set document (production). Read by the token function only. Takes precedence over the
+    /// file.
     pub signing_keys_parameter: Option<String>,
-    /// `SIGNING_KEYS_FILE`: a key set document (see `keys::KeySetDocument`), for local runs.
+    /// `SIGNING_KEYS_FILE`: a private key set document (see `keys::KeySetDocument`), for local
+    /// runs of the token function.
     pub signing_keys_file: Option<PathBuf>,
+    /// `PUBLIC_KEYS_PARAMETER`: an SSM String parameter holding the public key set document
+    /// (`keys::PublicKeySetDocument`), what every function that only verifies loads. Takes
+    /// precedence over the file.
+    pub public_keys_parameter: Option<String>,
+    /// `PUBLIC_KEYS_FILE`: a public key set document, for local runs of the verifying functions.
+    pub public_keys_file: Option<PathBuf>,
     /// `SEED_FILE`: clients and tenants for the in-memory store.
     pub seed_file: Option<PathBuf>,
     /// `TABLE_NAME`: the DynamoDB table. When set it is the store; otherwise the store is in
@@ -111,6 +119,8 @@ impl Config {
             signing_keys_parameter: lookup("SIGNING_KEYS_PARAMETER")
                 .filter(|name| !name.is_empty()),
             signing_keys_file: lookup("SIGNING_KEYS_FILE").map(PathBuf::from),
+            public_keys_parameter: lookup("PUBLIC_KEYS_PARAMETER").filter(|name| !name.is_empty()),
+            public_keys_file: lookup("PUBLIC_KEYS_FILE").map(PathBuf::from),
             seed_file: lookup("SEED_FILE").map(PathBuf::from),
             table_name: lookup("TABLE_NAME").filter(|name| !name.is_empty()),
         })

@@ -33,7 +33,9 @@ use crate::domain::{
     Username,
 };
 use crate::error::Error;
-use crate::jwt::{ACCESS_TOKEN_TYPE, AccessTokenClaims, AccessTokens, CLOCK_LEEWAY_SECS};
+use crate::jwt::{
+    ACCESS_TOKEN_TYPE, AccessTokenClaims, AccessTokens, CLOCK_LEEWAY_SECS, TokenSigner,
+};
 use crate::keys::{KeySet, KeySetDocument, SigningAlgorithm};
 use crate::store::memory::MemoryStore;
 use crate::store::{
@@ -334,7 +336,7 @@ fn jwt_fixture() -> &'static JwtFixture {
             Ed25519KeyPair::from_pkcs8(&private(SigningAlgorithm::EdDSA)).expect("EdDSA pkcs8");
         let rsa_public =
             serde_json::to_vec(&keys.find(KID_RS256).expect("rsa").public_jwk).expect("jwk json");
-        let tokens = AccessTokens::new(keys, ISSUER.into(), AUDIENCE.into());
+        let tokens = AccessTokens::new(keys.verification_keys(), ISSUER.into(), AUDIENCE.into());
         let store = Arc::new(MemoryStore::new());
         block_on(async {
             let revoked = TokenId::parse(REVOKED_JTI).expect("revoked jti");
@@ -601,7 +603,7 @@ fn batch_fixture() -> &'static BatchFixture {
     static FIXTURE: OnceLock<BatchFixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let (keys, _) = fixture_keys();
-        let tokens = AccessTokens::new(keys, ISSUER.into(), AUDIENCE.into());
+        let signer = TokenSigner::new(keys, ISSUER.into(), AUDIENCE.into());
         let claims = AccessTokenClaims {
             iss: ISSUER.into(),
             sub: "admin".into(),
@@ -615,8 +617,8 @@ fn batch_fixture() -> &'static BatchFixture {
             tenant: "/acme".into(),
             sid: None,
         };
-        let bearer = tokens.sign(&claims).expect("caller token");
-        BatchFixture { tokens, bearer }
+        let bearer = signer.sign(&claims).expect("caller token");
+        BatchFixture { tokens: signer.verifier(), bearer }
     })
 }
 

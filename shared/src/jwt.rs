@@ -7,7 +7,7 @@ use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::keys::{KeySet, SigningAlgorithm};
+use crate::keys::{KeySet, SigningAlgorithm, VerificationKeys};
 
 /// The media type RFC 9068 §2.1 puts in `typ`.
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
@@ -72,10 +72,10 @@ impl From<TokenRejected> for Error {
     }
 }
 
-/// Signs and verifies access tokens for one issuer and audience.
+/// Verifies access tokens for one issuer and audience, with public keys only.
 #[derive(Clone)]
 pub struct AccessTokens {
-    keys: KeySet,
+    keys: VerificationKeys,
     issuer: String,
     audience: String,
     /// The claim checks for each algorithm, built once rather than on every verification.
@@ -83,7 +83,7 @@ pub struct AccessTokens {
 }
 
 impl AccessTokens {
-    pub fn new(keys: KeySet, issuer: String, audience: String) -> Self {
+    pub fn new(keys: VerificationKeys, issuer: String, audience: String) -> Self {
         let validations = Arc::new(SigningAlgorithm::ALL.map(|alg| {
             let mut validation = Validation::new(alg.jwt());
             validation.set_issuer(&[&issuer]);
@@ -97,7 +97,7 @@ impl AccessTokens {
         Self { keys, issuer, audience, validations }
     }
 
-    pub fn keys(&self) -> &KeySet {
+    pub fn keys(&self) -> &VerificationKeys {
         &self.keys
     }
 
@@ -107,13 +107,6 @@ impl AccessTokens {
 
     pub fn audience(&self) -> &str {
         &self.audience
-    }
-
-    /// Signs with the current key, parsed once at start-up (see `SigningKey::sign_json`).
-    pub fn sign(&self, claims: &AccessTokenClaims) -> Result<String, Error> {
-        let payload =
-            serde_json::to_vec(claims).map_err(|e| Error::Internal(format!("claims: {e}")))?;
-        self.keys.current().sign_json(&payload).map_err(|e| Error::Internal(e.to_string()))
     }
 
     /// Checks the header against the allow-list, the signature with the key named by `kid`
@@ -164,6 +157,45 @@ impl AccessTokens {
     }
 }
 
+/// Signs access tokens for one issuer and audience: the token function's half, the only one
+/// holding private keys.
+#[derive(Clone)]
+pub struct TokenSigner {
+    keys: KeySet,
+    issuer: String,
+    audience: String,
+}
+
+impl TokenSigner {
+    pub fn new(keys: KeySet, issuer: String, audience: String) -> Self {
+        Self { keys, issuer, audience }
+    }
+
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// Signs with the current key, parsed once at start-up (see `SigningKey::sign_json`).
+    pub fn sign(&self, claims: &AccessTokenClaims) -> Result<String, Error> {
+        let payload =
+            serde_json::to_vec(claims).map_err(|e| Error::Internal(format!("claims: {e}")))?;
+        self.keys.current().sign_json(&payload).map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// The verifying half over the same keys' public parts.
+    pub fn verifier(&self) -> AccessTokens {
+        AccessTokens::new(self.keys.verification_keys(), self.issuer.clone(), self.audience.clone())
+    }
+}
+
 /// RFC 7519 §7.2: the header and the claims must each be UTF-8 JSON. `serde_json` skips the
 /// members a type ignores without checking their UTF-8, so a token with invalid UTF-8 in an
 /// unknown member would otherwise pass; the decoded segments are checked here.
@@ -183,8 +215,33 @@ mod tests {
     use super::*;
     use crate::keys::SigningAlgorithm;
 
-    fn tokens(alg: SigningAlgorithm) -> AccessTokens {
-        AccessTokens::new(KeySet::generate(alg).unwrap(), "https://issuer".into(), "api".into())
+    /// The signing half and the verifying half over one fresh key set.
+    struct Tokens {
+        signer: TokenSigner,
+        verifier: AccessTokens,
+    }
+
+    impl Tokens {
+        fn new(keys: KeySet) -> Self {
+            let signer = TokenSigner::new(keys, "https://issuer".into(), "api".into());
+            Self { verifier: signer.verifier(), signer }
+        }
+
+        fn sign(&self, claims: &AccessTokenClaims) -> Result<String, Error> {
+            self.signer.sign(claims)
+        }
+
+        fn verify(&self, token: &str, now: u64) -> Result<AccessTokenClaims, TokenRejected> {
+            self.verifier.verify(token, now)
+        }
+
+        fn keys(&self) -> &KeySet {
+            self.signer.keys()
+        }
+    }
+
+    fn tokens(alg: SigningAlgorithm) -> Tokens {
+        Tokens::new(KeySet::generate(alg).unwrap())
     }
 
     fn claims() -> AccessTokenClaims {
@@ -325,7 +382,7 @@ mod tests {
 
         let document = crate::keys::KeySetDocument::generate(SigningAlgorithm::RS256, 0).unwrap();
         let keys = KeySet::from_document(&document).unwrap();
-        let tokens = AccessTokens::new(keys, "https://issuer".into(), "api".into());
+        let tokens = Tokens::new(keys);
         let key = tokens.keys().current();
         let pkcs1 = STANDARD.decode(&document.keys[0].private_key).unwrap();
         let pair = aws_lc_rs::signature::RsaKeyPair::from_der(&pkcs1).unwrap();
@@ -335,7 +392,7 @@ mod tests {
             STANDARD.encode(&spki)
         );
         let jwk = serde_json::to_vec(&key.public_jwk).unwrap();
-        let jwks = serde_json::to_vec(&tokens.keys().jwks()).unwrap();
+        let jwks = serde_json::to_vec(&tokens.verifier.keys().jwks()).unwrap();
         let n = serde_json::to_value(&key.public_jwk).unwrap()["n"].as_str().unwrap().to_owned();
         let secrets: [&[u8]; 7] = [
             &spki,

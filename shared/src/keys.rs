@@ -16,9 +16,12 @@ use aws_lc_rs::signature::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse, ThumbprintHash,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 
+use crate::files;
 use crate::jwt::ACCESS_TOKEN_TYPE;
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +50,31 @@ pub enum KeyError {
     Signing(String),
     #[error("no staged key to promote: stage one first")]
     NothingStaged,
+    #[error(
+        "several keys are staged ({}): say which to promote with `tokenctl keys promote --kid \
+         <kid>`, and remove the others with `tokenctl keys remove --kid <kid>`",
+        .0.join(", ")
+    )]
+    SeveralStaged(Vec<String>),
+    #[error("{kid} is {state}, not staged: only a staged key can be promoted")]
+    NotStaged { kid: String, state: KeyState },
+    #[error("no key {0} in the key set: `tokenctl keys show` lists them")]
+    UnknownKid(String),
+    #[error(
+        "{0} is the current signing key and cannot be removed: stage a new key and promote it \
+         (`tokenctl keys stage`, `tokenctl keys promote --kid <new kid>`), then remove {0}"
+    )]
+    RemovingCurrent(String),
+    #[error(
+        "{origin} holds private key material: a function that only verifies is given the public \
+         key set (the `-public` parameter `tokenctl keys` writes beside the private one), never \
+         the private one"
+    )]
+    PrivateKeyMaterial { origin: String },
+    #[error("SSM parameter {name} changed while this command ran: {detail}")]
+    ConcurrentChange { name: String, detail: String },
+    #[error("public key {kid} in {origin}: {reason}")]
+    InvalidPublicKey { kid: String, origin: String, reason: String },
     #[error("signing keys from SSM parameter {name}: {reason}")]
     Parameter { name: String, reason: String },
     #[error("key file {path}: {source}")]
@@ -150,6 +178,37 @@ impl fmt::Debug for KeySetDocument {
     }
 }
 
+/// Where a key stands in its set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    /// Signs, and verifies.
+    Current,
+    /// Verifies (it is published), does not sign yet.
+    Staged,
+    /// Signed until then; verifies until pruned or removed.
+    Retired(u64),
+}
+
+impl KeyState {
+    fn of(kid: &str, current: &str, retired_at: Option<u64>) -> Self {
+        match retired_at {
+            _ if kid == current => Self::Current,
+            Some(retired) => Self::Retired(retired),
+            None => Self::Staged,
+        }
+    }
+}
+
+impl fmt::Display for KeyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Current => f.write_str("current (signs)"),
+            Self::Staged => f.write_str("staged (verifies, not yet signing)"),
+            Self::Retired(at) => write!(f, "retired at {at} (verifies)"),
+        }
+    }
+}
+
 /// The stored form of a key set: a JSON document in a git-ignored file locally, or in a
 /// SecureString parameter in production.
 #[derive(Clone, Serialize, Deserialize)]
@@ -167,40 +226,93 @@ impl KeySetDocument {
     /// Makes a new key of `alg` current at once and keeps every earlier key for verification.
     /// For one process (the local server); deployed functions stage, then promote.
     pub fn rotate(&mut self, alg: SigningAlgorithm, now: u64) -> Result<(), KeyError> {
-        self.stage(alg, now)?;
-        self.promote(now)
+        let staged = self.stage(alg, now)?;
+        self.promote(now, Some(&staged)).map(drop)
     }
 
     /// Adds a new key of `alg` that verifies (it is published in the JWKS) but does not sign yet,
-    /// so every verifier can learn it before the first token it signs appears.
-    pub fn stage(&mut self, alg: SigningAlgorithm, now: u64) -> Result<(), KeyError> {
+    /// so every verifier can learn it before the first token it signs appears. Returns its kid.
+    pub fn stage(&mut self, alg: SigningAlgorithm, now: u64) -> Result<String, KeyError> {
         let key = generate_key(alg, now)?;
+        let kid = key.kid.clone();
         self.keys.insert(0, key);
-        Ok(())
+        Ok(kid)
     }
 
-    /// The newest staged key starts signing; the previous current key retires (it still
-    /// verifies until pruned).
-    pub fn promote(&mut self, now: u64) -> Result<(), KeyError> {
-        let staged = self
-            .keys
+    pub fn state(&self, kid: &str) -> Option<KeyState> {
+        let key = self.keys.iter().find(|key| key.kid == kid)?;
+        Some(KeyState::of(&key.kid, &self.current, key.retired_at))
+    }
+
+    /// The kids of the staged keys, newest first.
+    pub fn staged(&self) -> Vec<String> {
+        self.keys
             .iter()
-            .find(|key| key.kid != self.current && key.retired_at.is_none())
+            .filter(|key| self.state(&key.kid) == Some(KeyState::Staged))
             .map(|key| key.kid.clone())
-            .ok_or(KeyError::NothingStaged)?;
+            .collect()
+    }
+
+    /// A staged key starts signing; the previous current key retires (it still verifies until
+    /// pruned). Which one: `kid`, or else the only staged key; with several staged and no `kid`
+    /// nothing changes, since promoting the wrong one (a leaked key, say) would make it sign.
+    /// Returns the promoted kid.
+    pub fn promote(&mut self, now: u64, kid: Option<&str>) -> Result<String, KeyError> {
+        let chosen = match kid {
+            Some(kid) => match self.state(kid) {
+                Some(KeyState::Staged) => kid.to_owned(),
+                Some(state) => return Err(KeyError::NotStaged { kid: kid.to_owned(), state }),
+                None => return Err(KeyError::UnknownKid(kid.to_owned())),
+            },
+            None => match self.staged().as_slice() {
+                [] => return Err(KeyError::NothingStaged),
+                [only] => only.clone(),
+                several => return Err(KeyError::SeveralStaged(several.to_vec())),
+            },
+        };
         if let Some(old) = self.keys.iter_mut().find(|key| key.kid == self.current) {
             old.retired_at = Some(now);
         }
-        self.current = staged;
-        Ok(())
+        self.current.clone_from(&chosen);
+        Ok(chosen)
     }
 
     /// Drops retired keys whose tokens have all expired: retired more than `max_lifetime` ago.
-    /// Returns how many were dropped.
+    /// Staged keys are never pruned (`remove` drops one). Returns how many were dropped.
     pub fn prune(&mut self, now: u64, max_lifetime: u64) -> usize {
         let before = self.keys.len();
         self.keys.retain(|key| key.retired_at.is_none_or(|retired| retired + max_lifetime > now));
         before - self.keys.len()
+    }
+
+    /// Drops the key `kid`, staged or retired, at once: it is no longer published, verifies
+    /// nothing and can never be promoted. The current key cannot be removed (something must
+    /// sign): stage and promote another first.
+    pub fn remove(&mut self, kid: &str) -> Result<KeyState, KeyError> {
+        let state = self.state(kid).ok_or_else(|| KeyError::UnknownKid(kid.to_owned()))?;
+        if state == KeyState::Current {
+            return Err(KeyError::RemovingCurrent(kid.to_owned()));
+        }
+        self.keys.retain(|key| key.kid != kid);
+        Ok(state)
+    }
+
+    /// The public half: every key's public JWK with its state, and no private key.
+    pub fn public(&self) -> Result<PublicKeySetDocument, KeyError> {
+        let keys = self
+            .keys
+            .iter()
+            .map(|stored| {
+                Ok(PublicStoredKey {
+                    kid: stored.kid.clone(),
+                    alg: stored.alg,
+                    jwk: SigningKey::from_stored(stored)?.public_jwk,
+                    created_at: stored.created_at,
+                    retired_at: stored.retired_at,
+                })
+            })
+            .collect::<Result<_, KeyError>>()?;
+        Ok(PublicKeySetDocument { current: self.current.clone(), keys })
     }
 
     pub fn current_algorithm(&self) -> Option<SigningAlgorithm> {
@@ -208,29 +320,51 @@ impl KeySetDocument {
     }
 
     /// Loads the document at `path`, creating it with a fresh `alg` key if it does not exist, and
-    /// rotating to a fresh `alg` key if the current one uses another algorithm.
+    /// rotating to a fresh `alg` key if the current one uses another algorithm. The whole cycle
+    /// holds the file's lock, and every write replaces the file atomically, owner-only: of
+    /// concurrent first runs one makes the key and the others use it.
     pub fn load_or_create(path: &Path, alg: SigningAlgorithm, now: u64) -> Result<Self, KeyError> {
         let io = |source| KeyError::Io { path: path.display().to_string(), source };
-        let document = match std::fs::read(path) {
-            Ok(bytes) => {
-                let mut document: Self = serde_json::from_slice(&bytes)
-                    .map_err(|e| KeyError::Malformed(e.to_string()))?;
-                if document.current_algorithm() == Some(alg) {
-                    return Ok(document);
-                }
-                document.rotate(alg, now)?;
-                document
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::generate(alg, now)?,
-            Err(e) => return Err(io(e)),
-        };
-        if let Some(dir) = path.parent() {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let json =
-            serde_json::to_vec_pretty(&document).map_err(|e| KeyError::Malformed(e.to_string()))?;
-        write_private(path, &json).map_err(io)?;
+        let _lock = files::lock(path).map_err(io)?;
+        let mut document = match Self::read_file(path)? {
+            Some(document) => document,
+            None => {
+                let document = Self::generate(alg, now)?;
+                match files::create_new_private(path, &document.to_json()?) {
+                    Ok(()) => return Ok(document),
+                    // A writer that does not take the lock made it first: use its key.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::read_file(path)?
+                            .ok_or_else(|| io(std::io::ErrorKind::NotFound.into()))?
+                    }
+                    Err(e) => return Err(io(e)),
+                }
+            }
+        };
+        if document.current_algorithm() == Some(alg) {
+            return Ok(document);
+        }
+        document.rotate(alg, now)?;
+        files::write_atomically_private(path, &document.to_json()?).map_err(io)?;
         Ok(document)
+    }
+
+    /// The document in the file at `path`, `None` if there is no file.
+    pub fn read_file(path: &Path) -> Result<Option<Self>, KeyError> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| KeyError::Malformed(e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(KeyError::Io { path: path.display().to_string(), source }),
+        }
+    }
+
+    fn to_json(&self) -> Result<Vec<u8>, KeyError> {
+        serde_json::to_vec_pretty(self).map_err(|e| KeyError::Malformed(e.to_string()))
     }
 }
 
@@ -282,24 +416,6 @@ fn generate_key(alg: SigningAlgorithm, now: u64) -> Result<StoredKey, KeyError> 
     })
 }
 
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
-}
-
 /// A private key parsed once, at start-up: signing a token then costs only the signature.
 enum KeyPair {
     Ec(EcdsaKeyPair),
@@ -307,15 +423,13 @@ enum KeyPair {
     Rsa(aws_lc_rs::signature::RsaKeyPair),
 }
 
-/// A parsed key, ready to sign (if current) and to verify.
+/// A parsed private key, ready to sign.
 pub struct SigningKey {
     pub kid: String,
     pub alg: SigningAlgorithm,
     key_pair: KeyPair,
     /// The JOSE header (`typ: at+jwt`, `alg`, `kid`), base64url-encoded once: it never changes.
     header: String,
-    /// Built from the published JWK, so verification uses exactly what resource servers see.
-    pub(crate) decoding: DecodingKey,
     pub public_jwk: Jwk,
 }
 
@@ -342,7 +456,6 @@ impl SigningKey {
                 .map_err(|e| invalid(e.to_string()))?;
         public_jwk.common.key_id = Some(stored.kid.clone());
         public_jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        let decoding = DecodingKey::from_jwk(&public_jwk).map_err(|e| invalid(e.to_string()))?;
         let rejected = |e: aws_lc_rs::error::KeyRejected| invalid(e.to_string());
         let key_pair = match stored.alg {
             SigningAlgorithm::ES256 => KeyPair::Ec(
@@ -361,14 +474,7 @@ impl SigningKey {
         header.kid = Some(stored.kid.clone());
         let header = URL_SAFE_NO_PAD
             .encode(serde_json::to_vec(&header).map_err(|e| invalid(e.to_string()))?);
-        Ok(Self {
-            kid: stored.kid.clone(),
-            alg: stored.alg,
-            key_pair,
-            header,
-            decoding,
-            public_jwk,
-        })
+        Ok(Self { kid: stored.kid.clone(), alg: stored.alg, key_pair, header, public_jwk })
     }
 
     /// A compact JWS of `payload` (JSON bytes) under this key's header: what `jsonwebtoken`'s
@@ -399,11 +505,194 @@ impl SigningKey {
     }
 }
 
-/// The keys in force: the current key signs; it and every previous key verify.
+/// The stored form of the public half of a key set: what every function that only verifies
+/// loads (a plain String SSM parameter, `<private parameter>-public`, or a file), written by
+/// `tokenctl keys` beside the private one. It names the current key and each key's state, so
+/// the published set says which key signs; it holds no private key, and a document that does
+/// is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicKeySetDocument {
+    pub current: String,
+    pub keys: Vec<PublicStoredKey>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicStoredKey {
+    pub kid: String,
+    pub alg: SigningAlgorithm,
+    /// The public JWK, as the JWKS publishes it.
+    pub jwk: Jwk,
+    pub created_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<u64>,
+}
+
+/// JSON members that only a private key has: the private key of the stored form, and a JWK's
+/// private members (RFC 7518 §6.2.2, §6.3.2; `k`, a symmetric key, is secret by nature).
+const PRIVATE_MEMBERS: [&str; 9] = ["private_key", "d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+fn holds_private_member(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Object(map) => map.iter().any(|(name, member)| {
+            PRIVATE_MEMBERS.contains(&name.as_str()) || holds_private_member(member)
+        }),
+        serde_json::Value::Array(items) => items.iter().any(holds_private_member),
+        _ => false,
+    }
+}
+
+impl PublicKeySetDocument {
+    /// Parses a public key set read from `origin` (named in errors). A document carrying any
+    /// private key material, the private key set handed over by mistake included, is refused
+    /// before anything is kept.
+    pub fn parse(json: &[u8], origin: &str) -> Result<Self, KeyError> {
+        let malformed = |e: serde_json::Error| KeyError::Malformed(format!("{origin}: {e}"));
+        let value: serde_json::Value = serde_json::from_slice(json).map_err(malformed)?;
+        if holds_private_member(&value) {
+            return Err(KeyError::PrivateKeyMaterial { origin: origin.to_owned() });
+        }
+        serde_json::from_value(value).map_err(malformed)
+    }
+
+    pub fn state(&self, kid: &str) -> Option<KeyState> {
+        let key = self.keys.iter().find(|key| key.kid == kid)?;
+        Some(KeyState::of(&key.kid, &self.current, key.retired_at))
+    }
+}
+
+/// A public key, ready to verify: bound to its one algorithm.
+pub struct VerificationKey {
+    pub kid: String,
+    pub alg: SigningAlgorithm,
+    /// Built from the published JWK, so verification uses exactly what resource servers see.
+    pub(crate) decoding: DecodingKey,
+    pub public_jwk: Jwk,
+}
+
+impl VerificationKey {
+    fn from_jwk(
+        kid: &str,
+        alg: SigningAlgorithm,
+        jwk: &Jwk,
+        origin: &str,
+    ) -> Result<Self, KeyError> {
+        let invalid = |reason: String| KeyError::InvalidPublicKey {
+            kid: kid.to_owned(),
+            origin: origin.to_owned(),
+            reason,
+        };
+        let fits = match (&jwk.algorithm, alg) {
+            (AlgorithmParameters::EllipticCurve(ec), SigningAlgorithm::ES256) => {
+                ec.curve == EllipticCurve::P256
+            }
+            (AlgorithmParameters::OctetKeyPair(okp), SigningAlgorithm::EdDSA) => {
+                okp.curve == EllipticCurve::Ed25519
+            }
+            (AlgorithmParameters::RSA(_), SigningAlgorithm::RS256) => true,
+            _ => false,
+        };
+        if !fits {
+            return Err(invalid(format!("the JWK is not a public {alg} key")));
+        }
+        // The kid is the key's RFC 7638 thumbprint: a document pairing a kid with another key
+        // is refused rather than trusted.
+        let thumbprint =
+            jwk.thumbprint(ThumbprintHash::SHA256).map_err(|e| invalid(e.to_string()))?;
+        if thumbprint != kid || jwk.common.key_id.as_deref() != Some(kid) {
+            return Err(invalid("the kid is not the key's thumbprint".into()));
+        }
+        Ok(Self {
+            kid: kid.to_owned(),
+            alg,
+            decoding: DecodingKey::from_jwk(jwk).map_err(|e| invalid(e.to_string()))?,
+            public_jwk: jwk.clone(),
+        })
+    }
+
+    fn of(key: &SigningKey) -> Result<Self, KeyError> {
+        let invalid = |e: jsonwebtoken::errors::Error| KeyError::InvalidKey {
+            kid: key.kid.clone(),
+            alg: key.alg,
+            reason: e.to_string(),
+        };
+        Ok(Self {
+            kid: key.kid.clone(),
+            alg: key.alg,
+            decoding: DecodingKey::from_jwk(&key.public_jwk).map_err(invalid)?,
+            public_jwk: key.public_jwk.clone(),
+        })
+    }
+}
+
+/// The public keys in force: everything a function that only verifies holds. It has no
+/// private key by construction, so the authorizer, introspection, revocation and the JWKS can
+/// never sign, nor leak what signs.
+#[derive(Clone)]
+pub struct VerificationKeys {
+    current: String,
+    /// Current key first, then the others in their stored order (the JWKS's order).
+    keys: Arc<[VerificationKey]>,
+}
+
+impl VerificationKeys {
+    pub fn from_public_document(
+        document: &PublicKeySetDocument,
+        origin: &str,
+    ) -> Result<Self, KeyError> {
+        let keys = document
+            .keys
+            .iter()
+            .map(|key| VerificationKey::from_jwk(&key.kid, key.alg, &key.jwk, origin))
+            .collect::<Result<Vec<_>, KeyError>>()?;
+        Self::ordered(document.current.clone(), keys)
+    }
+
+    fn ordered(current: String, mut keys: Vec<VerificationKey>) -> Result<Self, KeyError> {
+        let position = keys
+            .iter()
+            .position(|key| key.kid == current)
+            .ok_or_else(|| KeyError::MissingCurrent(current.clone()))?;
+        let first = keys.remove(position);
+        keys.insert(0, first);
+        Ok(Self { current, keys: keys.into() })
+    }
+
+    /// The kid of the key that signs.
+    pub fn current_kid(&self) -> &str {
+        &self.current
+    }
+
+    /// Looks a key up by `kid` in memory only; remote key references are never followed.
+    pub fn find(&self, kid: &str) -> Option<&VerificationKey> {
+        self.keys.iter().find(|key| key.kid == kid)
+    }
+
+    /// The public JWK Set, current key first.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet { keys: self.keys.iter().map(|key| key.public_jwk.clone()).collect() }
+    }
+
+    pub fn algorithms(&self) -> Vec<SigningAlgorithm> {
+        let mut algs: Vec<SigningAlgorithm> = Vec::new();
+        for key in self.keys.iter() {
+            if !algs.contains(&key.alg) {
+                algs.push(key.alg);
+            }
+        }
+        algs
+    }
+}
+
+/// The private keys: the current key signs. Only the token function (and the local server,
+/// one process for every route) holds one; verifiers get [`KeySet::verification_keys`] or load
+/// the public document.
 #[derive(Clone)]
 pub struct KeySet {
     current: Arc<SigningKey>,
     by_kid: Arc<HashMap<String, Arc<SigningKey>>>,
+    public: VerificationKeys,
 }
 
 impl KeySet {
@@ -417,7 +706,14 @@ impl KeySet {
             .get(&document.current)
             .cloned()
             .ok_or_else(|| KeyError::MissingCurrent(document.current.clone()))?;
-        Ok(Self { current, by_kid: Arc::new(by_kid) })
+        let public = document
+            .keys
+            .iter()
+            .filter_map(|stored| by_kid.get(&stored.kid))
+            .map(|key| VerificationKey::of(key))
+            .collect::<Result<Vec<_>, KeyError>>()?;
+        let public = VerificationKeys::ordered(document.current.clone(), public)?;
+        Ok(Self { current, by_kid: Arc::new(by_kid), public })
     }
 
     /// A key set with one fresh key; for tests and first runs.
@@ -429,31 +725,14 @@ impl KeySet {
         &self.current
     }
 
-    /// Looks a key up by `kid` in memory only; remote key references are never followed.
+    /// A private key by `kid`; for tests that sign with a key other than the current one.
     pub fn find(&self, kid: &str) -> Option<&SigningKey> {
         self.by_kid.get(kid).map(Arc::as_ref)
     }
 
-    /// The public JWK Set, current key first.
-    pub fn jwks(&self) -> JwkSet {
-        let mut keys = vec![self.current.public_jwk.clone()];
-        keys.extend(
-            self.by_kid
-                .values()
-                .filter(|key| key.kid != self.current.kid)
-                .map(|key| key.public_jwk.clone()),
-        );
-        JwkSet { keys }
-    }
-
-    pub fn algorithms(&self) -> Vec<SigningAlgorithm> {
-        let mut algs: Vec<SigningAlgorithm> = Vec::new();
-        for key in std::iter::once(&self.current).chain(self.by_kid.values()) {
-            if !algs.contains(&key.alg) {
-                algs.push(key.alg);
-            }
-        }
-        algs
+    /// The public half, for verification and the JWKS.
+    pub fn verification_keys(&self) -> VerificationKeys {
+        self.public.clone()
     }
 }
 
@@ -478,27 +757,27 @@ mod tests {
         let mut document = KeySetDocument::generate(SigningAlgorithm::ES256, 1).unwrap();
         let first = document.current.clone();
         document.rotate(SigningAlgorithm::EdDSA, 2).unwrap();
-        let keys = KeySet::from_document(&document).unwrap();
-        assert_ne!(keys.current().kid, first);
+        let keys = KeySet::from_document(&document).unwrap().verification_keys();
+        assert_ne!(keys.current_kid(), first);
         assert!(keys.find(&first).is_some());
         let jwks = keys.jwks();
         assert_eq!(jwks.keys.len(), 2);
-        assert_eq!(jwks.keys[0].common.key_id.as_deref(), Some(keys.current().kid.as_str()));
+        assert_eq!(jwks.keys[0].common.key_id.as_deref(), Some(keys.current_kid()));
     }
 
     #[test]
     fn staged_keys_verify_before_they_sign_and_retired_keys_are_pruned_after_their_tokens() {
         let mut document = KeySetDocument::generate(SigningAlgorithm::ES256, 100).unwrap();
         let first = document.current.clone();
-        assert!(matches!(document.promote(150), Err(KeyError::NothingStaged)));
-        document.stage(SigningAlgorithm::ES256, 200).unwrap();
-        let staged = document.keys[0].kid.clone();
+        assert!(matches!(document.promote(150, None), Err(KeyError::NothingStaged)));
+        let staged = document.stage(SigningAlgorithm::ES256, 200).unwrap();
         let keys = KeySet::from_document(&document).unwrap();
         assert_eq!(keys.current().kid, first, "staging does not change the signer");
-        assert!(keys.find(&staged).is_some(), "a staged key verifies and is published");
-        assert_eq!(keys.jwks().keys.len(), 2);
+        let public = keys.verification_keys();
+        assert!(public.find(&staged).is_some(), "a staged key verifies and is published");
+        assert_eq!(public.jwks().keys.len(), 2);
 
-        document.promote(300).unwrap();
+        assert_eq!(document.promote(300, None).unwrap(), staged);
         assert_eq!(document.current, staged);
         assert_eq!(
             document.prune(300 + 3_599, 3_600),
@@ -521,6 +800,171 @@ mod tests {
         let rotated = KeySetDocument::load_or_create(&path, SigningAlgorithm::RS256, 7).unwrap();
         assert_ne!(rotated.current, created.current);
         assert_eq!(rotated.keys.len(), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn with_several_staged_keys_promote_must_be_told_which() {
+        let mut document = KeySetDocument::generate(SigningAlgorithm::ES256, 1).unwrap();
+        let first = document.current.clone();
+        let older = document.stage(SigningAlgorithm::ES256, 2).unwrap();
+        let newer = document.stage(SigningAlgorithm::ES256, 3).unwrap();
+        match document.promote(4, None) {
+            Err(error @ KeyError::SeveralStaged(_)) => {
+                let message = error.to_string();
+                assert!(message.contains(&older) && message.contains(&newer), "{message}");
+                assert!(message.contains("--kid"), "{message}");
+            }
+            other => panic!("promoted without being told which: {other:?}"),
+        }
+        assert_eq!(document.current, first, "nothing changed");
+        assert_eq!(document.promote(4, Some(&older)).unwrap(), older);
+        assert_eq!(document.current, older);
+        assert_eq!(document.state(&first), Some(KeyState::Retired(4)));
+        assert_eq!(document.state(&newer), Some(KeyState::Staged));
+        for (kid, refused) in [(&first, "retired"), (&older, "current")] {
+            let error = document.promote(5, Some(kid)).unwrap_err().to_string();
+            assert!(error.contains(refused) && error.contains("not staged"), "{error}");
+        }
+        assert!(matches!(document.promote(5, Some("nope")), Err(KeyError::UnknownKid(_))));
+    }
+
+    #[test]
+    fn a_removed_staged_key_is_unpublished_and_can_never_sign() {
+        let mut document = KeySetDocument::generate(SigningAlgorithm::ES256, 1).unwrap();
+        let current = document.current.clone();
+        let leaked = document.stage(SigningAlgorithm::ES256, 2).unwrap();
+        assert_eq!(document.prune(u64::MAX / 2, 0), 0, "prune keeps staged keys");
+        assert_eq!(document.remove(&leaked).unwrap(), KeyState::Staged);
+        let keys = KeySet::from_document(&document).unwrap().verification_keys();
+        assert!(keys.find(&leaked).is_none(), "no longer verifies");
+        assert_eq!(keys.jwks().keys.len(), 1, "no longer published");
+        assert!(matches!(document.promote(3, None), Err(KeyError::NothingStaged)));
+        assert!(matches!(document.promote(3, Some(&leaked)), Err(KeyError::UnknownKid(_))));
+
+        let error = document.remove(&current).unwrap_err();
+        assert!(matches!(error, KeyError::RemovingCurrent(_)));
+        assert!(error.to_string().contains("stage a new key and promote it"), "{error}");
+        let next = document.stage(SigningAlgorithm::ES256, 4).unwrap();
+        document.promote(5, Some(&next)).unwrap();
+        assert_eq!(document.remove(&current).unwrap(), KeyState::Retired(5), "once retired");
+        assert!(matches!(document.remove(&current), Err(KeyError::UnknownKid(_))));
+    }
+
+    #[test]
+    fn the_public_document_verifies_like_the_private_one_and_holds_no_private_key() {
+        let mut document = KeySetDocument::generate(SigningAlgorithm::ES256, 1).unwrap();
+        document.stage(SigningAlgorithm::RS256, 2).unwrap();
+        document.stage(SigningAlgorithm::EdDSA, 3).unwrap();
+        let private = KeySet::from_document(&document).unwrap().verification_keys();
+        let public = document.public().unwrap();
+        let json = serde_json::to_vec(&public).unwrap();
+        for stored in &document.keys {
+            let text = String::from_utf8_lossy(&json);
+            assert!(!text.contains(&stored.private_key), "a private key was published");
+        }
+        let parsed = PublicKeySetDocument::parse(&json, "test").unwrap();
+        assert_eq!(parsed, public);
+        let loaded = VerificationKeys::from_public_document(&parsed, "test").unwrap();
+        assert_eq!(loaded.current_kid(), document.current);
+        assert_eq!(
+            serde_json::to_value(loaded.jwks()).unwrap(),
+            serde_json::to_value(private.jwks()).unwrap()
+        );
+        assert_eq!(loaded.algorithms(), private.algorithms());
+    }
+
+    #[test]
+    fn a_private_key_set_is_refused_where_a_public_one_is_expected() {
+        let document = KeySetDocument::generate(SigningAlgorithm::ES256, 1).unwrap();
+        let private = serde_json::to_vec(&document).unwrap();
+        let error = PublicKeySetDocument::parse(&private, "PUBLIC_KEYS_FILE x").unwrap_err();
+        assert!(matches!(error, KeyError::PrivateKeyMaterial { .. }), "{error}");
+        assert!(error.to_string().contains("PUBLIC_KEYS_FILE x"), "{error}");
+        // A public document with a private JWK member smuggled in.
+        let mut public = serde_json::to_value(document.public().unwrap()).unwrap();
+        public["keys"][0]["jwk"]["d"] = "c2VjcmV0".into();
+        let error = PublicKeySetDocument::parse(public.to_string().as_bytes(), "x").unwrap_err();
+        assert!(matches!(error, KeyError::PrivateKeyMaterial { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_public_key_under_another_keys_kid_or_algorithm_is_refused() {
+        let document = KeySetDocument::generate(SigningAlgorithm::ES256, 1).unwrap();
+        let other = KeySetDocument::generate(SigningAlgorithm::ES256, 1).unwrap().public().unwrap();
+        let mut public = document.public().unwrap();
+        public.keys[0].jwk = other.keys[0].jwk.clone();
+        public.keys[0].jwk.common.key_id = Some(public.current.clone());
+        let error = VerificationKeys::from_public_document(&public, "x").err().unwrap();
+        assert!(error.to_string().contains("thumbprint"), "{error}");
+        let mut public = document.public().unwrap();
+        public.keys[0].alg = SigningAlgorithm::RS256;
+        let error = VerificationKeys::from_public_document(&public, "x").err().unwrap();
+        assert!(error.to_string().contains("not a public RS256 key"), "{error}");
+    }
+
+    /// A fresh directory for one test's key files.
+    fn scratch_dir(test: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("keys-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_written_into_a_readable_key_file_leaves_it_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch_dir("mode");
+        let path = dir.join("keys.json");
+        let document = KeySetDocument::generate(SigningAlgorithm::ES256, 1).unwrap();
+        std::fs::write(&path, serde_json::to_vec(&document).unwrap()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let rotated = KeySetDocument::load_or_create(&path, SigningAlgorithm::EdDSA, 2).unwrap();
+        assert_eq!(rotated.keys.len(), 2, "a new private key went into the file");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a file holding a new private key is owner-only: {mode:o}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_that_is_a_symlink_is_never_written_through() {
+        let dir = scratch_dir("symlink");
+        let elsewhere = dir.join("elsewhere.json");
+        let path = dir.join("keys.json");
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        let refused = KeySetDocument::load_or_create(&path, SigningAlgorithm::ES256, 1);
+        let message = refused.err().expect("a symlinked key file is refused").to_string();
+        assert!(message.contains("symbolic link"), "{message}");
+        assert!(!elsewhere.exists(), "no private key was written where the link points");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn concurrent_first_runs_end_with_one_key_that_all_of_them_use() {
+        let dir = scratch_dir("first-run");
+        let path = dir.join("keys.json");
+        let runs = 4;
+        let start = std::sync::Barrier::new(runs);
+        let kids: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..runs)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        // RS256: its key takes the longest to make, the widest window.
+                        KeySetDocument::load_or_create(&path, SigningAlgorithm::RS256, 1)
+                            .unwrap()
+                            .current
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|handle| handle.join().unwrap()).collect()
+        });
+        let stored: KeySetDocument =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(stored.keys.len(), 1, "one key made");
+        assert!(kids.iter().all(|kid| *kid == stored.current), "every run uses it: {kids:?}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -10,10 +10,12 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod files;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod introspection;
 pub mod jwt;
+pub mod key_parameters;
 pub mod keys;
 pub mod logging;
 pub mod password;

@@ -6,9 +6,6 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
-use aws_sdk_ssm::error::SdkError;
-use aws_sdk_ssm::operation::get_parameter::GetParameterError;
-use aws_sdk_ssm::types::{ParameterTier, ParameterType};
 
 use crate::api::{Discovery, Router};
 use crate::auth::Authenticator;
@@ -17,8 +14,11 @@ use crate::batch::BatchRevocation;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::introspection::IntrospectionService;
-use crate::jwt::AccessTokens;
-use crate::keys::{KeyError, KeySet, KeySetDocument, SigningAlgorithm};
+use crate::jwt::{AccessTokens, TokenSigner};
+use crate::key_parameters;
+use crate::keys::{
+    KeyError, KeySet, KeySetDocument, PublicKeySetDocument, SigningAlgorithm, VerificationKeys,
+};
 use crate::password::Passwords;
 use crate::revocation::RevocationService;
 use crate::seed::{Seed, SeedError};
@@ -61,25 +61,27 @@ impl std::fmt::Debug for SetupError {
     }
 }
 
-/// Loads the signing keys once, at init: from the SSM SecureString `SIGNING_KEYS_PARAMETER`
-/// (one call, decrypted), or else from `SIGNING_KEYS_FILE`. Never generates: a deployed function
-/// without its keys must fail at init, not sign with a throwaway key.
-pub async fn keys(config: &Config) -> Result<KeySet, SetupError> {
+/// Loads the private signing keys once, at init, for the one function that signs (the token
+/// function): from the SSM SecureString `SIGNING_KEYS_PARAMETER` (one call, decrypted), or else
+/// from `SIGNING_KEYS_FILE`. Never generates: a deployed function without its keys must fail at
+/// init, not sign with a throwaway key.
+pub async fn signing_keys(config: &Config) -> Result<KeySet, SetupError> {
     let (document, origin) = match (&config.signing_keys_parameter, &config.signing_keys_file) {
         (Some(name), _) => {
             let ssm = aws_sdk_ssm::Client::new(&aws_config().await);
-            let document =
-                read_key_parameter(&ssm, name).await?.ok_or_else(|| KeyError::Parameter {
+            let stored = key_parameters::read_private(&ssm, name).await?.ok_or_else(|| {
+                KeyError::Parameter {
                     name: name.clone(),
                     reason: "not found: create it with `tokenctl keys init`".into(),
-                })?;
-            (document, format!("SSM parameter {name}"))
+                }
+            })?;
+            (stored.document, format!("SSM parameter {name}"))
         }
         (None, Some(path)) => {
-            let bytes = std::fs::read(path)
-                .map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
-            let document: KeySetDocument =
-                serde_json::from_slice(&bytes).map_err(|e| KeyError::Malformed(e.to_string()))?;
+            let document = KeySetDocument::read_file(path)?.ok_or_else(|| KeyError::Io {
+                path: path.display().to_string(),
+                source: std::io::ErrorKind::NotFound.into(),
+            })?;
             (document, format!("key file {}", path.display()))
         }
         (None, None) => {
@@ -89,6 +91,41 @@ pub async fn keys(config: &Config) -> Result<KeySet, SetupError> {
     let keys = KeySet::from_document(&document)?;
     check_algorithm(&document, config.signing_alg, origin)?;
     Ok(keys)
+}
+
+/// Loads the public keys once, at init, for a function that only verifies (introspection,
+/// revocation, batch revocation, the authorizer, the JWKS): from the SSM String parameter
+/// `PUBLIC_KEYS_PARAMETER`, or else from `PUBLIC_KEYS_FILE`. Never the private key set: a
+/// document holding a private key is refused.
+///
+/// `SIGNING_ALG` is not checked here: a verifier trusts each key's own algorithm, so a mismatch
+/// cannot make it accept anything, and failing its init would take down every API behind the
+/// authorizer for a mistake only the token function acts on (and refuses at its own init).
+pub async fn verification_keys(config: &Config) -> Result<VerificationKeys, SetupError> {
+    let (document, origin) = match (&config.public_keys_parameter, &config.public_keys_file) {
+        (Some(name), _) => {
+            let ssm = aws_sdk_ssm::Client::new(&aws_config().await);
+            let document = key_parameters::read_public(&ssm, name).await?.ok_or_else(|| {
+                KeyError::Parameter {
+                    name: name.clone(),
+                    reason: "not found: `tokenctl keys init` (or `tokenctl keys publish`, for \
+                             a key set made before the public one existed) writes it"
+                        .into(),
+                }
+            })?;
+            (document, format!("SSM parameter {name}"))
+        }
+        (None, Some(path)) => {
+            let origin = format!("public key file {}", path.display());
+            let bytes = std::fs::read(path)
+                .map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
+            (PublicKeySetDocument::parse(&bytes, &origin)?, origin)
+        }
+        (None, None) => {
+            return Err(SetupError::Missing("PUBLIC_KEYS_PARAMETER or PUBLIC_KEYS_FILE"));
+        }
+    };
+    Ok(VerificationKeys::from_public_document(&document, &origin)?)
 }
 
 /// `SIGNING_ALG` (the template's `SigningAlg`) says what the deployment signs with; keys from
@@ -119,58 +156,6 @@ fn check_algorithm(
     })
 }
 
-/// The key set document in an SSM parameter, `None` if the parameter does not exist. Only a
-/// SecureString is accepted: the document holds the private keys, and a plain String parameter
-/// keeps them unencrypted, readable by anyone allowed to describe parameters.
-pub async fn read_key_parameter(
-    ssm: &aws_sdk_ssm::Client,
-    name: &str,
-) -> Result<Option<KeySetDocument>, KeyError> {
-    let failed = |reason: String| KeyError::Parameter { name: name.to_owned(), reason };
-    let output = match ssm.get_parameter().name(name).with_decryption(true).send().await {
-        Ok(output) => output,
-        Err(SdkError::ServiceError(e))
-            if matches!(e.err(), GetParameterError::ParameterNotFound(_)) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(failed(aws_sdk_ssm::error::DisplayErrorContext(&e).to_string())),
-    };
-    let parameter = output.parameter.ok_or_else(|| failed("no value".into()))?;
-    match &parameter.r#type {
-        Some(ParameterType::SecureString) => {}
-        other => {
-            let found = other.as_ref().map_or("untyped", |t| t.as_str());
-            return Err(failed(format!(
-                "is a {found} parameter, not a SecureString: the private keys must be encrypted; \
-                 store the key set as a SecureString (as `tokenctl keys init` does)"
-            )));
-        }
-    }
-    let value = parameter.value.ok_or_else(|| failed("no value".into()))?;
-    serde_json::from_str(&value).map(Some).map_err(|e| failed(format!("malformed document: {e}")))
-}
-
-/// Writes the key set document to an SSM SecureString, replacing what was there.
-pub async fn write_key_parameter(
-    ssm: &aws_sdk_ssm::Client,
-    name: &str,
-    document: &KeySetDocument,
-) -> Result<(), KeyError> {
-    let failed = |reason: String| KeyError::Parameter { name: name.to_owned(), reason };
-    let value = serde_json::to_string(document).map_err(|e| failed(e.to_string()))?;
-    ssm.put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(ParameterType::SecureString)
-        .tier(ParameterTier::IntelligentTiering)
-        .overwrite(true)
-        .send()
-        .await
-        .map_err(|e| failed(aws_sdk_ssm::error::DisplayErrorContext(&e).to_string()))?;
-    Ok(())
-}
-
 /// The seed file named by `SEED_FILE`.
 pub fn seed_from_config(config: &Config) -> Result<Seed, SetupError> {
     let path = config.seed_file.as_deref().ok_or(SetupError::Missing("SEED_FILE"))?;
@@ -188,6 +173,12 @@ const DYNAMODB_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// network call; credentials are fetched on first use.
 pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config_with_timeouts(DYNAMODB_ATTEMPT_TIMEOUT, DYNAMODB_OPERATION_TIMEOUT).await
+}
+
+/// For an operator's command (`tokenctl keys`): waits for a slow answer rather than retry a
+/// write that may have landed already.
+pub async fn admin_aws_config() -> aws_config::SdkConfig {
+    aws_config_with_timeouts(Duration::from_secs(10), Duration::from_secs(30)).await
 }
 
 /// The same configuration with other timeouts (tests on a loaded machine use longer ones).
@@ -222,17 +213,23 @@ pub async fn memory_stores(seed: &Seed) -> Result<Stores, SetupError> {
     Ok(Stores::all(store))
 }
 
-/// Everything a process needs to build its services, assembled once at start-up.
+/// Everything a process needs to build its verifying services, assembled once at start-up:
+/// public keys only. The token service needs the private keys too: [`SigningWiring`].
 pub struct Wiring {
     pub config: Config,
-    pub keys: KeySet,
+    pub keys: VerificationKeys,
     pub stores: Stores,
     pub clock: Arc<dyn Clock>,
 }
 
 impl Wiring {
     /// Client records are cached for `CLIENT_CACHE_TTL` in front of the given stores.
-    pub fn new(config: Config, keys: KeySet, mut stores: Stores, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        config: Config,
+        keys: VerificationKeys,
+        mut stores: Stores,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         if config.client_cache_ttl > 0 {
             stores.clients = Arc::new(CachedClients::new(
                 stores.clients,
@@ -243,16 +240,16 @@ impl Wiring {
         Self { config, keys, stores, clock }
     }
 
-    pub fn with_system_clock(config: Config, keys: KeySet, stores: Stores) -> Self {
+    pub fn with_system_clock(config: Config, keys: VerificationKeys, stores: Stores) -> Self {
         Self::new(config, keys, stores, Arc::new(SystemClock))
     }
 
-    /// A Lambda function's start-up: configuration from the environment, keys (from SSM or a
-    /// file), and the store (DynamoDB, or memory from a seed). Builds SDK clients; the only
-    /// network call is the one SSM read of the keys.
+    /// A verifying Lambda function's start-up: configuration from the environment, the public
+    /// keys (from SSM or a file), and the store (DynamoDB, or memory from a seed). Builds SDK
+    /// clients; the only network call is the one SSM read of the public keys.
     pub async fn from_env() -> Result<Self, SetupError> {
         let config = Config::from_env()?;
-        let keys = keys(&config).await?;
+        let keys = verification_keys(&config).await?;
         let stores = stores(&config).await?;
         Ok(Self::with_system_clock(config, keys, stores))
     }
@@ -271,16 +268,6 @@ impl Wiring {
 
     pub fn verifier(&self) -> Verifier {
         Verifier::new(self.access_tokens(), self.stores.revocations.clone(), self.clock.clone())
-    }
-
-    pub fn token_service(&self) -> TokenService {
-        TokenService::new(
-            self.stores.clone(),
-            self.access_tokens(),
-            Passwords::new(self.config.password_hash),
-            self.clock.clone(),
-            self.config.default_access_token_lifetime,
-        )
     }
 
     fn token_state(&self) -> TokenState {
@@ -310,6 +297,57 @@ impl Wiring {
 
     pub fn discovery(&self) -> Discovery {
         Discovery::new(&self.config.issuer, &self.keys)
+    }
+}
+
+/// The wiring of a process that signs: the token function, and the local server (one process
+/// for every route). It holds the private keys besides the verifying [`Wiring`], whose public
+/// keys are the private keys' public halves.
+pub struct SigningWiring {
+    wiring: Wiring,
+    keys: KeySet,
+}
+
+impl std::ops::Deref for SigningWiring {
+    type Target = Wiring;
+    fn deref(&self) -> &Wiring {
+        &self.wiring
+    }
+}
+
+impl SigningWiring {
+    pub fn new(config: Config, keys: KeySet, stores: Stores, clock: Arc<dyn Clock>) -> Self {
+        let wiring = Wiring::new(config, keys.verification_keys(), stores, clock);
+        Self { wiring, keys }
+    }
+
+    pub fn with_system_clock(config: Config, keys: KeySet, stores: Stores) -> Self {
+        Self::new(config, keys, stores, Arc::new(SystemClock))
+    }
+
+    /// The token function's start-up: configuration, the private keys (from SSM or a file,
+    /// checked against `SIGNING_ALG`) and the store. The only network call is the one SSM read
+    /// of the private keys; the public parameter is not read.
+    pub async fn from_env() -> Result<Self, SetupError> {
+        let config = Config::from_env()?;
+        let keys = signing_keys(&config).await?;
+        let stores = stores(&config).await?;
+        Ok(Self::with_system_clock(config, keys, stores))
+    }
+
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    pub fn token_service(&self) -> TokenService {
+        let config = &self.wiring.config;
+        TokenService::new(
+            self.wiring.stores.clone(),
+            TokenSigner::new(self.keys.clone(), config.issuer.clone(), config.audience.clone()),
+            Passwords::new(config.password_hash),
+            self.wiring.clock.clone(),
+            config.default_access_token_lifetime,
+        )
     }
 
     /// Every route, for the local server.

@@ -13,7 +13,7 @@ use crate::domain::{
     SecretDigest, TenantPath, TokenId, Username, redacted,
 };
 use crate::error::Error;
-use crate::jwt::{AccessTokenClaims, AccessTokens};
+use crate::jwt::{AccessTokenClaims, TokenSigner};
 use crate::password::{MAX_PASSWORD_LEN, Passwords, Verified};
 use crate::store::{
     CutoffGuard, GrantRead, GrantRecords, IssuedToken, Rotation, Stores, TokenKind, layer,
@@ -122,7 +122,7 @@ fn bad_refresh_token() -> Error {
 pub struct TokenService {
     auth: Authenticator,
     stores: Stores,
-    tokens: AccessTokens,
+    tokens: TokenSigner,
     passwords: Passwords,
     clock: Arc<dyn Clock>,
     default_lifetime: u64,
@@ -131,7 +131,7 @@ pub struct TokenService {
 impl TokenService {
     pub fn new(
         stores: Stores,
-        tokens: AccessTokens,
+        tokens: TokenSigner,
         passwords: Passwords,
         clock: Arc<dyn Clock>,
         default_lifetime: u64,
@@ -526,7 +526,7 @@ mod tests {
             refresh_idle_lifetime: 3600,
             refresh_absolute_lifetime: 7200,
         };
-        let tokens = AccessTokens::new(
+        let tokens = TokenSigner::new(
             KeySet::generate(SigningAlgorithm::ES256).unwrap(),
             "https://issuer".into(),
             "api".into(),

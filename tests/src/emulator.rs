@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
+use token_service::key_parameters;
 use token_service::keys::{KeySetDocument, SigningAlgorithm};
+use token_service::setup;
 
 use crate::{AUDIENCE, dynamo, load_seed, repo_path};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -27,33 +29,60 @@ use tokio::task::JoinHandle;
 pub const ISSUER: &str = "https://abc123.execute-api.eu-west-1.amazonaws.com";
 
 /// A seeded table on the local DynamoDB (moto) and the configuration every function needs for
-/// it: issuer, keys file, table, local endpoint.
+/// it: issuer, keys, table, local endpoint.
 pub struct Deployment {
+    /// What every function gets: issuer, audience, table, routes, AWS endpoints.
     pub env: Vec<(&'static str, String)>,
+    /// Where the token function finds the private key set: `SIGNING_KEYS_FILE` or
+    /// `SIGNING_KEYS_PARAMETER`.
+    pub private_keys: (&'static str, String),
+    /// Where the verifying functions find the public key set: `PUBLIC_KEYS_FILE` or
+    /// `PUBLIC_KEYS_PARAMETER`.
+    pub public_keys: (&'static str, String),
     pub kid: String,
+    /// The private keys as stored (base64): no log may contain them.
+    pub private_key_secrets: Vec<String>,
 }
 
-pub async fn deployment() -> Deployment {
+impl Deployment {
+    /// The environment the template gives `function`: the token function reads the private key
+    /// set, every other function only the public one.
+    pub fn env_for(&self, function: &str) -> Vec<(&'static str, String)> {
+        let mut env = self.env.clone();
+        env.push(if function == "token" {
+            self.private_keys.clone()
+        } else {
+            self.public_keys.clone()
+        });
+        env
+    }
+
+    /// Makes the private key set unreadable from now on, as a verifying function's IAM role
+    /// leaves it: deletes the key file, or the SSM parameter.
+    pub async fn withdraw_private_keys(&self) {
+        match self.private_keys {
+            ("SIGNING_KEYS_FILE", ref path) => std::fs::remove_file(path).unwrap(),
+            (_, ref name) => {
+                let ssm = aws_sdk_ssm::Client::new(&setup::admin_aws_config().await);
+                ssm.delete_parameter().name(name).send().await.unwrap();
+            }
+        }
+    }
+}
+
+/// The environment every function shares, on the local AWS endpoints.
+async fn seeded_env() -> (Vec<(&'static str, String)>, String) {
     let store = dynamo::fresh_store().await;
     load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
-    let keys = KeySetDocument::generate(SigningAlgorithm::ES256, 0).unwrap();
-    let dir = std::env::temp_dir().join(format!(
-        "lambda-keys-{}-{}",
-        std::process::id(),
-        store.table_name()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let keys_file = dir.join("keys.json");
-    std::fs::write(&keys_file, serde_json::to_vec(&keys).unwrap()).unwrap();
     let mut env = vec![
         ("ISSUER", ISSUER.to_owned()),
         ("AUDIENCE", AUDIENCE.to_owned()),
-        ("SIGNING_KEYS_FILE", keys_file.display().to_string()),
         ("TABLE_NAME", store.table_name().to_owned()),
         ("AUTHORIZER_ROUTE_SCOPES", r#"{"GET /orders": "read"}"#.to_owned()),
     ];
     for name in [
         "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL_SSM",
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
         "AWS_REGION",
@@ -63,7 +92,42 @@ pub async fn deployment() -> Deployment {
             env.push((name, value));
         }
     }
-    Deployment { env, kid: keys.current }
+    (env, store.table_name().to_owned())
+}
+
+/// A deployment with its keys in files: the private key set and its public half.
+pub async fn deployment() -> Deployment {
+    let (env, table) = seeded_env().await;
+    let keys = KeySetDocument::generate(SigningAlgorithm::ES256, 0).unwrap();
+    let dir = std::env::temp_dir().join(format!("lambda-keys-{}-{table}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (private, public) = (dir.join("keys.json"), dir.join("public-keys.json"));
+    std::fs::write(&private, serde_json::to_vec(&keys).unwrap()).unwrap();
+    std::fs::write(&public, serde_json::to_vec(&keys.public().unwrap()).unwrap()).unwrap();
+    Deployment {
+        env,
+        private_keys: ("SIGNING_KEYS_FILE", private.display().to_string()),
+        public_keys: ("PUBLIC_KEYS_FILE", public.display().to_string()),
+        kid: keys.current.clone(),
+        private_key_secrets: keys.keys.iter().map(|key| key.private_key.clone()).collect(),
+    }
+}
+
+/// A deployment with its keys in SSM (moto), written by `tokenctl keys init`: the private
+/// SecureString and the public parameter beside it.
+pub async fn deployment_on_ssm() -> Deployment {
+    let (env, _) = seeded_env().await;
+    let ssm = aws_sdk_ssm::Client::new(&setup::admin_aws_config().await);
+    let name = format!("/token-service/test/{}", token_service::domain::TokenId::generate());
+    let kid = tokenctl::keys::init(&ssm, &name, SigningAlgorithm::ES256, 0).await.unwrap();
+    let stored = token_service::key_parameters::read_private(&ssm, &name).await.unwrap().unwrap();
+    Deployment {
+        env,
+        public_keys: ("PUBLIC_KEYS_PARAMETER", key_parameters::public_parameter_name(&name)),
+        private_keys: ("SIGNING_KEYS_PARAMETER", name),
+        kid,
+        private_key_secrets: stored.document.keys.iter().map(|k| k.private_key.clone()).collect(),
+    }
 }
 
 pub fn fixture(name: &str, token: &str) -> Value {

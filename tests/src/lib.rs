@@ -18,7 +18,7 @@ use token_service::config::Config;
 use token_service::keys::{KeySet, SigningAlgorithm};
 use token_service::password::{HashParams, Passwords};
 use token_service::seed::Seed;
-use token_service::setup::{self, Wiring};
+use token_service::setup::{self, SigningWiring};
 use token_service::store::Stores;
 use tokenctl::server::Limits;
 use tokio::net::TcpListener;
@@ -98,7 +98,7 @@ pub async fn router_with(
     stores: Stores,
 ) -> (Router, KeySet) {
     let keys = KeySet::generate(alg).expect("key generation");
-    let router = Wiring::new(test_config(issuer, alg), keys.clone(), stores, clock).router();
+    let router = SigningWiring::new(test_config(issuer, alg), keys.clone(), stores, clock).router();
     (router, keys)
 }
 

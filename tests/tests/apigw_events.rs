@@ -26,7 +26,7 @@ async fn basic_client_credentials_event_returns_a_token() {
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body = body(&response);
     assert_eq!(body["scope"], "read");
-    let verifier = AccessTokens::new(keys, ISSUER.into(), AUDIENCE.into());
+    let verifier = AccessTokens::new(keys.verification_keys(), ISSUER.into(), AUDIENCE.into());
     let claims =
         verifier.verify(body["access_token"].as_str().unwrap(), SystemClock.now()).unwrap();
     assert_eq!(claims.client_id, "cc-client");

@@ -15,7 +15,7 @@ use token_service::api::{self, Router};
 use token_service::authorizer::{AuthorizedContext, Authorizer};
 use token_service::clock::SystemClock;
 use token_service::keys::{KeySet, SigningAlgorithm};
-use token_service::setup::Wiring;
+use token_service::setup::SigningWiring;
 use token_service::store::Stores;
 
 const ISSUER: &str = "https://issuer.test";
@@ -42,7 +42,7 @@ fn setup_routing(stores: Stores, keys: KeySet, route_scopes: &str) -> Setup {
         SigningAlgorithm::ES256,
         &[("AUTHORIZER_ROUTE_SCOPES", route_scopes)],
     );
-    let wiring = Wiring::new(config, keys.clone(), stores, Arc::new(SystemClock));
+    let wiring = SigningWiring::new(config, keys.clone(), stores, Arc::new(SystemClock));
     Setup { router: wiring.router(), authorizer: wiring.authorizer(), keys }
 }
 

@@ -73,3 +73,92 @@ fn the_deploy_smoke_test_captures_the_secret_it_uses() {
     assert_eq!(secrets[0].len(), 43, "the whole 256-bit secret on that line: {stdout}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The SSM parameters a template function may touch, as `(actions, parameter)` per statement,
+/// the parameter being the ARN's `${...}` tail (`${SigningKeysParameter}-public`).
+fn ssm_grants(function: &serde_yaml::Value) -> Vec<(Vec<String>, String)> {
+    use serde_yaml::Value as Yaml;
+    let name = function["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or("?");
+    let mut grants = Vec::new();
+    for policy in function["Properties"]["Policies"].as_sequence().into_iter().flatten() {
+        let statements = policy
+            .as_mapping()
+            .filter(|map| map.len() == 1)
+            .and_then(|_| policy["Statement"].as_sequence());
+        let statements = statements.unwrap_or_else(|| {
+            panic!("{name}: a policy other than an inline Statement list; extend this test")
+        });
+        for statement in statements {
+            let actions: Vec<String> = match &statement["Action"] {
+                Yaml::String(action) => vec![action.clone()],
+                Yaml::Sequence(list) => {
+                    list.iter().filter_map(|a| a.as_str()).map(str::to_owned).collect()
+                }
+                other => panic!("{name}: unreadable Action {other:?}"),
+            };
+            let touches_ssm = actions.iter().any(|a| a.starts_with("ssm:") || a == "*");
+            let touches_kms = actions.iter().any(|a| a.starts_with("kms:"));
+            if !(touches_ssm || touches_kms) {
+                continue;
+            }
+            let resources = match &statement["Resource"] {
+                Yaml::Sequence(list) => list.clone(),
+                single => vec![single.clone()],
+            };
+            for resource in resources {
+                let arn = match &resource {
+                    Yaml::Tagged(tagged) if tagged.tag == "Sub" => {
+                        tagged.value.as_str().unwrap_or_default().to_owned()
+                    }
+                    other => other.as_str().unwrap_or_default().to_owned(),
+                };
+                let parameter =
+                    arn.split_once(":parameter").map_or(arn.clone(), |(_, p)| p.to_owned());
+                grants.push((actions.clone(), parameter));
+            }
+        }
+    }
+    grants
+}
+
+/// Only the token function signs, so only it may read the private signing keys (the SecureString
+/// `SigningKeysParameter`); every other function verifies, and may read only the public key
+/// set beside it. No function gets a wildcard that would reach the private parameter.
+#[test]
+fn only_the_token_function_may_read_the_private_signing_keys() {
+    use serde_yaml::Value as Yaml;
+    let template: Yaml =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_path("../template.yaml")).unwrap())
+            .unwrap();
+    let private = "${SigningKeysParameter}".to_owned();
+    let public = token_service::key_parameters::public_parameter_name(&private);
+    let functions: Vec<(&str, &Yaml)> = template["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, resource)| resource["Type"] == "AWS::Serverless::Function")
+        .map(|(name, resource)| (name.as_str().unwrap(), resource))
+        .collect();
+    assert_eq!(functions.len(), 6, "every function is checked");
+    for (name, function) in &functions {
+        let grants = ssm_grants(function);
+        let expected = if *name == "TokenFunction" { &private } else { &public };
+        assert_eq!(
+            grants,
+            vec![(vec!["ssm:GetParameter".to_owned()], expected.clone())],
+            "{name} may read {expected} and nothing else in SSM"
+        );
+    }
+    for (name, function) in functions {
+        let own = &function["Properties"]["Environment"]["Variables"];
+        let reads_private = own["SIGNING_KEYS_PARAMETER"] != Yaml::Null;
+        assert_eq!(reads_private, name == "TokenFunction", "{name}: SIGNING_KEYS_PARAMETER");
+    }
+    let globals = &template["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(globals["SIGNING_KEYS_PARAMETER"], Yaml::Null, "not every function's setting");
+    let published = match &globals["PUBLIC_KEYS_PARAMETER"] {
+        Yaml::Tagged(tagged) if tagged.tag == "Sub" => tagged.value.as_str().unwrap_or_default(),
+        other => panic!("PUBLIC_KEYS_PARAMETER is {other:?}"),
+    };
+    assert_eq!(published, public, "the functions read the parameter tokenctl keys writes");
+}

@@ -18,7 +18,7 @@ use token_service::clock::SystemClock;
 use token_service::domain::MAX_LIFETIME;
 use token_service::jwt::verifiable_until;
 use token_service::keys::{KeySet, SigningAlgorithm};
-use token_service::setup::{self, Wiring};
+use token_service::setup::{self, SigningWiring};
 use token_service::store::Stores;
 use token_service::store::dynamodb::{DynamoStore, table};
 use token_service::token::{TokenParams, TokenResponse, TokenService};
@@ -126,12 +126,13 @@ async fn template_and_create_table_agree_on_keys_indexes_and_ttl() {
 }
 
 /// The services on a fresh seeded table, its round trips counted.
-async fn counted_wiring() -> (DynamoStore, RoundTrips, Wiring) {
+async fn counted_wiring() -> (DynamoStore, RoundTrips, SigningWiring) {
     let (store, round_trips) = dynamo::fresh_store_counting().await;
     load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
     let config = test_config("https://issuer", SigningAlgorithm::ES256);
     let keys = KeySet::generate(SigningAlgorithm::ES256).unwrap();
-    let wiring = Wiring::with_system_clock(config, keys, Stores::all(Arc::new(store.clone())));
+    let wiring =
+        SigningWiring::with_system_clock(config, keys, Stores::all(Arc::new(store.clone())));
     (store, round_trips, wiring)
 }
 
@@ -159,7 +160,7 @@ async fn round_trips_stay_within_budget() {
     let cold = || {
         let config = test_config("https://issuer", SigningAlgorithm::ES256);
         let keys = KeySet::generate(SigningAlgorithm::ES256).unwrap();
-        Wiring::with_system_clock(config, keys, Stores::all(Arc::new(store.clone())))
+        SigningWiring::with_system_clock(config, keys, Stores::all(Arc::new(store.clone())))
             .token_service()
     };
     let warm = wiring.token_service();
@@ -976,7 +977,7 @@ async fn a_batch_count_past_the_functions_deadline_answers_503_and_the_cutoff_st
         TestServer::start_on(SigningAlgorithm::ES256, Arc::new(SystemClock), stores.clone()).await;
     let doomed = service_token(&server).await;
     let admin = admin_token(&server).await;
-    let batch = Wiring::new(
+    let batch = SigningWiring::new(
         test_config(&server.base_url, SigningAlgorithm::ES256),
         server.keys.clone(),
         stores,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use integration_tests::emulator::{
-    Function, ISSUER, binary, deployment, fixture, http, token_event,
+    Deployment, Function, ISSUER, binary, deployment, deployment_on_ssm, fixture, http, token_event,
 };
 use integration_tests::{ADMIN_CLIENT, APP_CLIENT, CC_CLIENT};
 use serde_json::{Value, json};
@@ -47,22 +47,28 @@ fn token_secrets(token: &str) -> [String; 2] {
     [token.to_owned(), token.rsplit('.').next().unwrap_or_default().to_owned()]
 }
 
-/// Starts every function binary with `env` and sends each its route's events, checking the
-/// answers; returns what they logged.
-async fn run_every_function(env: &[(&'static str, String)], kid: &str) -> Run {
-    let start = async |name: &str| Function::start(binary(name, "debug"), env).await;
+/// Starts every function binary with its environment in `deployment` plus `extra`, and sends
+/// each its route's events, checking the answers; returns what they logged.
+///
+/// Only the token function can read the private keys: once it is up they are withdrawn (file
+/// or parameter deleted), and every other function starts after that, with the private keys'
+/// setting pointing at nothing, as a verifying function's IAM role leaves it.
+async fn run_every_function(deployment: &Deployment, extra: &[(&'static str, String)]) -> Run {
+    let start = async |name: &str| {
+        let mut env = deployment.env_for(name);
+        if name != "token" {
+            env.push(deployment.private_keys.clone());
+        }
+        env.extend_from_slice(extra);
+        Function::start(binary(name, "debug"), &env).await
+    };
+    let kid = deployment.kid.as_str();
     let mut secrets: Vec<String> = [CC_CLIENT, APP_CLIENT, ADMIN_CLIENT]
         .into_iter()
         .flat_map(client_secrets)
         .chain(["alice-password-1".to_owned()])
+        .chain(deployment.private_key_secrets.iter().cloned())
         .collect();
-    let keys_file = env.iter().find(|(k, _)| *k == "SIGNING_KEYS_FILE").map(|(_, v)| v);
-    if let Some(path) = keys_file {
-        let document: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        for key in document["keys"].as_array().unwrap() {
-            secrets.push(key["private_key"].as_str().unwrap().to_owned());
-        }
-    }
 
     let token = start("token").await;
     let cold = token.started();
@@ -82,6 +88,7 @@ async fn run_every_function(env: &[(&'static str, String)], kid: &str) -> Run {
         secrets.extend(token_secrets(token));
     }
     secrets.push(alice["refresh_token"].as_str().unwrap().to_owned());
+    deployment.withdraw_private_keys().await;
 
     let introspect = start("introspect").await;
     let (status, answer) =
@@ -146,8 +153,8 @@ fn request_lines(output: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_function_binary_serves_its_route() {
-    let deployment = deployment().await;
-    let run = run_every_function(&deployment.env, &deployment.kid).await;
+    let deployment = deployment_on_ssm().await;
+    let run = run_every_function(&deployment, &[]).await;
 
     // One JSON log line per request, with the client id, and never a secret or a token.
     let logs = run.output("token");
@@ -181,15 +188,16 @@ async fn every_function_binary_serves_its_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_trace_no_function_binary_logs_a_secret() {
     let deployment = deployment().await;
-    let mut env = deployment.env.clone();
-    env.push(("AWS_LAMBDA_LOG_LEVEL", "TRACE".to_owned()));
-    env.push((
-        "RUST_LOG",
-        "trace,lambda_runtime=trace,lambda_runtime::layers::api_response=trace,\
-         aws_smithy_runtime=trace,hyper=trace"
-            .to_owned(),
-    ));
-    let run = run_every_function(&env, &deployment.kid).await;
+    let env = [
+        ("AWS_LAMBDA_LOG_LEVEL", "TRACE".to_owned()),
+        (
+            "RUST_LOG",
+            "trace,lambda_runtime=trace,lambda_runtime::layers::api_response=trace,\
+             aws_smithy_runtime=trace,hyper=trace"
+                .to_owned(),
+        ),
+    ];
+    let run = run_every_function(&deployment, &env).await;
     run.assert_no_secret_logged();
     for (function, output) in &run.outputs {
         assert!(!output.contains("raw JSON event"), "{function} logged a raw event");
@@ -207,7 +215,8 @@ async fn at_trace_no_function_binary_logs_a_secret() {
 #[tokio::test]
 async fn a_function_missing_its_configuration_fails_at_init_and_says_why() {
     let deployment = deployment().await;
-    let env: Vec<_> = deployment.env.iter().filter(|(k, _)| *k != "ISSUER").cloned().collect();
+    let env: Vec<_> =
+        deployment.env_for("token").into_iter().filter(|(k, _)| *k != "ISSUER").collect();
     let function = Function::start(binary("token", "debug"), &env).await;
     let (status, _, stderr) = function.exit().await;
     assert!(!status.success());
@@ -219,7 +228,7 @@ async fn a_function_missing_its_configuration_fails_at_init_and_says_why() {
 #[tokio::test]
 async fn a_signing_alg_other_than_the_keys_fails_at_init_and_names_both() {
     let deployment = deployment().await; // an ES256 key set
-    let mut env = deployment.env.clone();
+    let mut env = deployment.env_for("token");
     env.push(("SIGNING_ALG", "RS256".to_owned()));
     let function = Function::start(binary("token", "debug"), &env).await;
     let (status, _, stderr) = function.exit().await;
@@ -243,8 +252,11 @@ async fn init_makes_no_network_call() {
             counter.fetch_add(1, Ordering::SeqCst);
         }
     });
-    let mut env: Vec<_> =
-        deployment.env.iter().filter(|(k, _)| *k != "AWS_ENDPOINT_URL_DYNAMODB").cloned().collect();
+    let mut env: Vec<_> = deployment
+        .env_for("token")
+        .into_iter()
+        .filter(|(k, _)| *k != "AWS_ENDPOINT_URL_DYNAMODB")
+        .collect();
     env.push(("AWS_ENDPOINT_URL_DYNAMODB", endpoint));
     let function = Function::start(binary("token", "debug"), &env).await;
     let init = function.wait_until_polling().await;
@@ -257,4 +269,19 @@ async fn init_makes_no_network_call() {
     )
     .await;
     assert!(connections.load(Ordering::SeqCst) > 0, "the first request does reach DynamoDB");
+}
+
+/// Every function that only verifies refuses, at init, a key set holding private keys where it
+/// expects the public one, and says what it expects; none of them starts holding a private key.
+#[tokio::test]
+async fn a_verifying_function_handed_the_private_keys_fails_at_init() {
+    let deployment = deployment().await;
+    for function in ["introspect", "revoke", "batch-revoke", "keys", "authorizer"] {
+        let mut env = deployment.env.clone();
+        env.push(("PUBLIC_KEYS_FILE", deployment.private_keys.1.clone()));
+        let (status, _, stderr) =
+            Function::start(binary(function, "debug"), &env).await.exit().await;
+        assert!(!status.success(), "{function} started with the private key set");
+        assert!(stderr.contains("private key material"), "{function}: {stderr}");
+    }
 }

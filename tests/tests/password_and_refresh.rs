@@ -49,7 +49,7 @@ async fn error_code(response: reqwest::Response) -> (u16, String) {
 }
 
 fn claims(server: &TestServer, body: &Value, now: u64) -> AccessTokenClaims {
-    AccessTokens::new(server.keys.clone(), server.base_url.clone(), AUDIENCE.into())
+    AccessTokens::new(server.keys.verification_keys(), server.base_url.clone(), AUDIENCE.into())
         .verify(body["access_token"].as_str().unwrap(), now)
         .unwrap()
 }
@@ -413,6 +413,7 @@ async fn error_code_or_ok(response: reqwest::Response) -> String {
 #[tokio::test]
 async fn login_rehashes_a_password_stored_at_old_parameters() {
     use token_service::domain::{TenantPath, User, UserId, Username};
+    use token_service::jwt::TokenSigner;
     use token_service::keys::KeySet;
     use token_service::password::{HashParams, Passwords};
     use token_service::store::memory::MemoryStore;
@@ -435,7 +436,7 @@ async fn login_rehashes_a_password_stored_at_old_parameters() {
     };
     store.create_user(&dave).await.unwrap();
 
-    let tokens = AccessTokens::new(
+    let tokens = TokenSigner::new(
         KeySet::generate(SigningAlgorithm::ES256).unwrap(),
         "https://i".into(),
         "a".into(),

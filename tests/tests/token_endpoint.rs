@@ -31,7 +31,7 @@ async fn assert_error(
 }
 
 fn verifier(server: &TestServer) -> AccessTokens {
-    AccessTokens::new(server.keys.clone(), server.base_url.clone(), AUDIENCE.into())
+    AccessTokens::new(server.keys.verification_keys(), server.base_url.clone(), AUDIENCE.into())
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use token_service::setup;
 async fn main() -> Result<(), Error> {
     token_service::logging::init();
     let config = Config::from_env()?;
-    let keys = setup::keys(&config).await?;
+    let keys = setup::verification_keys(&config).await?;
     let discovery = Discovery::new(&config.issuer, &keys);
 
     run(service_fn(async |request: Request| {

@@ -10,7 +10,7 @@ use super::{
     BATCH_REVOKE_PATH, INTROSPECT_PATH, JWKS_PATH, METADATA_PATH, REVOKE_PATH, TOKEN_PATH,
 };
 use crate::error::Error;
-use crate::keys::KeySet;
+use crate::keys::VerificationKeys;
 
 /// How long resource servers may cache the JWKS. Short, so a rotated-in key is seen quickly.
 const JWKS_MAX_AGE: u32 = 300;
@@ -24,7 +24,8 @@ pub struct Discovery {
 }
 
 impl Discovery {
-    pub fn new(issuer: &str, keys: &KeySet) -> Self {
+    /// From the public keys only: the keys function never holds a private key.
+    pub fn new(issuer: &str, keys: &VerificationKeys) -> Self {
         let algorithms: Vec<&str> = keys.algorithms().iter().map(|alg| alg.as_str()).collect();
         let metadata = json!({
             "issuer": issuer,

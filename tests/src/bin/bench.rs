@@ -28,7 +28,7 @@ use token_service::auth::PresentedClient;
 use token_service::clock::{Clock, SystemClock};
 use token_service::domain::{ClientId, TenantPath, TokenId};
 use token_service::keys::{KeySet, SigningAlgorithm};
-use token_service::setup::Wiring;
+use token_service::setup::SigningWiring;
 use token_service::store::dynamodb::{DynamoStore, table};
 use token_service::store::memory::MemoryStore;
 use token_service::store::{IssuanceLog, IssuedToken, Stores, TokenKind};
@@ -78,7 +78,7 @@ async fn route_events(
     deployment: &Deployment,
     profile: &str,
 ) -> Vec<(&'static str, &'static str, Value)> {
-    let issuer = Function::start(binary("token", profile), &deployment.env).await;
+    let issuer = Function::start(binary("token", profile), &deployment.env_for("token")).await;
     let fresh_token = async |client| {
         let (_, issued) =
             http(&issuer.respond(token_event("grant_type=client_credentials", client)).await);
@@ -125,7 +125,7 @@ async fn coldstart(profile: &str, starts: usize, only: &[String]) {
     for (name, what, event) in chosen {
         let (mut inits, mut responses) = (Vec::new(), Vec::new());
         for _ in 0..starts {
-            let function = Function::start(binary(name, profile), &deployment.env).await;
+            let function = Function::start(binary(name, profile), &deployment.env_for(name)).await;
             inits.push(function.wait_until_polling().await);
             assert_succeeded(name, what, &function.respond(event.clone()).await);
             responses.push(function.started().elapsed());
@@ -163,7 +163,7 @@ async fn memory(profile: &str, invocations: usize) {
         } else {
             invocations
         };
-        let function = Function::start(binary(name, profile), &deployment.env).await;
+        let function = Function::start(binary(name, profile), &deployment.env_for(name)).await;
         let mut durations = Vec::with_capacity(count);
         let cpu_before = function.cpu_time();
         for _ in 0..count {
@@ -188,7 +188,7 @@ async fn dynamodb(tokens: usize) {
     let store = Arc::new(store.with_page_size(1_000));
     load_seed(&repo_path("seed.toml")).install(store.as_ref(), store.as_ref()).await.unwrap();
     round_trips.take();
-    let wiring = Wiring::with_system_clock(
+    let wiring = SigningWiring::with_system_clock(
         test_config("https://issuer", SigningAlgorithm::ES256),
         KeySet::generate(SigningAlgorithm::ES256).unwrap(),
         Stores::all(store.clone()),
@@ -216,7 +216,7 @@ async fn dynamodb(tokens: usize) {
     println!("| client_credentials, client cached | {} |", count(&round_trips));
     // A new instance for each cold figure: nothing cached.
     let cold = || {
-        Wiring::with_system_clock(
+        SigningWiring::with_system_clock(
             test_config("https://issuer", SigningAlgorithm::ES256),
             KeySet::generate(SigningAlgorithm::ES256).unwrap(),
             Stores::all(store.clone()),
