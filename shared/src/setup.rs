@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::introspection::IntrospectionService;
 use crate::jwt::AccessTokens;
 use crate::keys::{KeyError, KeySet, KeySetDocument, SigningAlgorithm};
-use crate::password::Passwords;
+use crate::password::{HashingLimits, Passwords};
 use crate::revocation::RevocationService;
 use crate::seed::{Seed, SeedError};
 use crate::store::Stores;
@@ -277,7 +277,10 @@ impl Wiring {
         TokenService::new(
             self.stores.clone(),
             self.access_tokens(),
-            Passwords::new(self.config.password_hash),
+            Passwords::with_limits(
+                self.config.password_hash,
+                HashingLimits::for_this_machine(self.config.password_queue_limit),
+            ),
             self.clock.clone(),
             self.config.default_access_token_lifetime,
         )
