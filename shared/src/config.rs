@@ -49,6 +49,10 @@ pub struct Config {
     /// `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM`: parameters of new password
     /// hashes (default OWASP's 19456, 2, 1).
     pub password_hash: HashParams,
+    /// `PASSWORD_QUEUE_LIMIT`: password logins that may wait for a hashing slot; one more is
+    /// answered `503 temporarily_unavailable` at once (default 32 per core:
+    /// `HashingLimits::QUEUE_PER_SLOT`).
+    pub password_queue_limit: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +116,11 @@ impl Config {
             route_scopes,
             client_cache_ttl,
             password_hash: password_hash_params(&lookup)?,
+            password_queue_limit: lookup("PASSWORD_QUEUE_LIMIT")
+                .map(|raw| {
+                    raw.parse().map_err(|_| error("PASSWORD_QUEUE_LIMIT", "must be a whole number"))
+                })
+                .transpose()?,
             issuer,
             audience: lookup("AUDIENCE").unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned()),
             signing_alg,
@@ -165,6 +174,9 @@ mod tests {
         assert_eq!(config.audience, DEFAULT_AUDIENCE);
         assert_eq!(config.signing_alg, SigningAlgorithm::ES256);
         assert_eq!(config.default_access_token_lifetime, 3600);
+        assert_eq!(config.password_queue_limit, None, "the default depends on the cores");
+        let no_queue = [("ISSUER", "https://x"), ("PASSWORD_QUEUE_LIMIT", "0")];
+        assert_eq!(self::config(&no_queue).unwrap().password_queue_limit, Some(0));
     }
 
     #[test]
@@ -175,6 +187,8 @@ mod tests {
         assert_eq!(bad_alg.unwrap_err().name, "SIGNING_ALG");
         let bad_lifetime = config(&[("ISSUER", "https://x"), ("ACCESS_TOKEN_LIFETIME", "0")]);
         assert_eq!(bad_lifetime.unwrap_err().name, "ACCESS_TOKEN_LIFETIME");
+        let bad_queue = config(&[("ISSUER", "https://x"), ("PASSWORD_QUEUE_LIMIT", "-1")]);
+        assert_eq!(bad_queue.unwrap_err().name, "PASSWORD_QUEUE_LIMIT");
         let bad_routes =
             config(&[("ISSUER", "https://x"), ("AUTHORIZER_ROUTE_SCOPES", r#"{"GET /a": 1}"#)]);
         assert_eq!(bad_routes.unwrap_err().name, "AUTHORIZER_ROUTE_SCOPES");

@@ -39,6 +39,10 @@ pub enum Error {
     /// client ever sees success for work that may not have been saved.
     #[error("storage is temporarily unavailable")]
     Storage(#[from] StoreError),
+    /// Too many requests wait for the same scarce work (password hashing): refused at once,
+    /// before doing any of it; `Retry-After` says when to try again.
+    #[error("too many logins at once; retry after {retry_after_secs} s")]
+    TemporarilyUnavailable { retry_after_secs: u64 },
     #[error("internal error")]
     Internal(String),
 }

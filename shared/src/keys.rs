@@ -935,7 +935,7 @@ mod tests {
         let path = dir.join("keys.json");
         std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
         let refused = KeySetDocument::load_or_create(&path, SigningAlgorithm::ES256, 1);
-        let message = refused.err().expect("a symlinked key file is refused").to_string();
+        let message = refused.expect_err("a symlinked key file is refused").to_string();
         assert!(message.contains("symbolic link"), "{message}");
         assert!(!elsewhere.exists(), "no private key was written where the link points");
         std::fs::remove_dir_all(dir).unwrap();

@@ -19,7 +19,7 @@ use crate::key_parameters;
 use crate::keys::{
     KeyError, KeySet, KeySetDocument, PublicKeySetDocument, SigningAlgorithm, VerificationKeys,
 };
-use crate::password::Passwords;
+use crate::password::{HashingLimits, Passwords};
 use crate::revocation::RevocationService;
 use crate::seed::{Seed, SeedError};
 use crate::store::Stores;
@@ -344,7 +344,10 @@ impl SigningWiring {
         TokenService::new(
             self.wiring.stores.clone(),
             TokenSigner::new(self.keys.clone(), config.issuer.clone(), config.audience.clone()),
-            Passwords::new(config.password_hash),
+            Passwords::with_limits(
+                config.password_hash,
+                HashingLimits::for_this_machine(config.password_queue_limit),
+            ),
             self.wiring.clock.clone(),
             config.default_access_token_lifetime,
         )

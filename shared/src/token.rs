@@ -259,14 +259,19 @@ impl TokenService {
             ));
         }
 
+        // A place in the hashing queue before the user is read (unless it came with the
+        // client): a full queue sheds at once, without a store read. It sheds every login
+        // alike, since a known and an unknown user each need one Argon2 run.
+        let admission = self.passwords.admit().map_err(|busy| Error::TemporarilyUnavailable {
+            retry_after_secs: busy.retry_after_secs,
+        })?;
         let user = match records {
             Some(GrantRecords::User(user)) => user,
             _ => self.stores.users.user(&tenant, &username).await?,
         };
         let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
-        let verified = self
-            .passwords
-            .verify_bounded(stored_hash, password.to_owned())
+        let verified = admission
+            .verify(stored_hash, password.to_owned())
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
         let user = match (user, verified) {
@@ -561,6 +566,30 @@ mod tests {
         assert_eq!(wrong.to_string(), unknown.to_string());
         service.issue(&client, &login("alice", "alice-password")).await.unwrap();
         assert_eq!(passwords.argon2_runs(), 3);
+    }
+
+    /// Issue 13: with the hashing queue full, a login is answered 503 at once (its future is
+    /// ready at the first poll), without hashing, whether the user exists or not.
+    #[tokio::test]
+    async fn a_full_hashing_queue_sheds_known_and_unknown_users_alike_without_hashing() {
+        let (service, passwords, client) = password_service().await;
+        let full = passwords.fill_queue().await;
+        let at_once = |params: TokenParams<'static>| {
+            let mut login = std::pin::pin!(service.issue(&client, &params));
+            let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+            match login.as_mut().poll(&mut context) {
+                std::task::Poll::Ready(answer) => answer.unwrap_err(),
+                std::task::Poll::Pending => panic!("a shed login waits for nothing"),
+            }
+        };
+        let known = at_once(login("alice", "alice-password"));
+        let unknown = at_once(login("mallory", "alice-password"));
+        assert!(matches!(known, Error::TemporarilyUnavailable { retry_after_secs: 1.. }));
+        assert!(matches!(unknown, Error::TemporarilyUnavailable { retry_after_secs: 1.. }));
+        assert_eq!(known.to_string(), unknown.to_string());
+        assert_eq!(passwords.argon2_runs(), 0, "nothing hashed");
+        drop(full);
+        service.issue(&client, &login("alice", "alice-password")).await.unwrap();
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! Building responses. [`error_response`] is the one place where an [`Error`] becomes HTTP.
 
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Response};
 use serde::Serialize;
@@ -81,6 +81,9 @@ pub fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         Error::NotFound => (StatusCode::NOT_FOUND, "not_found"),
         Error::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request"),
         Error::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+        Error::TemporarilyUnavailable { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+        }
         Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     }
 }
@@ -106,8 +109,11 @@ fn public_description(error: &Error) -> String {
 /// logged here with their detail; the client sees only the error's public description.
 pub fn error_response(error: &Error) -> Response<Body> {
     let (status, code) = status_and_code(error);
-    if status.is_server_error() {
-        tracing::error!(error = ?error, "request failed");
+    match error {
+        // Load shed on purpose, not a fault: a flood would otherwise log one error a request.
+        Error::TemporarilyUnavailable { .. } => tracing::warn!(error = ?error, "request shed"),
+        _ if status.is_server_error() => tracing::error!(error = ?error, "request failed"),
+        _ => {}
     }
     let description = public_description(error);
     let challenge = match error {
@@ -125,6 +131,9 @@ pub fn error_response(error: &Error) -> Response<Body> {
     }
     if let Error::MethodNotAllowed(allow) = error {
         response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    if let Error::TemporarilyUnavailable { retry_after_secs } = error {
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
     }
     response
 }
@@ -155,6 +164,19 @@ mod tests {
         assert!(!body["error_description"].as_str().unwrap().contains("xyz"));
     }
 
+    #[test]
+    fn a_shed_request_is_503_with_retry_after() {
+        let response = error_response(&Error::TemporarilyUnavailable { retry_after_secs: 2 });
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()[RETRY_AFTER], "2");
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+        let body = body_json(&response);
+        assert_eq!(body["error"], "temporarily_unavailable");
+        assert_eq!(body["error_description"], "too many logins at once; retry after 2 s");
+        let storage = error_response(&Error::Storage(StoreError("d".into())));
+        assert!(!storage.headers().contains_key(RETRY_AFTER), "a store failure has no estimate");
+    }
+
     /// One value of every variant. The match has no wildcard, so a new variant does not compile
     /// until it is listed here, and so checked by the tests below.
     fn every_variant() -> Vec<Error> {
@@ -172,6 +194,7 @@ mod tests {
             Error::NotFound,
             Error::MethodNotAllowed("POST"),
             Error::Storage(StoreError("d".into())),
+            Error::TemporarilyUnavailable { retry_after_secs: 1 },
             Error::Internal("d".into()),
         ];
         for error in &all {
@@ -189,6 +212,7 @@ mod tests {
                 | Error::NotFound
                 | Error::MethodNotAllowed(_)
                 | Error::Storage(_)
+                | Error::TemporarilyUnavailable { .. }
                 | Error::Internal(_) => {}
             }
         }
