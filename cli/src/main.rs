@@ -68,6 +68,7 @@ impl From<ServeLimits> for Limits {
             max_connections: limits.max_connections as usize,
             header_read_timeout: Duration::from_secs(limits.header_read_timeout),
             body_read_timeout: Duration::from_secs(limits.body_read_timeout),
+            ..Limits::default()
         }
     }
 }

@@ -26,6 +26,7 @@ use token_service::api::response::{Caching, error_response, raw_json_response};
 use token_service::error::Error;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_io_timeout::TimeoutStream;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,6 +69,9 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Time a client has to send the request body once its head has arrived.
     pub body_read_timeout: Duration,
+    /// Time an answer may wait for the client to take it: a client that stops reading (its
+    /// pipelined answers fill the socket buffers) would otherwise hold its slot for ever.
+    pub answer_write_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -76,6 +80,7 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            answer_write_timeout: DEFAULT_BODY_READ_TIMEOUT,
         }
     }
 }
@@ -163,10 +168,12 @@ fn serve_connection(
     });
     // hyper's own cap on the request head (about 400 KiB) bounds memory; the handlers answer
     // anything over `MAX_HEADER_BYTES` with a JSON 431.
+    let mut stream = TimeoutStream::new(stream);
+    stream.set_write_timeout(Some(limits.answer_write_timeout));
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(Box::pin(stream)), service);
     let connection = graceful.watch(connection);
     tokio::spawn(async move {
         if let Err(error) = connection.await {

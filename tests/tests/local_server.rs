@@ -19,6 +19,7 @@ fn short_limits() -> Limits {
         max_connections: 8,
         header_read_timeout: Duration::from_millis(300),
         body_read_timeout: Duration::from_millis(300),
+        answer_write_timeout: Duration::from_millis(300),
     }
 }
 
@@ -184,4 +185,29 @@ async fn past_the_connection_cap_a_client_waits_until_a_connection_closes() {
     let (head, _) =
         timeout(BOUND, read_response(&mut third)).await.expect("served once a slot frees");
     assert!(head.starts_with("http/1.1 200"), "{head}");
+}
+
+/// A client that pipelines requests and never reads the answers fills the socket buffers, and
+/// the server's write stalls: past the write timeout the server drops the connection and frees
+/// its slot, so a real request is served even when such clients once held every slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_read_their_answers_lose_their_slots() {
+    let limits = Limits { max_connections: 2, ..short_limits() };
+    let server = TestServer::start_with_limits(limits).await;
+    let mut stalled = Vec::new();
+    for _ in 0..limits.max_connections {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let address = server.base_url.trim_start_matches("http://").parse().unwrap();
+        let mut stream = socket.connect(address).await.unwrap();
+        let requests = jwks_request().repeat(20_000);
+        // The server stops reading once its answers back up; what it left unread stays queued.
+        let _ = timeout(Duration::from_millis(500), stream.write_all(requests.as_bytes())).await;
+        stalled.push(stream);
+    }
+    let mut real = connect(&server).await;
+    real.write_all(jwks_request().as_bytes()).await.unwrap();
+    let (head, _) = timeout(BOUND, read_response(&mut real)).await.expect("served in time");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    drop(stalled);
 }
