@@ -61,14 +61,23 @@ pub struct FileLock {
 
 pub fn lock(path: &Path) -> io::Result<FileLock> {
     let lock_path = sibling(path, ".lock");
-    refuse_symlink(&lock_path)?;
+    // O_NOFOLLOW rather than a check before opening: a link swapped in between would be
+    // followed, and the lock file created wherever it points.
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(PRIVATE_MODE)
-        .open(&lock_path)?;
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&lock_path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is a symbolic link: refusing to lock through it", lock_path.display()),
+            ),
+            _ => e,
+        })?;
     // Named in full: `File::lock` of the standard library is newer than this crate's MSRV.
     fs4::FileExt::lock(&file)?;
     Ok(FileLock { _file: file })
@@ -159,6 +168,18 @@ mod tests {
         }
         assert_eq!(std::fs::read(&target).unwrap(), b"theirs");
         assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A link at the lock's path is never followed, so no lock file is created where it points.
+    #[test]
+    fn a_lock_is_never_taken_through_a_symlink() {
+        let dir = scratch("lock-link");
+        let (elsewhere, seed) = (dir.join("elsewhere"), dir.join("seed.toml"));
+        std::os::unix::fs::symlink(&elsewhere, dir.join("seed.toml.lock")).unwrap();
+        let error = lock(&seed).err().expect("refused");
+        assert!(error.to_string().contains("seed.toml.lock is a symbolic link"), "{error}");
+        assert!(!elsewhere.exists(), "nothing created where the link points");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

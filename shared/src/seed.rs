@@ -309,10 +309,21 @@ impl Seed {
                 existing.push(format!("client {}", client.id));
             }
         }
+        let mut ids_taken = Vec::new();
         for user in &self.users {
-            if users.user(&user.tenant, &user.username).await?.is_some() {
-                existing.push(format!("user {}", user_name(&user.tenant, &user.username)));
+            let stored = users.user(&user.tenant, &user.username).await?;
+            let name = user_name(&user.tenant, &user.username);
+            // A user id is one user's, `--replace` or not: refused before anything is written.
+            let id_is_its_own = stored.as_ref().is_some_and(|stored| stored.id == user.id);
+            if !id_is_its_own && users.tenant_of_user(&user.id).await?.is_some() {
+                ids_taken.push(format!("user {name}: id {} belongs to another user", user.id));
             }
+            if stored.is_some() {
+                existing.push(format!("user {name}"));
+            }
+        }
+        if !ids_taken.is_empty() {
+            return Err(SeedError::Invalid(ids_taken.join("; ")));
         }
         if !options.replace && !existing.is_empty() {
             return Err(SeedError::Exists(existing));
@@ -536,5 +547,29 @@ mod tests {
         assert_eq!(store.client(&seed.clients[1].id).await.unwrap(), Some(seed.clients[1].clone()));
         let stored = store.user(&alice.tenant, &alice.username).await.unwrap().unwrap();
         assert_eq!(stored.password_hash, seed.users[0].password_hash);
+    }
+
+    /// A seed user given an id another user holds is refused before anything is written,
+    /// `--replace` or not: one id, one user (the `sub` of its tokens).
+    #[tokio::test]
+    async fn importing_a_user_with_another_users_id_writes_nothing() {
+        let store = MemoryStore::new();
+        let seed = parse(&VALID.replace(
+            "username = \"alice\"",
+            "id = \"AAAAAAAAAAAAAAAAAAAAAA\"\nusername = \"alice\"",
+        ))
+        .unwrap();
+        let mut holder = seed.users[0].clone();
+        holder.username = Username::parse("bob").unwrap();
+        store.create_user(&holder).await.unwrap();
+        for replace in [false, true] {
+            let Err(error) = seed.import(&store, &store, options(replace, true)).await else {
+                panic!("imported a user with bob's id (replace: {replace})");
+            };
+            assert!(error.to_string().contains("belongs to another user"), "{error}");
+            assert!(store.client(&seed.clients[0].id).await.unwrap().is_none(), "nothing written");
+            let alice = store.user(&seed.users[0].tenant, &seed.users[0].username).await.unwrap();
+            assert_eq!(alice, None);
+        }
     }
 }

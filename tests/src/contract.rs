@@ -459,9 +459,9 @@ pub async fn users_are_found_by_id_for_their_tenant(store: Arc<dyn Store>) {
     assert_eq!(store.tenant_of_user(&UserId::generate()).await.unwrap(), None);
 }
 
-/// A user id names one user, whichever tenant asks: another tenant's user can neither be created
-/// nor put with it, so the id keeps leading to its own tenant (batch revocation by subject
-/// resolves it).
+/// A user id names one user: no other user, of another tenant or the same, can be created or
+/// put with it (the `sub` of its tokens, and what batch revocation by subject resolves), while
+/// the user itself can be put again.
 pub async fn a_user_id_is_never_shared_across_tenants(store: Arc<dyn Store>) {
     let victor = user("/victim", "victor", "h");
     store.create_user(&victor).await.unwrap();
@@ -469,8 +469,16 @@ pub async fn a_user_id_is_never_shared_across_tenants(store: Arc<dyn Store>) {
     namesake.id = victor.id.clone();
     assert!(!store.create_user(&namesake).await.unwrap(), "created with a taken id");
     assert!(store.put_user(&namesake).await.is_err(), "put with another tenant's id");
+    let mut neighbour = user("/victim", "vera", "h");
+    neighbour.id = victor.id.clone();
+    assert!(store.put_user(&neighbour).await.is_err(), "put with a same-tenant user's id");
     assert_eq!(store.tenant_of_user(&victor.id).await.unwrap(), Some(victor.tenant.clone()));
     assert_eq!(store.user(&namesake.tenant, &namesake.username).await.unwrap(), None);
+    assert_eq!(store.user(&neighbour.tenant, &neighbour.username).await.unwrap(), None);
+    let mut rehashed = victor.clone();
+    rehashed.password_hash = "new".into();
+    store.put_user(&rehashed).await.unwrap();
+    assert_eq!(store.user(&victor.tenant, &victor.username).await.unwrap(), Some(rehashed));
 }
 
 pub async fn putting_a_user_replaces_it_and_moves_its_id(store: Arc<dyn Store>) {

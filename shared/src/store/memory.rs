@@ -188,11 +188,11 @@ impl UserStore for MemoryStore {
 
     async fn put_user(&self, user: &User) -> Result<(), StoreError> {
         let mut users = self.users.write().map_err(|_| poisoned())?;
-        if users.values().any(|other| other.id == user.id && other.tenant != user.tenant) {
-            return Err(StoreError(format!(
-                "user id {} belongs to a user of another tenant",
-                user.id
-            )));
+        let taken = users.values().any(|other| {
+            other.id == user.id && (other.tenant != user.tenant || other.username != user.username)
+        });
+        if taken {
+            return Err(StoreError(format!("user id {} belongs to another user", user.id)));
         }
         users.insert((user.tenant.clone(), user.username.clone()), user.clone());
         Ok(())

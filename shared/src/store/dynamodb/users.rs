@@ -1,5 +1,7 @@
 //! Users, by tenant and username, and their ids.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -67,23 +69,31 @@ impl UserStore for DynamoStore {
     }
 
     /// The user and its id entry in one transaction, which also drops the entry of the id it
-    /// replaces. The id entry is written only if it is free or already this tenant's, so a
-    /// replacement can never take over another tenant's user id. A replacement racing this one
-    /// could leave that other id's entry behind; only `tokenctl` replaces users.
+    /// replaces. The id entry is written only if it is this user's already, or free: a user id
+    /// is one user's, so a replacement can never take over another user's (whatever tenant).
+    /// A replacement racing this one could leave that other id's entry behind; only
+    /// `tokenctl` replaces users.
     async fn put_user(&self, user: &User) -> Result<(), StoreError> {
         let replaced = self.user(&user.tenant, &user.username).await?;
+        let keeps_its_id = replaced.as_ref().is_some_and(|old| old.id == user.id);
         let mut by_id = user_id_key(&user.id);
         by_id.insert("tenant".to_owned(), s(user.tenant.as_str()));
-        let id_free_or_ours = Put::builder()
+        let (condition, values) = if keeps_its_id {
+            let tenant = HashMap::from([(":tenant".to_owned(), s(user.tenant.as_str()))]);
+            ("attribute_not_exists(pk) OR tenant = :tenant", Some(tenant))
+        } else {
+            ("attribute_not_exists(pk)", None)
+        };
+        let id_entry = Put::builder()
             .table_name(&self.table)
             .set_item(Some(by_id))
-            .condition_expression("attribute_not_exists(pk) OR tenant = :tenant")
-            .expression_attribute_values(":tenant", s(user.tenant.as_str()))
+            .condition_expression(condition)
+            .set_expression_attribute_values(values)
             .build()
             .map_err(|e| StoreError(format!("building a put: {e}")))?;
         let mut items = vec![
             put(user_item(user), None, &self.table)?,
-            TransactWriteItem::builder().put(id_free_or_ours).build(),
+            TransactWriteItem::builder().put(id_entry).build(),
         ];
         if let Some(old) = replaced.filter(|old| old.id != user.id) {
             let delete = Delete::builder()
@@ -96,7 +106,7 @@ impl UserStore for DynamoStore {
         match self.transact(items).await {
             Ok(()) => Ok(()),
             Err(e) if failed_condition(&e) == Some(1) => {
-                Err(StoreError(format!("user id {} belongs to a user of another tenant", user.id)))
+                Err(StoreError(format!("user id {} belongs to another user", user.id)))
             }
             Err(e) => Err(failure("TransactWriteItems replace user", &e)),
         }
