@@ -26,13 +26,10 @@ async fn load(ssm: &Client, name: &str) -> Result<Versioned, KeyError> {
     key_parameters::read_private(ssm, name).await?.ok_or_else(|| missing(name))
 }
 
-/// Writes the public half of `document`; a failure says that the private set moved on alone.
-async fn publish_document(
-    ssm: &Client,
-    name: &str,
-    document: &KeySetDocument,
-) -> Result<String, KeyError> {
-    key_parameters::publish(ssm, name, document).await.map_err(|error| KeyError::Parameter {
+/// Writes the public half of the private set as it now stands ([`key_parameters::publish_current`]);
+/// a failure says that the private set moved on alone.
+async fn publish_current(ssm: &Client, name: &str) -> Result<String, KeyError> {
+    key_parameters::publish_current(ssm, name).await.map_err(|error| KeyError::Parameter {
         name: public_parameter_name(name),
         reason: format!(
             "{error}. The private key set {name} was written but its public half was not: \
@@ -54,8 +51,12 @@ async fn update<R>(
     let before = json(&document);
     let outcome = change(&mut document)?;
     if json(&document) != before {
-        key_parameters::replace_private(ssm, name, &document, version).await?;
-        publish_document(ssm, name, &document).await?;
+        let written = key_parameters::replace_private(ssm, name, &document, version).await;
+        // Whatever the private set holds now, this change or a concurrent one (when ours was
+        // refused or lost), its public half follows it.
+        let published = publish_current(ssm, name).await;
+        written?;
+        published?;
     }
     Ok(outcome)
 }
@@ -70,7 +71,7 @@ pub async fn init(
 ) -> Result<String, KeyError> {
     let document = KeySetDocument::generate(alg, now)?;
     key_parameters::create_private(ssm, name, &document).await?;
-    publish_document(ssm, name, &document).await?;
+    publish_current(ssm, name).await?;
     Ok(document.current)
 }
 
@@ -110,7 +111,7 @@ pub async fn remove(ssm: &Client, name: &str, kid: &str) -> Result<KeyState, Key
 pub async fn publish(ssm: &Client, name: &str) -> Result<String, KeyError> {
     let Versioned { document, .. } = load(ssm, name).await?;
     KeySet::from_document(&document)?;
-    publish_document(ssm, name, &document).await
+    publish_current(ssm, name).await
 }
 
 /// What `keys show` reports.

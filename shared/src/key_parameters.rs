@@ -14,7 +14,7 @@ use aws_sdk_ssm::operation::get_parameter::GetParameterError;
 use aws_sdk_ssm::operation::put_parameter::PutParameterError;
 use aws_sdk_ssm::types::{Parameter, ParameterTier, ParameterType};
 
-use crate::keys::{KeyError, KeySetDocument, PublicKeySetDocument};
+use crate::keys::{KeyError, KeySetDocument, PublicKeySetDocument, malformed_document};
 
 /// What the public parameter's name adds to the private one's.
 pub const PUBLIC_SUFFIX: &str = "-public";
@@ -70,7 +70,7 @@ pub async fn read_private(ssm: &Client, name: &str) -> Result<Option<Versioned>,
     }
     let value = parameter.value.ok_or_else(|| failed(name, "no value"))?;
     let document = serde_json::from_str(&value)
-        .map_err(|e| failed(name, format!("malformed document: {e}")))?;
+        .map_err(|e| malformed_document(&format!("SSM parameter {name}"), &e))?;
     Ok(Some(Versioned { document, version: parameter.version }))
 }
 
@@ -205,7 +205,46 @@ pub async fn overwrite_private(
             ),
         });
     }
+    // Our write can itself be overwritten by a writer that checked before it landed.
+    let current = get(ssm, name, false).await?.map_or(0, |parameter| parameter.version);
+    if current != written && !only_ours(ssm, name, &json, written, current + 1).await? {
+        return Err(KeyError::ConcurrentChange {
+            name: name.to_owned(),
+            detail: format!(
+                "this command's change became version {written}, and version {current}, \
+                 written meanwhile by someone else from an older key set, replaced it: this \
+                 change is lost. Run `tokenctl keys show` and run the command again if it is \
+                 still needed"
+            ),
+        });
+    }
     Ok(written)
+}
+
+/// Attempts at publishing while the private key set keeps changing.
+const PUBLISH_ATTEMPTS: u32 = 5;
+
+/// Writes the public half of the private key set as it stands now, and again for as long as it
+/// changed while that was written. Every command that changes the private set ends here, so
+/// whichever finishes last leaves the public set in step with the private one, however their
+/// writes interleaved: a command that published an older set re-reads and publishes again.
+/// Returns the public parameter's name.
+pub async fn publish_current(ssm: &Client, private_name: &str) -> Result<String, KeyError> {
+    for _ in 0..PUBLISH_ATTEMPTS {
+        let Some(Versioned { document, version }) = read_private(ssm, private_name).await? else {
+            return Err(failed(private_name, "not found: run `tokenctl keys init` first"));
+        };
+        publish(ssm, private_name, &document).await?;
+        let now = get(ssm, private_name, false).await?.map_or(0, |parameter| parameter.version);
+        if now == version {
+            return Ok(public_parameter_name(private_name));
+        }
+    }
+    Err(failed(
+        &public_parameter_name(private_name),
+        "the private key set kept changing while its public half was written: run \
+         `tokenctl keys publish` once the other commands are done",
+    ))
 }
 
 /// Writes the public half of `document` to the public parameter beside `private_name`,

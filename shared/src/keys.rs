@@ -81,6 +81,17 @@ pub enum KeyError {
     Io { path: String, source: std::io::Error },
 }
 
+/// Where and how a key document failed to parse, never what it holds: serde's own message
+/// quotes the offending value, which in a key document can be a private key.
+pub fn malformed_document(origin: &str, error: &serde_json::Error) -> KeyError {
+    KeyError::Malformed(format!(
+        "{origin}: {:?} error at line {}, column {} (the value is not shown)",
+        error.classify(),
+        error.line(),
+        error.column()
+    ))
+}
+
 impl SigningAlgorithm {
     pub const ALL: [SigningAlgorithm; 3] = [Self::ES256, Self::RS256, Self::EdDSA];
 
@@ -357,7 +368,7 @@ impl KeySetDocument {
         match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| KeyError::Malformed(e.to_string())),
+                .map_err(|e| malformed_document(&path.display().to_string(), &e)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(KeyError::Io { path: path.display().to_string(), source }),
         }
@@ -548,7 +559,7 @@ impl PublicKeySetDocument {
     /// private key material, the private key set handed over by mistake included, is refused
     /// before anything is kept.
     pub fn parse(json: &[u8], origin: &str) -> Result<Self, KeyError> {
-        let malformed = |e: serde_json::Error| KeyError::Malformed(format!("{origin}: {e}"));
+        let malformed = |e: serde_json::Error| malformed_document(origin, &e);
         let value: serde_json::Value = serde_json::from_slice(json).map_err(malformed)?;
         if holds_private_member(&value) {
             return Err(KeyError::PrivateKeyMaterial { origin: origin.to_owned() });
@@ -973,5 +984,36 @@ mod tests {
         for name in ["HS256", "none", "es256", "RS512", ""] {
             assert!(name.parse::<SigningAlgorithm>().is_err(), "{name}");
         }
+    }
+
+    /// serde quotes the value it chokes on: a key document with a private key where another
+    /// type belongs (or the whole document encoded once more as a JSON string) must not put
+    /// that key into an error message, and so into a log.
+    #[test]
+    fn a_malformed_key_document_never_quotes_a_private_key() {
+        let document = KeySetDocument::generate(SigningAlgorithm::ES256, 1).unwrap();
+        let private_key = document.keys[0].private_key.clone();
+        let json = serde_json::to_string(&document).unwrap();
+        let wrong_type =
+            json.replace("\"created_at\":1", &format!("\"created_at\":\"{private_key}\""));
+        let encoded_again = serde_json::to_string(&json).unwrap();
+        let dir = std::env::temp_dir().join(format!("malformed-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (case, text) in [("wrong type", wrong_type), ("encoded again", encoded_again)] {
+            let path = dir.join("keys.json");
+            std::fs::write(&path, &text).unwrap();
+            let errors = [
+                KeySetDocument::read_file(&path).map(|_| ()).unwrap_err().to_string(),
+                PublicKeySetDocument::parse(text.as_bytes(), "test")
+                    .map(|_| ())
+                    .unwrap_err()
+                    .to_string(),
+            ];
+            for error in &errors {
+                assert!(!error.contains(&private_key[10..40]), "{case}: {error}");
+            }
+            assert!(errors[0].contains("line 1"), "{case}: located: {}", errors[0]);
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

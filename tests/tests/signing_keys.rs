@@ -362,3 +362,24 @@ async fn a_concurrent_change_to_the_key_set_is_detected() {
     keys::publish(&ssm, &name).await.unwrap();
     assert!(keys::show(&ssm, &name).await.unwrap().public_in_step);
 }
+
+/// Concurrent rotation commands, as two operators might run them: whatever each reports, when
+/// they are done the public key set is exactly the private set's public half (none left a
+/// stale one, such as a removed key still published), and a command that reported success
+/// has its key in the private set.
+#[tokio::test]
+async fn concurrent_commands_leave_the_public_set_in_step_and_never_lose_a_reported_change() {
+    let (ssm, name, now) = (ssm().await, parameter_name(), 1_800_000_000);
+    keys::init(&ssm, &name, SigningAlgorithm::ES256, now).await.unwrap();
+    for round in 0..8 {
+        let (first, second) = tokio::join!(
+            keys::stage(&ssm, &name, SigningAlgorithm::ES256, now + round),
+            keys::stage(&ssm, &name, SigningAlgorithm::EdDSA, now + round),
+        );
+        let stored = key_parameters::read_private(&ssm, &name).await.unwrap().unwrap().document;
+        for staged in [first, second].into_iter().flatten() {
+            assert!(stored.state(&staged).is_some(), "round {round}: a reported stage was lost");
+        }
+        assert!(keys::show(&ssm, &name).await.unwrap().public_in_step, "round {round}");
+    }
+}
