@@ -64,8 +64,8 @@ impl BatchRevocation {
 
     /// Authorizes the bearer, writes the cutoffs (unless `dryRun`), and returns how many live
     /// tokens they revoked (or would revoke). Counting stops at `deadline`, when given (a Lambda
-    /// function's own, less a margin to answer): the answer is then a 503, and the cutoffs,
-    /// written before any counting, stand; a retry writes nothing new and counts again.
+    /// function's own, less a margin to answer): the answer is then a 503; the cutoffs, written
+    /// before any counting, stand, and the count is lost (a retry finds those tokens revoked).
     pub async fn revoke(
         &self,
         bearer: &str,
