@@ -11,8 +11,9 @@ pub enum Error {
     InvalidRequest(Cow<'static, str>),
     #[error("{0}")]
     PayloadTooLarge(Cow<'static, str>),
-    #[error("the request headers exceed {limit} bytes", limit = crate::api::MAX_HEADER_BYTES)]
-    HeadersTooLarge,
+    /// The request headers exceed the cap the HTTP layer applies, `limit` bytes.
+    #[error("the request headers exceed {limit} bytes")]
+    HeadersTooLarge { limit: usize },
     /// Client authentication failed. One message for every cause, so a caller cannot tell an
     /// unknown client from a wrong secret.
     #[error("client authentication failed")]

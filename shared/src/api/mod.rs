@@ -50,7 +50,7 @@ where
     let request_id = request.lambda_context_ref().map(|context| context.request_id.clone());
     let span = tracing::info_span!("request", request_id, client_id = tracing::field::Empty);
     let result = if header_bytes(request) > MAX_HEADER_BYTES {
-        Err(Error::HeadersTooLarge)
+        Err(Error::HeadersTooLarge { limit: MAX_HEADER_BYTES })
     } else {
         handler(request).instrument(span.clone()).await
     };

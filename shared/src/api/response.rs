@@ -70,7 +70,9 @@ pub fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
     match error {
         Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
         Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
-        Error::HeadersTooLarge => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "invalid_request"),
+        Error::HeadersTooLarge { .. } => {
+            (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "invalid_request")
+        }
         Error::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
         Error::InvalidGrant(_) => (StatusCode::BAD_REQUEST, "invalid_grant"),
         Error::UnauthorizedClient(_) => (StatusCode::BAD_REQUEST, "unauthorized_client"),
@@ -183,7 +185,7 @@ mod tests {
         let all = vec![
             Error::invalid_request("d"),
             Error::PayloadTooLarge("d".into()),
-            Error::HeadersTooLarge,
+            Error::HeadersTooLarge { limit: 10 },
             Error::InvalidClient,
             Error::InvalidGrant("d".into()),
             Error::UnauthorizedClient("d".into()),
@@ -201,7 +203,7 @@ mod tests {
             match error {
                 Error::InvalidRequest(_)
                 | Error::PayloadTooLarge(_)
-                | Error::HeadersTooLarge
+                | Error::HeadersTooLarge { .. }
                 | Error::InvalidClient
                 | Error::InvalidGrant(_)
                 | Error::UnauthorizedClient(_)
