@@ -249,7 +249,7 @@ pub async fn publish_current(ssm: &Client, private_name: &str) -> Result<String,
 
 /// Writes the public half of `document` to the public parameter beside `private_name`,
 /// replacing what was there. Returns the public parameter's name.
-pub async fn publish(
+async fn publish(
     ssm: &Client,
     private_name: &str,
     document: &KeySetDocument,

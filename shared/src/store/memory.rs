@@ -46,18 +46,21 @@ const CHUNK: usize = 4096;
 /// releasing it, so counting never holds issuance up for longer than that copy.
 #[derive(Default)]
 struct IssuanceChunks {
+    /// Each holds exactly [`CHUNK`] entries.
     sealed: Vec<Arc<Vec<IssuedToken>>>,
     open: Vec<IssuedToken>,
-    len: usize,
 }
 
 impl IssuanceChunks {
     fn push(&mut self, token: IssuedToken) {
         self.open.push(token);
-        self.len += 1;
         if self.open.len() == CHUNK {
             self.sealed.push(Arc::new(std::mem::take(&mut self.open)));
         }
+    }
+
+    fn len(&self) -> usize {
+        self.sealed.len() * CHUNK + self.open.len()
     }
 
     fn snapshot(&self) -> (Vec<Arc<Vec<IssuedToken>>>, Vec<IssuedToken>) {
@@ -79,7 +82,8 @@ impl State {
         for token in tokens {
             // Drop expired entries as the log doubles, as TTL would, so memory stays bounded by
             // the number of live tokens.
-            if self.issued.len >= 1024 && self.issued.len.is_power_of_two() {
+            let logged = self.issued.len();
+            if logged >= 1024 && logged.is_power_of_two() {
                 let now = token.issued_at;
                 self.issued.prune(now);
                 self.spent.retain(|_, expires_at| *expires_at > now);
