@@ -192,7 +192,8 @@ enum KeysAction {
     /// Make a staged key current; the old key keeps verifying.
     Promote {
         /// The staged key to promote; required when several are staged.
-        #[arg(long)]
+        // A kid is a base64url thumbprint, which can begin with '-'.
+        #[arg(long, allow_hyphen_values = true)]
         kid: Option<String>,
     },
     /// Drop keys retired longer ago than the longest access-token lifetime.
@@ -207,7 +208,7 @@ enum KeysAction {
     /// nothing once functions restart, and can never be promoted. The current key cannot be
     /// removed: stage and promote another first.
     Remove {
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         kid: String,
     },
     /// Rewrite the public key set from the private one (after an interrupted command, or once
@@ -448,4 +449,26 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
             _ = terminate.recv() => {}
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kid is a base64url thumbprint, and one in 32 begins with '-': it is still a value.
+    #[test]
+    fn a_kid_beginning_with_a_hyphen_is_a_value_not_a_flag() {
+        for action in ["promote", "remove"] {
+            let cli = Cli::try_parse_from(["tokenctl", "keys", action, "--kid", "-mXk3"]);
+            let Ok(Cli { command: Command::Keys { action, .. } }) = cli else {
+                panic!("{action}: refused: {:?}", cli.err().map(|e| e.to_string()));
+            };
+            let kid = match action {
+                KeysAction::Promote { kid } => kid,
+                KeysAction::Remove { kid } => Some(kid),
+                _ => None,
+            };
+            assert_eq!(kid.as_deref(), Some("-mXk3"));
+        }
+    }
 }
