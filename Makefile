@@ -11,7 +11,7 @@ PORT ?= 3000
 	test-api watch build deploy cargo-lambda dynamodb-local bench soak
 
 ARCH ?= arm64
-FUNCTIONS := token revoke batch-revoke introspect keys authorizer
+FUNCTIONS := token revoke batch-revoke introspect keys authorizer admin
 
 ## Serve every route on 127.0.0.1:$(PORT): in memory from local/seed.toml, or on DynamoDB when
 ## TABLE_NAME is set (endpoint from AWS_ENDPOINT_URL_DYNAMODB).

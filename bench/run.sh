@@ -128,7 +128,7 @@ echo "== sizes"
   echo
   echo "| function | stripped | zipped |"
   echo "|---|---|---|"
-  for f in token revoke batch-revoke introspect keys authorizer; do
+  for f in token revoke batch-revoke introspect keys authorizer admin; do
     zipfile=$(mktemp -u).zip
     zip -q -9 -j "$zipfile" "target/release/$f"
     echo "| $f | $(du -b "target/release/$f" | awk '{printf "%.2f MB", $1/1e6}') | $(du -b "$zipfile" | awk '{printf "%.2f MB", $1/1e6}') |"

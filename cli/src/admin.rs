@@ -13,7 +13,7 @@ use token_service::domain::{
 };
 use token_service::password::{MAX_PASSWORD_LEN, Passwords};
 use token_service::seed::{ImportOptions, Imported, Seed, SeedError};
-use token_service::store::{ClientStore, StoreError, UserStore};
+use token_service::store::{ClientStore, StoreError, TenantStore, UserStore};
 
 use token_service::files;
 
@@ -112,13 +112,17 @@ pub fn new_client(spec: &NewClient<'_>) -> Result<(Client, ClientSecret), AdminE
     let secret = ClientSecret::generate();
     let client = Client {
         id: ClientId::parse(spec.id).map_err(invalid)?,
-        secret_digest: secret.digest(),
+        credentials: token_service::domain::Credentials::secret(secret.digest()),
         tenant: TenantPath::parse(spec.tenant).map_err(invalid)?,
         grants: spec.grants.iter().copied().collect(),
         scopes,
         max_access_token_lifetime: spec.max_access_token_lifetime,
         refresh_idle_lifetime: spec.refresh_idle_lifetime,
         refresh_absolute_lifetime: spec.refresh_absolute_lifetime,
+        refresh_reuse_interval: 0,
+        dpop_bound_access_tokens: false,
+        enabled: true,
+        version: 0,
     };
     Ok((client, secret))
 }
@@ -138,6 +142,9 @@ pub fn new_user(
         tenant: TenantPath::parse(tenant).map_err(invalid)?,
         username: Username::parse(username).map_err(invalid)?,
         password_hash: passwords.hash(password).map_err(invalid)?,
+        enabled: true,
+        created_at: 0,
+        version: 0,
     })
 }
 
@@ -146,9 +153,13 @@ pub fn append_client(
     passwords: &Passwords,
     client: &Client,
 ) -> Result<(), AdminError> {
+    let digest = client
+        .credentials
+        .secret_digest()
+        .ok_or_else(|| AdminError::Invalid("the seed file holds only secret clients".into()))?;
     let entry = ClientEntry {
         id: client.id.as_str(),
-        secret_sha256: client.secret_digest.clone().into(),
+        secret_sha256: digest.clone().into(),
         tenant: client.tenant.as_str(),
         grants: client.grants.iter().map(|grant| grant.as_str()).collect(),
         scopes: client.scopes.iter().map(|scope| scope.as_str().to_owned()).collect(),
@@ -185,15 +196,16 @@ pub async fn put_new_user(store: &dyn UserStore, user: &User) -> Result<(), Admi
     Ok(())
 }
 
-/// Imports a seed file's clients and users into a table (see [`Seed::import`]); the errors say
+/// Imports a seed file's tenants, clients and users into a table (see [`Seed::import`]); the errors say
 /// which flag overrides a refusal.
 pub async fn import_seed(
     seed: &Seed,
+    tenants: &dyn TenantStore,
     clients: &dyn ClientStore,
     users: &dyn UserStore,
     options: ImportOptions,
 ) -> Result<Imported, AdminError> {
-    seed.import(clients, users, options).await.map_err(|e| match e {
+    seed.import(tenants, clients, users, options).await.map_err(|e| match e {
         SeedError::Plaintext(_) => {
             invalid(format!("{e}; --allow-plaintext imports it anyway, for a local demo table"))
         }

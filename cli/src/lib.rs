@@ -2,4 +2,5 @@
 
 pub mod admin;
 pub mod keys;
+pub mod manage;
 pub mod server;

@@ -4,20 +4,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use token_service::admin::AdminService;
 use token_service::api::{JWKS_PATH, TOKEN_PATH};
 use token_service::clock::{Clock, SystemClock};
-use token_service::config::{Config, ConfigError, password_hash_params};
+use token_service::config::{
+    Config, ConfigError, client_cache_ttl, login_defence_settings, password_hash_params,
+};
 use token_service::domain::{
     DEFAULT_REFRESH_ABSOLUTE_LIFETIME, DEFAULT_REFRESH_IDLE_LIFETIME, GrantType,
 };
+use token_service::error::Error;
 use token_service::files;
 use token_service::keys::{KeySet, KeySetDocument, SigningAlgorithm};
 use token_service::password::Passwords;
 use token_service::seed::{ImportOptions, Seed};
 use token_service::setup::{self, SigningWiring};
+use token_service::store::Stores;
 use token_service::store::dynamodb::{DynamoStore, table};
 use tokenctl::admin::{self, NewClient};
 use tokenctl::keys;
+use tokenctl::manage::{self, Manage};
 use tokenctl::server::{self, Limits};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -134,6 +140,13 @@ enum Command {
         #[arg(long, env = "TABLE_NAME")]
         table: String,
     },
+    /// Bring a table written before the admin plane up to date, once after deploying: lists
+    /// and counts its clients and users in their tenants, lists live grants as sessions and
+    /// completes user id entries. Scans the whole table; idempotent, safe while the service runs.
+    UpgradeTable {
+        #[arg(long, env = "TABLE_NAME")]
+        table: String,
+    },
     /// Create a local key file if missing (what `serve` does on first run), and write its public
     /// half for the verifying functions (`make watch`).
     Keygen {
@@ -175,6 +188,8 @@ enum Command {
         #[arg(long)]
         allow_plaintext: bool,
     },
+    #[command(flatten)]
+    Manage(Manage),
 }
 
 #[derive(Subcommand)]
@@ -286,6 +301,27 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             println!("table {table} created");
             Ok(())
         }
+        Command::UpgradeTable { table } => {
+            let summary = dynamo(&table).await.upgrade_table(SystemClock.now()).await?;
+            println!(
+                "upgraded {table}: {} clients and {} users counted and listed, {} grants listed \
+                 as sessions, {} user id entries completed, {} user id entries naming no user \
+                 removed",
+                summary.clients,
+                summary.users,
+                summary.grants,
+                summary.user_ids_completed,
+                summary.user_ids_removed
+            );
+            for skipped in &summary.skipped {
+                eprintln!("not upgraded (unreadable, left as is): {skipped}");
+            }
+            if summary.skipped.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{} items could not be upgraded", summary.skipped.len()).into())
+            }
+        }
         Command::Keygen { keys: path, public_keys, alg } => {
             let document = KeySetDocument::load_or_create(&path, alg, SystemClock.now())?;
             let public = serde_json::to_vec_pretty(&document.public()?)?;
@@ -355,7 +391,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             let loaded = Seed::load(&seed, &passwords()?)?;
             let store = dynamo(&table).await;
             let options = ImportOptions { replace, allow_plaintext };
-            let imported = admin::import_seed(&loaded, &store, &store, options).await?;
+            let imported = admin::import_seed(&loaded, &store, &store, &store, options).await?;
             println!(
                 "imported {} clients and {} users from {} into {table} ({} replaced)",
                 imported.clients,
@@ -365,7 +401,27 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             );
             Ok(())
         }
+        Command::Manage(manage) => manage_table(manage).await,
     }
+}
+
+/// An admin operation on a table, as the operator; the service's answer printed as JSON.
+async fn manage_table(manage: Manage) -> Result<(), Box<dyn std::error::Error>> {
+    let (table, operation) = manage.operation(&mut std::io::stdin().lock())?;
+    let stores = Stores::all(Arc::new(dynamo(&table).await));
+    let env = |name: &str| std::env::var(name).ok();
+    let (ttl, login_defence) = (client_cache_ttl(&env)?, login_defence_settings(&env)?);
+    let clock = Arc::new(SystemClock);
+    let service = AdminService::for_operator(stores, passwords()?, clock, ttl, login_defence);
+    let answer = manage::perform(&service, operation).await.map_err(|error| match &error {
+        // The operator owns the table: what failed there is theirs to see.
+        Error::Storage(cause) => format!("{error} ({cause})"),
+        _ => error.to_string(),
+    })?;
+    if let Some(answer) = answer {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    }
+    Ok(())
 }
 
 impl Target {

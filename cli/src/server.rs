@@ -20,9 +20,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use lambda_http::Body;
-use token_service::api::Router;
 use token_service::api::form::{MAX_BODY_BYTES, body_too_large};
 use token_service::api::response::{Caching, error_response, raw_json_response};
+use token_service::api::{self, Router};
 use token_service::error::Error;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -162,9 +162,12 @@ fn serve_connection(
     graceful: &GracefulShutdown,
 ) {
     let router = router.clone();
+    let peer = stream
+        .peer_addr()
+        .map_or(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), |addr| addr.ip());
     let service = service_fn(move |request| {
         let router = router.clone();
-        async move { Ok::<_, Infallible>(handle(&router, limits, request).await) }
+        async move { Ok::<_, Infallible>(handle(&router, limits, peer, request).await) }
     });
     // hyper's own cap on the request head (about 400 KiB) bounds memory; the handlers answer
     // anything over `MAX_HEADER_BYTES` with a JSON 431.
@@ -221,6 +224,7 @@ impl Backoff {
 async fn handle(
     router: &Router,
     limits: Limits,
+    peer: std::net::IpAddr,
     request: hyper::Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
     if request.uri().path() == OPENAPI_PATH {
@@ -231,7 +235,8 @@ async fn handle(
     let refusal = match read {
         Ok(Ok(bytes)) => {
             let body = if bytes.is_empty() { Body::Empty } else { Body::Binary(bytes.to_vec()) };
-            let response = router.handle(lambda_http::Request::from_parts(parts, body)).await;
+            let request = lambda_http::Request::from_parts(parts, body);
+            let response = router.handle(api::with_source_address(request, peer)).await;
             return to_hyper(response);
         }
         Ok(Err(BodyError::TooLarge)) => {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::OnceLock;
 
+use crate::clock::Clock;
 use crate::domain::{Client, ClientId, MAX_SECRET_LEN, Redacted, SecretDigest};
 use crate::error::Error;
 use crate::store::{ClientStore, GrantRead, GrantRecords};
@@ -22,18 +23,21 @@ impl std::fmt::Debug for PresentedClient {
 #[derive(Clone)]
 pub struct Authenticator {
     clients: Arc<dyn ClientStore>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Authenticator {
-    pub fn new(clients: Arc<dyn ClientStore>) -> Self {
-        Self { clients }
+    pub fn new(clients: Arc<dyn ClientStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { clients, clock }
     }
 
     /// Checks the client's secret against its stored digest. Every failure is the same
     /// `invalid_client`, and an unknown client costs the same digest comparison as a known one.
     pub async fn authenticate(&self, presented: &PresentedClient) -> Result<Client, Error> {
         let id = presented_id(presented)?;
-        check_secret(presented, self.clients.client(&id).await?)
+        let now = self.clock.now();
+        let accept = |client: &Client| accepts(client, presented, now);
+        check_secret(presented, self.clients.client_accepted(&id, &accept).await?, now)
     }
 
     /// [`Authenticator::authenticate`], reading with the client the records `next` names when
@@ -46,8 +50,9 @@ impl Authenticator {
         now: u64,
     ) -> Result<(Client, Option<GrantRecords>), Error> {
         let id = presented_id(presented)?;
-        let (client, records) = self.clients.client_with(&id, next, now).await?;
-        Ok((check_secret(presented, client)?, records))
+        let accept = |client: &Client| accepts(client, presented, now);
+        let (client, records) = self.clients.client_with_accepted(&id, next, now, &accept).await?;
+        Ok((check_secret(presented, client, now)?, records))
     }
 }
 
@@ -58,9 +63,14 @@ fn presented_id(presented: &PresentedClient) -> Result<ClientId, Error> {
     ClientId::parse(&presented.id).map_err(|_| Error::InvalidClient)
 }
 
-fn check_secret(presented: &PresentedClient, found: Option<Client>) -> Result<Client, Error> {
+/// A disabled client fails like a wrong secret. A previous secret counts until its overlap ends.
+fn check_secret(
+    presented: &PresentedClient,
+    found: Option<Client>,
+    now: u64,
+) -> Result<Client, Error> {
     match found {
-        Some(client) if client.secret_digest.matches(&presented.secret) => {
+        Some(client) if accepts(&client, presented, now) => {
             tracing::Span::current().record("client_id", client.id.as_str());
             Ok(client)
         }
@@ -70,6 +80,10 @@ fn check_secret(presented: &PresentedClient, found: Option<Client>) -> Result<Cl
             Err(Error::InvalidClient)
         }
     }
+}
+
+fn accepts(client: &Client, presented: &PresentedClient, now: u64) -> bool {
+    client.enabled && client.credentials.secret_matches(&presented.secret, now)
 }
 
 /// A fixed digest compared when the client is unknown, so that both paths do the same work.

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::authorizer::RouteScopes;
-use crate::domain::ScopeSet;
+use crate::domain::{LoginDefenceSettings, ScopeSet};
 use crate::keys::SigningAlgorithm;
 use crate::password::HashParams;
 
@@ -53,6 +53,9 @@ pub struct Config {
     /// answered `503 temporarily_unavailable` at once (default 32 per core:
     /// `HashingLimits::QUEUE_PER_SLOT`).
     pub password_queue_limit: Option<usize>,
+    /// `LOGIN_SOURCE_THRESHOLD` (5), `LOGIN_USERNAME_THRESHOLD` (20), `LOGIN_FIRST_WAIT` (1 s)
+    /// and `LOGIN_MAX_WAIT` (900 s): when failed password logins start to wait, and how long.
+    pub login_defence: LoginDefenceSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,12 +90,7 @@ impl Config {
                 .ok_or_else(|| error("ACCESS_TOKEN_LIFETIME", "must be a positive integer"))?,
             None => DEFAULT_ACCESS_TOKEN_LIFETIME,
         };
-        let client_cache_ttl = match lookup("CLIENT_CACHE_TTL") {
-            Some(raw) => {
-                raw.parse().map_err(|_| error("CLIENT_CACHE_TTL", "must be a whole number"))?
-            }
-            None => DEFAULT_CLIENT_CACHE_TTL,
-        };
+        let client_cache_ttl = client_cache_ttl(&lookup)?;
         let route_scopes = match lookup("AUTHORIZER_ROUTE_SCOPES") {
             None => RouteScopes::new(),
             Some(raw) => {
@@ -113,6 +111,7 @@ impl Config {
             }
         };
         Ok(Self {
+            login_defence: login_defence_settings(&lookup)?,
             route_scopes,
             client_cache_ttl,
             password_hash: password_hash_params(&lookup)?,
@@ -136,8 +135,55 @@ impl Config {
     }
 }
 
+/// The login defence's thresholds and waits, each within a range that keeps the defence a
+/// defence: a threshold of 1 to 1000 failures, a first wait of 1 s to an hour, a cap from the
+/// first wait to a day.
+pub fn login_defence_settings(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<LoginDefenceSettings, ConfigError> {
+    let defaults = LoginDefenceSettings::default();
+    let number =
+        |name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| match lookup(name)
+        {
+            None => Ok(default),
+            Some(raw) => {
+                raw.parse::<u64>().ok().filter(|n| range.contains(n)).ok_or_else(|| ConfigError {
+                    name,
+                    reason: format!(
+                        "must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                })
+            }
+        };
+    let first_wait = number("LOGIN_FIRST_WAIT", defaults.first_wait, 1..=3600)?;
+    Ok(LoginDefenceSettings {
+        source_threshold: number("LOGIN_SOURCE_THRESHOLD", defaults.source_threshold, 1..=1000)?,
+        username_threshold: number(
+            "LOGIN_USERNAME_THRESHOLD",
+            defaults.username_threshold,
+            1..=1000,
+        )?,
+        first_wait,
+        max_wait: number("LOGIN_MAX_WAIT", defaults.max_wait.max(first_wait), first_wait..=86_400)?,
+    })
+}
+
 /// The Argon2id parameters for new password hashes, from `ARGON2_MEMORY_KIB`,
 /// `ARGON2_ITERATIONS` and `ARGON2_PARALLELISM` (OWASP's by default).
+/// `CLIENT_CACHE_TTL`, which the admin plane reads too: how long a disabled client's tokens
+/// may yet be issued by a process trusting its cached record.
+pub fn client_cache_ttl(lookup: &impl Fn(&str) -> Option<String>) -> Result<u64, ConfigError> {
+    match lookup("CLIENT_CACHE_TTL") {
+        Some(raw) => raw.parse().map_err(|_| ConfigError {
+            name: "CLIENT_CACHE_TTL",
+            reason: "must be a whole number".into(),
+        }),
+        None => Ok(DEFAULT_CLIENT_CACHE_TTL),
+    }
+}
+
 pub fn password_hash_params(
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<HashParams, ConfigError> {
@@ -189,6 +235,21 @@ mod tests {
         assert_eq!(bad_lifetime.unwrap_err().name, "ACCESS_TOKEN_LIFETIME");
         let bad_queue = config(&[("ISSUER", "https://x"), ("PASSWORD_QUEUE_LIMIT", "-1")]);
         assert_eq!(bad_queue.unwrap_err().name, "PASSWORD_QUEUE_LIMIT");
+        for (name, value) in [
+            ("LOGIN_SOURCE_THRESHOLD", "0"),
+            ("LOGIN_USERNAME_THRESHOLD", "x"),
+            ("LOGIN_FIRST_WAIT", "0"),
+            ("LOGIN_MAX_WAIT", "86401"),
+        ] {
+            let bad = config(&[("ISSUER", "https://x"), (name, value)]);
+            assert_eq!(bad.unwrap_err().name, name);
+        }
+        let cap_below_first = config(&[
+            ("ISSUER", "https://x"),
+            ("LOGIN_FIRST_WAIT", "60"),
+            ("LOGIN_MAX_WAIT", "30"),
+        ]);
+        assert_eq!(cap_below_first.unwrap_err().name, "LOGIN_MAX_WAIT");
         let bad_routes =
             config(&[("ISSUER", "https://x"), ("AUTHORIZER_ROUTE_SCOPES", r#"{"GET /a": 1}"#)]);
         assert_eq!(bad_routes.unwrap_err().name, "AUTHORIZER_ROUTE_SCOPES");

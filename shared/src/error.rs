@@ -32,6 +32,12 @@ pub enum Error {
     InsufficientScope(Cow<'static, str>),
     #[error("no such route")]
     NotFound,
+    /// An admin resource that does not exist.
+    #[error("{0}")]
+    ResourceNotFound(Cow<'static, str>),
+    /// An admin change that clashes with what exists: a taken id, a tenant not empty.
+    #[error("{0}")]
+    Conflict(Cow<'static, str>),
     /// The route exists but not for this method; the value is the `Allow` header (RFC 9110
     /// §15.5.6), e.g. `POST`.
     #[error("method not allowed")]
@@ -49,6 +55,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// The OAuth2 `error` code (RFC 6749 §5.2, RFC 6750 §3.1), or this service's own for what
+    /// OAuth2 does not name.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_)
+            | Self::PayloadTooLarge(_)
+            | Self::HeadersTooLarge { .. }
+            | Self::MethodNotAllowed(_) => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant(_) => "invalid_grant",
+            Self::UnauthorizedClient(_) => "unauthorized_client",
+            Self::UnsupportedGrantType(_) => "unsupported_grant_type",
+            Self::InvalidScope(_) => "invalid_scope",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::InsufficientScope(_) => "insufficient_scope",
+            Self::NotFound | Self::ResourceNotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::Storage(_) | Self::TemporarilyUnavailable { .. } => "temporarily_unavailable",
+            Self::Internal(_) => "server_error",
+        }
+    }
+
     pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
         Self::InvalidRequest(description.into())
     }

@@ -629,13 +629,17 @@ async fn batch_store() -> Arc<MemoryStore> {
     for (id, home) in [("admin", "/acme"), ("app", "/acme/emea"), ("far", "/globex")] {
         let client = Client {
             id: ClientId::parse(id).expect("fixture client"),
-            secret_digest: SecretDigest::of(id.as_bytes()),
+            credentials: crate::domain::Credentials::secret(SecretDigest::of(id.as_bytes())),
             tenant: tenant(home),
             grants: [GrantType::ClientCredentials, GrantType::Password].into(),
             scopes: ScopeSet::parse("read revoke:batch").expect("fixture scopes"),
             max_access_token_lifetime: 3_600,
             refresh_idle_lifetime: 3_600,
             refresh_absolute_lifetime: 7_200,
+            refresh_reuse_interval: 0,
+            dpop_bound_access_tokens: false,
+            enabled: true,
+            version: 0,
         };
         store.put_client(&client).await.expect("put client");
     }
@@ -645,6 +649,9 @@ async fn batch_store() -> Arc<MemoryStore> {
             tenant: tenant(home),
             username: Username::parse(name).expect("fixture user"),
             password_hash: String::new(),
+            enabled: true,
+            created_at: 0,
+            version: 0,
         };
         store.create_user(&user).await.expect("create user");
     }

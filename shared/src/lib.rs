@@ -2,6 +2,7 @@
 //! traits and their in-memory implementation, and the HTTP handlers every Lambda function and
 //! the local server share.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod authorizer;
@@ -18,6 +19,7 @@ pub mod jwt;
 pub mod key_parameters;
 pub mod keys;
 pub mod logging;
+pub mod login_defence;
 pub mod password;
 pub mod revocation;
 pub mod seed;

@@ -14,6 +14,8 @@ use crate::domain::random_bytes;
 
 /// Longest password read. Checked before hashing, so a huge password costs nothing.
 pub const MAX_PASSWORD_LEN: usize = 1024;
+/// Shortest password the admin plane sets (NIST SP 800-63B's minimum).
+pub const MIN_PASSWORD_LEN: usize = 8;
 
 /// The parameters new hashes get. Raising them later keeps old hashes verifying (each PHC
 /// string carries its own parameters) and a successful login rehashes.

@@ -2,13 +2,10 @@
 //! bearer of an access token.
 
 use crate::auth::Authenticator;
-use crate::domain::{Client, RefreshToken, TokenId};
+use crate::domain::{Client, DeviceId, RefreshToken, TokenId};
 use crate::error::Error;
 use crate::jwt::verifiable_until;
 use crate::verify::{TokenState, VerifiedToken};
-
-/// Longest `x-device-id` recorded.
-pub const MAX_DEVICE_ID_LEN: usize = 256;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -99,19 +96,22 @@ impl RevocationService {
         client_id: Option<&str>,
         device_id: Option<&str>,
     ) -> Result<(), Error> {
-        if device_id.is_some_and(|d| d.len() > MAX_DEVICE_ID_LEN || d.chars().any(char::is_control))
-        {
-            return Err(Error::invalid_request(format!(
-                "x-device-id must be at most {MAX_DEVICE_ID_LEN} printable characters"
-            )));
-        }
+        let device_id = device_id
+            .map(DeviceId::parse)
+            .transpose()
+            .map_err(|e| Error::invalid_request(e.to_string()))?;
         if client_id.is_some_and(|id| id != verified.client_id.as_str()) {
             return Err(Error::invalid_request("client_id does not match the token's client"));
         }
         let now = self.tokens.clock.now();
         self.tokens
             .revocations
-            .revoke_token(&verified.id, verifiable_until(verified.claims.exp), device_id, now)
+            .revoke_token(
+                &verified.id,
+                verifiable_until(verified.claims.exp),
+                device_id.as_ref().map(DeviceId::as_str),
+                now,
+            )
             .await?;
         if let Some(grant) = &verified.grant {
             self.tokens.grants.revoke_grant(grant, now).await?;

@@ -7,13 +7,15 @@ use std::path::Path;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::clock::{Clock, SystemClock};
 use crate::domain::{
-    Client, ClientId, ClientSecret, DEFAULT_REFRESH_ABSOLUTE_LIFETIME,
-    DEFAULT_REFRESH_IDLE_LIFETIME, GrantType, MAX_LIFETIME, MIN_SECRET_LEN, Redacted, Scope,
-    ScopeSet, SecretDigest, TenantPath, User, UserId, Username,
+    AuthMethod, Client, ClientId, ClientJwks, ClientSecret, Credentials,
+    DEFAULT_REFRESH_ABSOLUTE_LIFETIME, DEFAULT_REFRESH_IDLE_LIFETIME, GrantType, MAX_LIFETIME,
+    MAX_REFRESH_REUSE_INTERVAL, MIN_SECRET_LEN, Redacted, Scope, ScopeSet, SecretDigest,
+    TenantPath, User, UserId, Username,
 };
 use crate::password::Passwords;
-use crate::store::{ClientStore, StoreError, UserStore};
+use crate::store::{ClientStore, StoreError, TenantStore, UserStore};
 
 /// A validated seed: clients hold only secret digests, users only password hashes.
 pub struct Seed {
@@ -90,6 +92,13 @@ struct SeedClient {
     max_access_token_lifetime: u64,
     refresh_idle_lifetime: Option<u64>,
     refresh_absolute_lifetime: Option<u64>,
+    /// `client_secret_basic` (the default), `client_secret_post` or `private_key_jwt`.
+    token_endpoint_auth_method: Option<String>,
+    /// A `private_key_jwt` client's public keys: an inline table, or a string of JSON.
+    jwks: Option<toml::Value>,
+    refresh_reuse_interval: Option<u64>,
+    dpop_bound_access_tokens: Option<bool>,
+    enabled: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +112,7 @@ struct SeedUser {
     password: Option<Plaintext>,
     /// Argon2id PHC string (what `tokenctl add-user` writes).
     password_hash: Option<String>,
+    enabled: Option<bool>,
 }
 
 /// A plaintext secret or password field. serde's own type errors quote the value they found
@@ -218,26 +228,61 @@ impl Seed {
                     "client {id}: lifetimes must be 1 to {MAX_LIFETIME} seconds"
                 )));
             }
-            let secret_digest = match (client.secret, client.secret_sha256) {
-                (Some(Plaintext(secret)), None) if secret.len() >= MIN_SECRET_LEN => {
-                    let digest = ClientSecret::new(secret.clone()).digest();
-                    seed.demo_credentials.push((id.clone(), secret));
-                    seed.plaintext.push(format!("client {id}"));
-                    digest
-                }
-                (Some(_), None) => {
+            if client.refresh_reuse_interval.is_some_and(|secs| secs > MAX_REFRESH_REUSE_INTERVAL) {
+                return Err(invalid(format!(
+                    "client {id}: refresh_reuse_interval must be 0 to \
+                     {MAX_REFRESH_REUSE_INTERVAL} seconds"
+                )));
+            }
+            let method = match &client.token_endpoint_auth_method {
+                None => AuthMethod::ClientSecretBasic,
+                Some(raw) => raw.parse().map_err(|e| {
+                    invalid(format!("client {id}: token_endpoint_auth_method: {e}"))
+                })?,
+            };
+            let credentials = if method.uses_secret() {
+                if client.jwks.is_some() {
                     return Err(invalid(format!(
-                        "client {id}: secret needs {MIN_SECRET_LEN}+ chars"
+                        "client {id}: jwks: only a private_key_jwt client has keys"
                     )));
                 }
-                (None, Some(digest)) => digest,
-                _ => {
-                    return Err(invalid(format!("client {id}: give one of secret, secret_sha256")));
+                let digest = match (client.secret, client.secret_sha256) {
+                    (Some(Plaintext(secret)), None) if secret.len() >= MIN_SECRET_LEN => {
+                        let digest = ClientSecret::new(secret.clone()).digest();
+                        seed.demo_credentials.push((id.clone(), secret));
+                        seed.plaintext.push(format!("client {id}"));
+                        digest
+                    }
+                    (Some(_), None) => {
+                        return Err(invalid(format!(
+                            "client {id}: secret needs {MIN_SECRET_LEN}+ chars"
+                        )));
+                    }
+                    (None, Some(digest)) => digest,
+                    _ => {
+                        return Err(invalid(format!(
+                            "client {id}: give one of secret, secret_sha256"
+                        )));
+                    }
+                };
+                Credentials::Secret { method, digest, previous: None }
+            } else {
+                if client.secret.is_some() || client.secret_sha256.is_some() {
+                    return Err(invalid(format!(
+                        "client {id}: secret, secret_sha256: a private_key_jwt client has none"
+                    )));
                 }
+                let jwks = client.jwks.ok_or_else(|| {
+                    invalid(format!("client {id}: jwks: a private_key_jwt client needs its keys"))
+                })?;
+                let jwks = jwks_json(jwks)
+                    .and_then(|json| ClientJwks::parse(json).map_err(|e| e.to_string()))
+                    .map_err(|e| invalid(format!("client {id}: jwks: {e}")))?;
+                Credentials::PrivateKeyJwt { jwks }
             };
             seed.clients.push(Client {
                 id,
-                secret_digest,
+                credentials,
                 tenant: client.tenant,
                 grants: client.grants,
                 scopes: client.scopes.into_iter().collect::<ScopeSet>(),
@@ -248,6 +293,10 @@ impl Seed {
                 refresh_absolute_lifetime: client
                     .refresh_absolute_lifetime
                     .unwrap_or(DEFAULT_REFRESH_ABSOLUTE_LIFETIME),
+                refresh_reuse_interval: client.refresh_reuse_interval.unwrap_or(0),
+                dpop_bound_access_tokens: client.dpop_bound_access_tokens.unwrap_or(false),
+                enabled: client.enabled.unwrap_or(true),
+                version: 0,
             });
         }
         let mut names = HashSet::new();
@@ -284,6 +333,10 @@ impl Seed {
                 tenant: user.tenant,
                 username: user.username,
                 password_hash,
+                enabled: user.enabled.unwrap_or(true),
+                // The seed says nothing of when a user began: from the moment it is loaded.
+                created_at: SystemClock.now(),
+                version: 0,
             });
         }
         Ok(seed)
@@ -296,6 +349,7 @@ impl Seed {
     /// overwritten either.
     pub async fn import(
         &self,
+        tenants: &dyn TenantStore,
         clients: &dyn ClientStore,
         users: &dyn UserStore,
         options: ImportOptions,
@@ -328,6 +382,7 @@ impl Seed {
         if !options.replace && !existing.is_empty() {
             return Err(SeedError::Exists(existing));
         }
+        self.create_tenants(tenants).await?;
         for client in &self.clients {
             if options.replace {
                 clients.put_client(client).await?;
@@ -354,9 +409,11 @@ impl Seed {
     /// they are.
     pub async fn install(
         &self,
+        tenants: &dyn TenantStore,
         clients: &dyn ClientStore,
         users: &dyn UserStore,
     ) -> Result<(), SeedError> {
+        self.create_tenants(tenants).await?;
         for client in &self.clients {
             clients.put_client(client).await?;
         }
@@ -364,6 +421,31 @@ impl Seed {
             users.create_user(user).await?;
         }
         Ok(())
+    }
+}
+
+impl Seed {
+    /// Creates the listed tenants, parents before children; one that exists is left as it is.
+    async fn create_tenants(&self, tenants: &dyn TenantStore) -> Result<(), SeedError> {
+        let mut listed: Vec<&TenantPath> = self.tenants.iter().collect();
+        listed.sort_by_key(|path| path.as_str().matches('/').count());
+        for path in listed {
+            tenants.create_tenant(path).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A `jwks` field as JSON: an inline table, or a string holding the JSON text.
+fn jwks_json(value: toml::Value) -> Result<serde_json::Value, String> {
+    match value {
+        toml::Value::String(text) => {
+            serde_json::from_str(&text).map_err(|e| format!("not a JSON object: {e}"))
+        }
+        table @ toml::Value::Table(_) => {
+            serde_json::to_value(table).map_err(|e| format!("not a key set: {e}"))
+        }
+        _ => Err("must be a table or a string of JSON".into()),
     }
 }
 
@@ -402,7 +484,7 @@ mod tests {
     fn a_valid_seed_yields_hashed_clients() {
         let seed = parse(VALID).unwrap();
         let client = &seed.clients[0];
-        assert!(client.secret_digest.matches("0123456789abcdef0123456789abcdef"));
+        assert!(client.credentials.secret_matches("0123456789abcdef0123456789abcdef", 0));
         assert_eq!(client.scopes.to_string(), "read write");
         assert_eq!(seed.demo_credentials.len(), 1);
         assert_eq!(client.refresh_idle_lifetime, DEFAULT_REFRESH_IDLE_LIFETIME);
@@ -416,6 +498,96 @@ mod tests {
         let hasher = Passwords::new(HashParams { memory_kib: 64, iterations: 1, parallelism: 1 });
         assert_eq!(hasher.verify(Some(&user.password_hash), "wonderland"), Verified::Yes);
         assert_eq!(parse(VALID).unwrap().users[0].id, user.id, "same id on every load");
+    }
+
+    const KEYS: &str = r#"{"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+
+    /// The admin plane's client and user settings, each given in the seed.
+    #[test]
+    fn a_seed_sets_auth_method_keys_reuse_interval_dpop_and_enabled() {
+        let jwt_client = format!(
+            "[[clients]]\nid = \"signer\"\ntenant = \"/acme\"\n\
+             grants = [\"client_credentials\"]\nmax_access_token_lifetime = 60\n\
+             token_endpoint_auth_method = \"private_key_jwt\"\njwks = '''{KEYS}'''\n"
+        );
+        let text = VALID.replace(
+            "max_access_token_lifetime = 600",
+            "max_access_token_lifetime = 600\ntoken_endpoint_auth_method = \"client_secret_post\"\n\
+             refresh_reuse_interval = 60\ndpop_bound_access_tokens = true\nenabled = false",
+        )
+        .replace("password = \"wonderland\"", "password = \"wonderland\"\nenabled = false");
+        let seed = parse(&format!("{text}\n{jwt_client}")).unwrap();
+        let (demo, signer) = (&seed.clients[0], &seed.clients[1]);
+        assert_eq!(demo.credentials.method(), AuthMethod::ClientSecretPost);
+        assert!(demo.credentials.secret_matches("0123456789abcdef0123456789abcdef", 0));
+        assert_eq!(demo.refresh_reuse_interval, 60);
+        assert!(demo.dpop_bound_access_tokens && !demo.enabled);
+        assert!(!seed.users[0].enabled);
+        assert_eq!(signer.credentials.method(), AuthMethod::PrivateKeyJwt);
+        assert!(signer.enabled && !signer.dpop_bound_access_tokens);
+        assert!(!signer.credentials.secret_matches("", 0));
+
+        // The same keys as an inline table.
+        let table = jwt_client.replace(
+            &format!("jwks = '''{KEYS}'''"),
+            "jwks = { keys = [{ kty = \"EC\", crv = \"P-256\", kid = \"k1\", alg = \"ES256\", \
+             x = \"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\", \
+             y = \"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\" }] }",
+        );
+        let seed = parse(&format!("{VALID}\n{table}")).unwrap();
+        assert_eq!(seed.clients[1].credentials, signer.credentials);
+    }
+
+    #[test]
+    fn a_bad_admin_setting_is_refused_naming_its_field() {
+        let signer = format!(
+            "{VALID}\n[[clients]]\nid = \"signer\"\ntenant = \"/acme\"\n\
+             grants = [\"client_credentials\"]\nmax_access_token_lifetime = 60\n"
+        );
+        let jwt = "token_endpoint_auth_method = \"private_key_jwt\"\n";
+        let keys = format!("jwks = '''{KEYS}'''\n");
+        let secret = "secret_sha256 = \"OSP7g0jfd1KbBPb1NrggSFbQUB0DEGPeeVxXrWk7KI8\"\n";
+        let cases = [
+            (
+                format!("{signer}token_endpoint_auth_method = \"tls\"\n{secret}"),
+                "token_endpoint_auth_method",
+            ),
+            (format!("{signer}{jwt}"), "jwks"),
+            (format!("{signer}{jwt}jwks = '''{{\"keys\": []}}'''\n"), "jwks"),
+            (format!("{signer}{jwt}jwks = 3\n"), "jwks"),
+            (format!("{signer}{jwt}{keys}{secret}"), "secret"),
+            (format!("{signer}{keys}{secret}"), "jwks"),
+            (format!("{signer}{secret}refresh_reuse_interval = 61\n"), "refresh_reuse_interval"),
+        ];
+        for (case, field) in cases {
+            let error = parse(&case).expect_err("refused").to_string();
+            assert!(error.contains(field), "{field}: {error}");
+        }
+    }
+
+    /// The listed tenants exist once a seed is installed or imported (parents first), and
+    /// tenants that exist already are no error.
+    #[tokio::test]
+    async fn installing_or_importing_a_seed_creates_its_tenants() {
+        use crate::store::{PageRequest, TenantStore};
+        let text = format!("[[tenants]]\npath = \"/acme/sales\"\n{VALID}");
+        let seed = parse(&text).unwrap();
+        async fn listed(store: &MemoryStore) -> Vec<String> {
+            let acme = TenantPath::parse("/acme").unwrap();
+            let page = store.tenants(&acme, PageRequest { limit: 10, after: None }).await.unwrap();
+            page.items.iter().map(ToString::to_string).collect()
+        }
+        let installed = MemoryStore::new();
+        seed.install(&installed, &installed, &installed).await.unwrap();
+        seed.install(&installed, &installed, &installed).await.unwrap();
+        assert_eq!(listed(&installed).await, ["/acme", "/acme/sales"]);
+
+        let imported = MemoryStore::new();
+        imported.create_tenant(&TenantPath::parse("/acme").unwrap()).await.unwrap();
+        seed.import(&imported, &imported, &imported, options(false, true)).await.unwrap();
+        assert_eq!(listed(&imported).await, ["/acme", "/acme/sales"]);
     }
 
     #[test]
@@ -507,14 +679,14 @@ mod tests {
     async fn importing_plaintext_credentials_is_refused_unless_allowed() {
         let store = MemoryStore::new();
         let seed = parse(VALID).unwrap();
-        let Err(error) = seed.import(&store, &store, options(false, false)).await else {
+        let Err(error) = seed.import(&store, &store, &store, options(false, false)).await else {
             panic!("imported a demo seed");
         };
         let message = error.to_string();
         assert!(message.contains("client demo") && message.contains("user alice in /acme"));
         assert!(store.client(&seed.clients[0].id).await.unwrap().is_none(), "nothing written");
 
-        let imported = seed.import(&store, &store, options(false, true)).await.unwrap();
+        let imported = seed.import(&store, &store, &store, options(false, true)).await.unwrap();
         assert_eq!(imported, Imported { clients: 1, users: 1, replaced: 0 });
     }
 
@@ -534,7 +706,7 @@ mod tests {
         alice.password_hash = "old".into();
         store.create_user(&alice).await.unwrap();
 
-        let Err(error) = seed.import(&store, &store, options(false, true)).await else {
+        let Err(error) = seed.import(&store, &store, &store, options(false, true)).await else {
             panic!("overwrote existing records");
         };
         assert!(matches!(&error, SeedError::Exists(names) if names.len() == 2), "{error}");
@@ -542,9 +714,11 @@ mod tests {
         assert!(store.client(&seed.clients[0].id).await.unwrap().is_none(), "nothing written");
         assert_eq!(store.client(&existing.id).await.unwrap(), Some(existing));
 
-        let imported = seed.import(&store, &store, options(true, true)).await.unwrap();
+        let imported = seed.import(&store, &store, &store, options(true, true)).await.unwrap();
         assert_eq!(imported, Imported { clients: 2, users: 1, replaced: 2 });
-        assert_eq!(store.client(&seed.clients[1].id).await.unwrap(), Some(seed.clients[1].clone()));
+        // Replacing an existing record stores it as that record's next version.
+        let replaced = Client { version: 1, ..seed.clients[1].clone() };
+        assert_eq!(store.client(&seed.clients[1].id).await.unwrap(), Some(replaced));
         let stored = store.user(&alice.tenant, &alice.username).await.unwrap().unwrap();
         assert_eq!(stored.password_hash, seed.users[0].password_hash);
     }
@@ -563,7 +737,8 @@ mod tests {
         holder.username = Username::parse("bob").unwrap();
         store.create_user(&holder).await.unwrap();
         for replace in [false, true] {
-            let Err(error) = seed.import(&store, &store, options(replace, true)).await else {
+            let Err(error) = seed.import(&store, &store, &store, options(replace, true)).await
+            else {
                 panic!("imported a user with bob's id (replace: {replace})");
             };
             assert!(error.to_string().contains("belongs to another user"), "{error}");

@@ -7,6 +7,7 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 
+use crate::admin::AdminService;
 use crate::api::{Discovery, Router};
 use crate::auth::Authenticator;
 use crate::authorizer::Authorizer;
@@ -22,10 +23,10 @@ use crate::keys::{
 use crate::password::{HashingLimits, Passwords};
 use crate::revocation::RevocationService;
 use crate::seed::{Seed, SeedError};
-use crate::store::Stores;
 use crate::store::cache::CachedClients;
 use crate::store::dynamodb::DynamoStore;
 use crate::store::memory::MemoryStore;
+use crate::store::{ClientStore, Stores};
 use crate::token::TokenService;
 use crate::verify::{TokenState, Verifier};
 
@@ -209,7 +210,7 @@ pub async fn stores(config: &Config) -> Result<Stores, SetupError> {
 /// An in-memory store holding the seed's clients and users.
 pub async fn memory_stores(seed: &Seed) -> Result<Stores, SetupError> {
     let store = Arc::new(MemoryStore::new());
-    seed.install(store.as_ref(), store.as_ref()).await?;
+    seed.install(store.as_ref(), store.as_ref(), store.as_ref()).await?;
     Ok(Stores::all(store))
 }
 
@@ -220,6 +221,9 @@ pub struct Wiring {
     pub keys: VerificationKeys,
     pub stores: Stores,
     pub clock: Arc<dyn Clock>,
+    /// The client store without the cache, for the admin plane: a change is made to what is
+    /// stored, never to a copy up to `CLIENT_CACHE_TTL` old.
+    uncached_clients: Arc<dyn ClientStore>,
 }
 
 impl Wiring {
@@ -230,6 +234,7 @@ impl Wiring {
         mut stores: Stores,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let uncached_clients = stores.clients.clone();
         if config.client_cache_ttl > 0 {
             stores.clients = Arc::new(CachedClients::new(
                 stores.clients,
@@ -237,7 +242,7 @@ impl Wiring {
                 config.client_cache_ttl,
             ));
         }
-        Self { config, keys, stores, clock }
+        Self { config, keys, stores, clock, uncached_clients }
     }
 
     pub fn with_system_clock(config: Config, keys: VerificationKeys, stores: Stores) -> Self {
@@ -263,7 +268,7 @@ impl Wiring {
     }
 
     fn authenticator(&self) -> Authenticator {
-        Authenticator::new(self.stores.clients.clone())
+        Authenticator::new(self.stores.clients.clone(), self.clock.clone())
     }
 
     pub fn verifier(&self) -> Verifier {
@@ -293,6 +298,24 @@ impl Wiring {
 
     pub fn authorizer(&self) -> Authorizer {
         Authorizer::new(self.verifier(), self.config.route_scopes.clone())
+    }
+
+    /// The admin function's service, over the stored client records themselves. It knows how
+    /// long token processes may trust a cached client (`CLIENT_CACHE_TTL`, the same setting).
+    pub fn admin_service(&self) -> AdminService {
+        let stores = Stores { clients: self.uncached_clients.clone(), ..self.stores.clone() };
+        self.admin_service_over(stores)
+    }
+
+    fn admin_service_over(&self, stores: Stores) -> AdminService {
+        AdminService::new(
+            self.verifier(),
+            stores,
+            Passwords::new(self.config.password_hash),
+            self.clock.clone(),
+            self.config.client_cache_ttl,
+            self.config.login_defence,
+        )
     }
 
     pub fn discovery(&self) -> Discovery {
@@ -350,12 +373,15 @@ impl SigningWiring {
             ),
             self.wiring.clock.clone(),
             config.default_access_token_lifetime,
+            config.login_defence,
         )
     }
 
     /// Every route, for the local server.
     pub fn router(&self) -> Router {
         Router {
+            // One process: the admin's changes drop the cached entry the token service reads.
+            admin: self.admin_service_over(self.stores.clone()),
             token: self.token_service(),
             revocation: self.revocation_service(),
             introspection: self.introspection_service(),

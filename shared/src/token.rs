@@ -2,22 +2,37 @@
 //! any storage technology.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::auth::{Authenticator, PresentedClient};
 use crate::clock::Clock;
 use crate::domain::{
-    Client, Grant, GrantId, GrantType, Redacted, RefreshRecord, RefreshToken, ScopeSet,
-    SecretDigest, TenantPath, TokenId, Username, redacted,
+    Client, DeviceId, Grant, GrantId, GrantType, LoginDefenceSettings, LoginKey, Redacted,
+    RefreshRecord, RefreshToken, ScopeSet, SecretDigest, SourceAddress, TenantPath, TokenId,
+    Username, redacted,
 };
 use crate::error::Error;
 use crate::jwt::{AccessTokenClaims, TokenSigner};
+use crate::login_defence::LoginDefence;
 use crate::password::{MAX_PASSWORD_LEN, Passwords, Verified};
 use crate::store::{
-    CutoffGuard, GrantRead, GrantRecords, IssuedToken, Rotation, Stores, TokenKind, layer,
+    CutoffGuard, GrantRead, GrantRecords, IssuedToken, Reissue, Rotation, Stores, Successor,
+    TokenKind, layer,
 };
+
+/// Rounds of rotate-then-reissue a refresh within the reuse interval tries while a concurrent
+/// rotation of the same token is still being written.
+const REISSUE_ATTEMPTS: u32 = 5;
+
+/// Whether a token rotated at `used_at` may be presented again now (RFC 9700 §4.14.2 allows a
+/// short grace for retries): within the client's `refresh_reuse_interval` seconds.
+fn within_reuse_interval(client: &Client, used_at: u64, now: u64) -> bool {
+    client.refresh_reuse_interval > 0 && now <= used_at + client.refresh_reuse_interval
+}
 
 /// Longest `access-token-lifetime` value read; longer is malformed, not merely large.
 const MAX_LIFETIME_DIGITS: usize = 32;
@@ -33,6 +48,12 @@ pub struct TokenParams<'a> {
     pub password: Option<&'a str>,
     pub tenant_path: Option<&'a str>,
     pub refresh_token: Option<&'a str>,
+    /// The `x-device-id` header: remembered on the grant a password login starts or a refresh
+    /// continues.
+    pub device_id: Option<&'a str>,
+    /// Where the request came from, for the login defence (`None`: unknown, counted as one
+    /// source).
+    pub source: Option<SourceAddress>,
 }
 
 /// The successful token response (RFC 6749 §5.1). `Debug` leaves out both tokens.
@@ -56,6 +77,8 @@ impl fmt::Debug for TokenParams<'_> {
             .field("password", &redacted(&self.password))
             .field("tenant_path", &self.tenant_path)
             .field("refresh_token", &redacted(&self.refresh_token))
+            .field("device_id", &self.device_id)
+            .field("source", &self.source)
             .finish()
     }
 }
@@ -84,17 +107,19 @@ struct Principal<'a> {
 /// password login without `tenant_path` reads its user in the client's tenant, which only the
 /// client record tells.
 enum NextRead {
-    User(TenantPath, Username),
+    User(TenantPath, Username, LoginKey),
     RefreshToken(GrantId, SecretDigest),
 }
 
 impl NextRead {
     fn of(params: &TokenParams<'_>) -> Option<Self> {
         match params.grant_type? {
-            "password" => Some(Self::User(
-                TenantPath::parse(params.tenant_path?).ok()?,
-                Username::parse(params.username?).ok()?,
-            )),
+            "password" => {
+                let tenant = TenantPath::parse(params.tenant_path?).ok()?;
+                let username = Username::parse(params.username?).ok()?;
+                let login = LoginKey::new(&tenant, &username, source_of(params));
+                Some(Self::User(tenant, username, login))
+            }
             "refresh_token" => {
                 let (grant, digest) = RefreshToken::parse(params.refresh_token?)?;
                 Some(Self::RefreshToken(grant, digest))
@@ -105,10 +130,14 @@ impl NextRead {
 
     fn as_grant_read(&self) -> GrantRead<'_> {
         match self {
-            Self::User(tenant, username) => GrantRead::User { tenant, username },
+            Self::User(tenant, username, login) => GrantRead::User { tenant, username, login },
             Self::RefreshToken(grant, digest) => GrantRead::RefreshToken { grant, digest },
         }
     }
+}
+
+fn source_of(params: &TokenParams<'_>) -> SourceAddress {
+    params.source.unwrap_or(SourceAddress::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED)))
 }
 
 fn bad_credentials() -> Error {
@@ -126,6 +155,7 @@ pub struct TokenService {
     passwords: Passwords,
     clock: Arc<dyn Clock>,
     default_lifetime: u64,
+    login_defence: LoginDefence,
 }
 
 impl TokenService {
@@ -135,9 +165,11 @@ impl TokenService {
         passwords: Passwords,
         clock: Arc<dyn Clock>,
         default_lifetime: u64,
+        login_defence: LoginDefenceSettings,
     ) -> Self {
         Self {
-            auth: Authenticator::new(stores.clients.clone()),
+            auth: Authenticator::new(stores.clients.clone(), clock.clone()),
+            login_defence: LoginDefence::new(login_defence, stores.login_attempts.clone()),
             stores,
             tokens,
             passwords,
@@ -204,6 +236,11 @@ impl TokenService {
             .transpose()
             .map_err(|e| Error::InvalidScope(e.to_string().into()))?;
         let lifetime = self.lifetime(client, params.access_token_lifetime)?;
+        let device = params
+            .device_id
+            .map(DeviceId::parse)
+            .transpose()
+            .map_err(|e| Error::invalid_request(e.to_string()))?;
         match grant {
             GrantType::ClientCredentials => {
                 let scope = narrow(requested_scope, &client.scopes)?;
@@ -219,10 +256,10 @@ impl TokenService {
             }
             GrantType::Password => {
                 let scope = narrow_for_user(requested_scope, &client.scopes)?;
-                self.password_grant(client, params, scope, lifetime, records).await
+                self.password_grant(client, params, scope, lifetime, device, records).await
             }
             GrantType::RefreshToken => {
-                self.refresh_grant(client, params, requested_scope, lifetime, records).await
+                self.refresh_grant(client, params, requested_scope, lifetime, device, records).await
             }
         }
     }
@@ -233,6 +270,7 @@ impl TokenService {
         params: &TokenParams<'_>,
         scope: ScopeSet,
         lifetime: u64,
+        device: Option<DeviceId>,
         records: Option<GrantRecords>,
     ) -> Result<TokenResponse, Error> {
         // Every limit is checked before the expensive hash.
@@ -259,22 +297,42 @@ impl TokenService {
             ));
         }
 
-        // A place in the hashing queue before the user is read (unless it came with the
-        // client): a full queue sheds at once, without a store read. It sheds every login
-        // alike, since a known and an unknown user each need one Argon2 run.
+        let login = LoginKey::new(&tenant, &username, source_of(params));
+        let now = self.clock.now();
+        let records = match records {
+            Some(records) => Some(records),
+            // Read together where the store can (a password login without `tenant_path`, whose
+            // tenant only the client record told).
+            None => {
+                let next = GrantRead::User { tenant: &tenant, username: &username, login: &login };
+                self.stores.clients.grant_records(next, now).await?
+            }
+        };
+        let (user, attempts) = match records {
+            Some(GrantRecords::User { user, attempts }) => (user, attempts),
+            _ => (
+                self.stores.users.user(&tenant, &username).await?,
+                self.login_defence.attempts(&login, now).await?,
+            ),
+        };
+        // Inside a wait window: the wrong password's answer, without checking the password and
+        // without counting the attempt.
+        if self.login_defence.must_wait(&attempts, now) {
+            return Err(bad_credentials());
+        }
+        // A place in the hashing queue: a full queue sheds at once. It sheds every login alike,
+        // since a known and an unknown user each need one Argon2 run.
         let admission = self.passwords.admit().map_err(|busy| Error::TemporarilyUnavailable {
             retry_after_secs: busy.retry_after_secs,
         })?;
-        let user = match records {
-            Some(GrantRecords::User(user)) => user,
-            _ => self.stores.users.user(&tenant, &username).await?,
-        };
         let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
         let verified = admission
             .verify(stored_hash, password.to_owned())
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let user = match (user, verified) {
+        // A disabled user's password is still verified (above), then refused exactly as a wrong
+        // one: neither the answer nor its timing tells a disabled account from a bad password.
+        let user = match (user.filter(|user| user.enabled), verified) {
             (Some(user), Verified::Yes) => user,
             (Some(user), Verified::YesRehashed(new_hash)) => {
                 if let Err(error) = self.stores.users.replace_password_hash(&user, &new_hash).await
@@ -283,20 +341,25 @@ impl TokenService {
                 }
                 user
             }
-            _ => return Err(bad_credentials()),
+            // Unknown, disabled or wrong: counted alike.
+            _ => {
+                self.login_defence.failed(&login, &attempts, now).await;
+                return Err(bad_credentials());
+            }
         };
 
-        let now = self.clock.now();
         let grant = Grant {
             id: GrantId::generate(),
             client_id: client.id.clone(),
             tenant,
             subject: user.id.to_string(),
-            username: Some(user.username),
+            username: Some(user.username.clone()),
             scope: scope.clone(),
             created_at: now,
             expires_at: now + client.refresh_absolute_lifetime,
             revoked_at: None,
+            last_refreshed_at: None,
+            device_ids: device.into_iter().collect(),
         };
         let lifetime = lifetime.min(client.refresh_absolute_lifetime);
         let principal =
@@ -305,10 +368,26 @@ impl TokenService {
             self.mint_access_token(client, &principal, &scope, lifetime, now)?;
         let (refresh_token, refresh_record, refresh_logged) =
             self.mint_refresh_token(client, &grant, now);
-        self.stores
+        let started = self
+            .stores
             .grants
-            .start_grant(&grant, &refresh_record, &[access_logged, refresh_logged])
+            .start_grant(
+                &grant,
+                &refresh_record,
+                &[access_logged, refresh_logged],
+                Some((&login, &attempts)),
+                Some(&user),
+            )
             .await?;
+        if !started {
+            // Changed while the password was checked: the user (a new password, a disable), or
+            // the source's counter (a wrong guess from it settled first). The login checked
+            // what no longer holds: refused and counted as a failure, so that it leaves the
+            // same trace as a wrong password and the counters never tell a right guess in a
+            // burst.
+            self.login_defence.failed(&login, &attempts, now).await;
+            return Err(bad_credentials());
+        }
         Ok(response(access_token, lifetime, &scope, Some(refresh_token)))
     }
 
@@ -318,6 +397,7 @@ impl TokenService {
         params: &TokenParams<'_>,
         requested_scope: Option<ScopeSet>,
         lifetime: u64,
+        device: Option<DeviceId>,
         records: Option<GrantRecords>,
     ) -> Result<TokenResponse, Error> {
         let presented = params
@@ -336,7 +416,9 @@ impl TokenService {
         if used.client_id != client.id || grant.revoked_at.is_some() {
             return Err(bad_refresh_token());
         }
-        if used.used_at.is_some() {
+        if let Some(used_at) = used.used_at
+            && !within_reuse_interval(client, used_at, now)
+        {
             return self.reuse_detected(&grant, now).await;
         }
         let scope = narrow_for_user(requested_scope, &grant.scope.intersection(&client.scopes))?;
@@ -352,17 +434,44 @@ impl TokenService {
             layers: layer::applying_to(&grant.tenant, &grant.client_id, grant.subject_ref()),
             grant_created_at: grant.created_at,
         };
-        let rotation = self
-            .stores
-            .grants
-            .rotate_refresh_token(&used, &next, &[access_logged, refresh_logged], &guard, now)
-            .await?;
-        match rotation {
-            Rotation::Rotated => Ok(response(access_token, lifetime, &scope, Some(refresh_token))),
-            // Lost a race to a concurrent use of the same token: that is a second use too.
-            Rotation::AlreadyUsed => self.reuse_detected(&grant, now).await,
-            Rotation::CutOff => Err(bad_refresh_token()),
+        let issued = [access_logged, refresh_logged];
+        let new_device = device.as_ref().filter(|device| grant.would_keep(device));
+        let grants = &self.stores.grants;
+        let answer = response(access_token, lifetime, &scope, Some(refresh_token));
+        let interval = client.refresh_reuse_interval;
+        // A token rotated within the client's reuse interval (a retry after a lost answer,
+        // two tabs) continues the grant on a new branch; a concurrent rotation of it may still
+        // be being written, so a token not yet rotated is tried again, a few times.
+        for attempt in 0..REISSUE_ATTEMPTS {
+            if used.used_at.is_none() || attempt > 0 {
+                match grants
+                    .rotate_refresh_token(&used, &next, &issued, &guard, new_device, now)
+                    .await?
+                {
+                    Rotation::Rotated => return Ok(answer),
+                    Rotation::CutOff => return Err(bad_refresh_token()),
+                    // Lost a race to a concurrent use of the same token: a second use too.
+                    Rotation::AlreadyUsed if interval == 0 => {
+                        return self.reuse_detected(&grant, now).await;
+                    }
+                    Rotation::AlreadyUsed => {}
+                }
+            }
+            let since = now.saturating_sub(interval);
+            let successor =
+                Successor { used: &used, next: &next, issued: &issued, guard: &guard, new_device };
+            match grants.reissue_refresh_token(&successor, since, now).await? {
+                Reissue::Reissued => return Ok(answer),
+                Reissue::CutOff => return Err(bad_refresh_token()),
+                Reissue::OutsideInterval => return self.reuse_detected(&grant, now).await,
+                Reissue::NotRotated => {
+                    tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+                }
+            }
         }
+        Err(Error::Storage(crate::error::StoreError(
+            "a refresh token's concurrent rotation neither finished nor failed".into(),
+        )))
     }
 
     /// A used refresh token came back: it may have been stolen, and the server cannot tell by
@@ -519,17 +628,24 @@ mod tests {
             tenant: tenant.clone(),
             username: Username::parse("alice").unwrap(),
             password_hash: passwords.hash("alice-password").unwrap(),
+            enabled: true,
+            created_at: 0,
+            version: 0,
         };
         store.create_user(&alice).await.unwrap();
         let client = Client {
             id: crate::domain::ClientId::parse("app").unwrap(),
-            secret_digest: ClientSecret::generate().digest(),
+            credentials: crate::domain::Credentials::secret(ClientSecret::generate().digest()),
             tenant,
             grants: [GrantType::Password, GrantType::RefreshToken].into(),
             scopes: ScopeSet::parse("read").unwrap(),
             max_access_token_lifetime: 600,
             refresh_idle_lifetime: 3600,
             refresh_absolute_lifetime: 7200,
+            refresh_reuse_interval: 0,
+            dpop_bound_access_tokens: false,
+            enabled: true,
+            version: 0,
         };
         let tokens = TokenSigner::new(
             KeySet::generate(SigningAlgorithm::ES256).unwrap(),
@@ -537,7 +653,14 @@ mod tests {
             "api".into(),
         );
         let clock = Arc::new(ManualClock::new(1_800_000_000));
-        let service = TokenService::new(Stores::all(store), tokens, passwords.clone(), clock, 600);
+        let service = TokenService::new(
+            Stores::all(store),
+            tokens,
+            passwords.clone(),
+            clock,
+            600,
+            Default::default(),
+        );
         (service, passwords, client)
     }
 
@@ -566,6 +689,190 @@ mod tests {
         assert_eq!(wrong.to_string(), unknown.to_string());
         service.issue(&client, &login("alice", "alice-password")).await.unwrap();
         assert_eq!(passwords.argon2_runs(), 3);
+    }
+
+    /// Counters that cannot be written: the guess is still a wrong password, and the next guess
+    /// is checked as one (the failure is logged at ERROR, never let through or told).
+    #[tokio::test]
+    async fn a_failure_to_count_a_wrong_password_still_answers_invalid_grant() {
+        use crate::domain::{LoginAttempts, LoginKey};
+        use crate::store::{LoginAttemptStore, StoreError};
+
+        struct Unwritable;
+        #[async_trait::async_trait]
+        impl LoginAttemptStore for Unwritable {
+            async fn login_attempts(
+                &self,
+                _: &LoginKey,
+                _: u64,
+            ) -> Result<LoginAttempts, StoreError> {
+                Ok(LoginAttempts::default())
+            }
+            async fn record_login_failure(
+                &self,
+                _: &LoginKey,
+                _: &LoginAttempts,
+                _: u64,
+                _: u64,
+            ) -> Result<LoginAttempts, StoreError> {
+                Err(StoreError("throttled".into()))
+            }
+            async fn clear_login_failures(&self, _: &LoginKey) -> Result<(), StoreError> {
+                Ok(())
+            }
+            async fn unlock_username(
+                &self,
+                _: &TenantPath,
+                _: &str,
+                _: u64,
+                _: u64,
+            ) -> Result<(), StoreError> {
+                Ok(())
+            }
+        }
+        let (service, _, client) = password_service().await;
+        let stores = Stores { login_attempts: Arc::new(Unwritable), ..service.stores.clone() };
+        let service = TokenService {
+            login_defence: LoginDefence::new(Default::default(), stores.login_attempts.clone()),
+            stores,
+            ..service
+        };
+        for _ in 0..6 {
+            let refused = service.issue(&client, &login("alice", "not-it")).await.unwrap_err();
+            assert!(matches!(refused, Error::InvalidGrant(_)), "{refused:?}");
+        }
+        service.issue(&client, &login("alice", "alice-password")).await.unwrap();
+    }
+
+    /// A right password whose login lost the race to a wrong guess from its source (settled
+    /// between the read and the session) is refused and counted like that wrong guess, so the
+    /// counters after a burst never tell whether it held the password.
+    #[tokio::test]
+    async fn a_right_password_refused_for_a_race_counts_as_a_failure() {
+        use crate::domain::{LoginAttempts, LoginKey, SourceAddress};
+        use crate::store::{LoginAttemptStore, StoreError};
+
+        /// Reads the counters as they were before one more failure settled.
+        struct OneBehind(Arc<dyn LoginAttemptStore>);
+        #[async_trait::async_trait]
+        impl LoginAttemptStore for OneBehind {
+            async fn login_attempts(
+                &self,
+                key: &LoginKey,
+                now: u64,
+            ) -> Result<LoginAttempts, StoreError> {
+                let read = self.0.login_attempts(key, now).await?;
+                self.0.record_login_failure(key, &read, now, now + 3600).await?;
+                Ok(read)
+            }
+            async fn record_login_failure(
+                &self,
+                key: &LoginKey,
+                read: &LoginAttempts,
+                now: u64,
+                until: u64,
+            ) -> Result<LoginAttempts, StoreError> {
+                self.0.record_login_failure(key, read, now, until).await
+            }
+            async fn clear_login_failures(&self, key: &LoginKey) -> Result<(), StoreError> {
+                self.0.clear_login_failures(key).await
+            }
+            async fn unlock_username(
+                &self,
+                t: &TenantPath,
+                d: &str,
+                now: u64,
+                until: u64,
+            ) -> Result<(), StoreError> {
+                self.0.unlock_username(t, d, now, until).await
+            }
+        }
+        let (service, _, client) = password_service().await;
+        let counters = service.stores.login_attempts.clone();
+        let stores = Stores {
+            login_attempts: Arc::new(OneBehind(counters.clone())),
+            ..service.stores.clone()
+        };
+        let service = TokenService {
+            login_defence: LoginDefence::new(Default::default(), stores.login_attempts.clone()),
+            stores,
+            ..service
+        };
+        let refused = service.issue(&client, &login("alice", "alice-password")).await.unwrap_err();
+        assert!(matches!(refused, Error::InvalidGrant(_)), "{refused:?}");
+        let key = LoginKey::new(
+            &TenantPath::parse("/acme").unwrap(),
+            &Username::parse("alice").unwrap(),
+            SourceAddress::new(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)),
+        );
+        let after = counters.login_attempts(&key, 1_800_000_000).await.unwrap();
+        assert_eq!(after.by_source.unwrap().failures, 2, "the racing failure, and this login");
+    }
+
+    /// A disabled user with the right password gets the wrong password's answer, after the same
+    /// one Argon2 run, so neither the body nor the timing tells the account is disabled.
+    #[tokio::test]
+    async fn a_disabled_user_is_refused_exactly_like_a_wrong_password() {
+        let (service, passwords, client) = password_service().await;
+        let tenant = TenantPath::parse("/acme").unwrap();
+        let alice = Username::parse("alice").unwrap();
+        let mut user = service.stores.users.user(&tenant, &alice).await.unwrap().unwrap();
+        user.enabled = false;
+        assert!(service.stores.users.update_user(&user).await.unwrap());
+
+        let disabled = service.issue(&client, &login("alice", "alice-password")).await.unwrap_err();
+        assert_eq!(passwords.argon2_runs(), 1, "the hash is verified all the same");
+        let wrong = service.issue(&client, &login("alice", "not-it")).await.unwrap_err();
+        assert_eq!(passwords.argon2_runs(), 2);
+        assert!(matches!(disabled, Error::InvalidGrant(_)), "{disabled:?}");
+        assert_eq!(disabled.to_string(), wrong.to_string());
+        assert_eq!(disabled.code(), wrong.code());
+    }
+
+    fn with_device<'a>(params: TokenParams<'a>, device: &'a str) -> TokenParams<'a> {
+        TokenParams { device_id: Some(device), ..params }
+    }
+
+    /// `x-device-id` on a password login is stored on the grant it starts; on a refresh it is
+    /// added to the grant's device ids.
+    #[tokio::test]
+    async fn device_ids_of_logins_and_refreshes_are_stored_on_the_grant() {
+        let (service, _, client) = password_service().await;
+        let issued = service
+            .issue(&client, &with_device(login("alice", "alice-password"), "phone-1"))
+            .await
+            .unwrap();
+        let refresh_token = issued.refresh_token.unwrap();
+        let (grant_id, _) = RefreshToken::parse(&refresh_token).unwrap();
+        let now = service.clock.now();
+        let grant = service.stores.grants.grant(&grant_id, now).await.unwrap().unwrap();
+        let ids = |grant: &Grant| -> Vec<String> {
+            grant.device_ids.iter().map(|d| d.as_str().to_owned()).collect()
+        };
+        assert_eq!(ids(&grant), vec!["phone-1".to_owned()]);
+
+        let refresh = TokenParams {
+            grant_type: Some("refresh_token"),
+            refresh_token: Some(&refresh_token),
+            device_id: Some("tablet-2"),
+            ..TokenParams::default()
+        };
+        service.issue(&client, &refresh).await.unwrap();
+        let grant = service.stores.grants.grant(&grant_id, now).await.unwrap().unwrap();
+        assert_eq!(ids(&grant), vec!["phone-1".to_owned(), "tablet-2".to_owned()]);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_device_id_is_an_invalid_request_naming_the_header() {
+        let (service, passwords, client) = password_service().await;
+        let too_long = "d".repeat(crate::domain::MAX_DEVICE_ID_LEN + 1);
+        for device in ["", "phone\t1", too_long.as_str()] {
+            let params = with_device(login("alice", "alice-password"), device);
+            let error = service.issue(&client, &params).await.unwrap_err();
+            assert!(matches!(error, Error::InvalidRequest(_)), "{device:?}: {error:?}");
+            assert!(error.to_string().contains("x-device-id"), "{device:?}: {error:?}");
+        }
+        assert_eq!(passwords.argon2_runs(), 0, "refused before any hashing");
     }
 
     /// Issue 13: with the hashing queue full, a login is answered 503 at once (its future is

@@ -12,6 +12,7 @@ ROOT = HERE.parents[1]
 TOKENCTL = pathlib.Path(os.environ.get("TOKENCTL", ROOT / "target" / "debug" / "tokenctl"))
 SCHEMATHESIS = pathlib.Path(sys.executable).parent / "schemathesis"
 DEMO_CLIENT = ("demo-client", "demo-secret-for-localhost-only-0123456789")
+DEMO_ADMIN = ("demo-admin", "demo-admin-secret-for-localhost-only-01234")
 # Test cases per operation and phase: enough to reach every branch of the contract, small enough
 # that the whole run stays well under two minutes on two cores.
 MAX_EXAMPLES = os.environ.get("API_MAX_EXAMPLES", "100")
@@ -45,7 +46,13 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         server, url = start_server(pathlib.Path(tmp) / "keys.json")
         try:
-            env = {**os.environ, "CLIENT_ID": DEMO_CLIENT[0], "CLIENT_SECRET": DEMO_CLIENT[1]}
+            env = {
+                **os.environ,
+                "CLIENT_ID": DEMO_CLIENT[0],
+                "CLIENT_SECRET": DEMO_CLIENT[1],
+                "ADMIN_CLIENT_ID": DEMO_ADMIN[0],
+                "ADMIN_CLIENT_SECRET": DEMO_ADMIN[1],
+            }
             command = [
                 str(SCHEMATHESIS),
                 "--config-file", str(HERE / "schemathesis.toml"),

@@ -5,16 +5,24 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use token_service::domain::{
-    Client, ClientId, ClientSecret, Grant, GrantId, GrantType, RefreshRecord, RefreshToken,
-    ScopeSet, Subject, TenantPath, TokenId, User, UserId, Username,
+    AuthMethod, Client, ClientId, ClientJwks, ClientSecret, Credentials, DeviceId, Grant, GrantId,
+    GrantType, MAX_DEVICE_IDS, PreviousSecret, RefreshRecord, RefreshToken, ScopeSet, Subject,
+    TenantPath, TokenId, User, UserId, Username,
 };
 use token_service::store::{
-    ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
-    RevocationRecord, RevocationStore, Rotation, SubjectId, TokenKind, TokenRef, UserStore, layer,
+    ClientPosition, ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
+    Page, PageRequest, RevocationRecord, RevocationStore, Rotation, SubjectId, TenantDeletion,
+    TenantStore, TokenKind, TokenRef, UserPosition, UserStore, layer,
 };
 
-pub trait Store: ClientStore + UserStore + GrantStore + IssuanceLog + RevocationStore {}
-impl<T: ClientStore + UserStore + GrantStore + IssuanceLog + RevocationStore> Store for T {}
+pub trait Store:
+    TenantStore + ClientStore + UserStore + GrantStore + IssuanceLog + RevocationStore
+{
+}
+impl<T: TenantStore + ClientStore + UserStore + GrantStore + IssuanceLog + RevocationStore> Store
+    for T
+{
+}
 
 fn tenant(path: &str) -> TenantPath {
     TenantPath::parse(path).unwrap()
@@ -23,13 +31,17 @@ fn tenant(path: &str) -> TenantPath {
 fn client(id: &str) -> Client {
     Client {
         id: ClientId::parse(id).unwrap(),
-        secret_digest: ClientSecret::generate().digest(),
+        credentials: token_service::domain::Credentials::secret(ClientSecret::generate().digest()),
         tenant: tenant("/acme"),
         grants: BTreeSet::from([GrantType::ClientCredentials]),
         scopes: ScopeSet::parse("read write").unwrap(),
         max_access_token_lifetime: 600,
         refresh_idle_lifetime: 3600,
         refresh_absolute_lifetime: 86400,
+        refresh_reuse_interval: 0,
+        dpop_bound_access_tokens: false,
+        enabled: true,
+        version: 0,
     }
 }
 
@@ -60,7 +72,8 @@ pub async fn clients_round_trip(store: Arc<dyn Store>) {
     let mut replaced = stored.clone();
     replaced.max_access_token_lifetime = 60;
     store.put_client(&replaced).await.unwrap();
-    assert_eq!(store.client(&stored.id).await.unwrap(), Some(replaced));
+    let expected = Client { version: 1, ..replaced };
+    assert_eq!(store.client(&stored.id).await.unwrap(), Some(expected), "the next version");
 }
 
 pub async fn creating_a_client_never_replaces_one(store: Arc<dyn Store>) {
@@ -162,6 +175,9 @@ fn user(tenant_path: &str, name: &str, hash: &str) -> User {
         tenant: tenant(tenant_path),
         username: Username::parse(name).unwrap(),
         password_hash: hash.to_owned(),
+        enabled: true,
+        created_at: 0,
+        version: 0,
     }
 }
 
@@ -197,6 +213,8 @@ fn grant(now: u64, lifetime: u64) -> Grant {
         created_at: now,
         expires_at: now + lifetime,
         revoked_at: None,
+        last_refreshed_at: None,
+        device_ids: Vec::new(),
     }
 }
 
@@ -214,7 +232,7 @@ fn refresh_record(grant: &Grant, now: u64, idle: u64) -> RefreshRecord {
 pub async fn grants_and_refresh_tokens_round_trip(store: Arc<dyn Store>) {
     let grant = grant(1_000, 10_000);
     let first = refresh_record(&grant, 1_000, 500);
-    store.start_grant(&grant, &first, &[]).await.unwrap();
+    store.start_grant(&grant, &first, &[], None, None).await.unwrap();
     let (record, stored_grant) =
         store.refresh_token(&grant.id, &first.digest, 1_100).await.unwrap().unwrap();
     assert_eq!((record, stored_grant), (first.clone(), grant.clone()));
@@ -232,7 +250,7 @@ pub async fn grants_and_refresh_tokens_round_trip(store: Arc<dyn Store>) {
 pub async fn expired_refresh_tokens_and_grants_are_absent(store: Arc<dyn Store>) {
     let grant = grant(1_000, 2_000);
     let first = refresh_record(&grant, 1_000, 500);
-    store.start_grant(&grant, &first, &[]).await.unwrap();
+    store.start_grant(&grant, &first, &[], None, None).await.unwrap();
     assert!(store.refresh_token(&grant.id, &first.digest, 1_499).await.unwrap().is_some());
     assert_eq!(
         store.refresh_token(&grant.id, &first.digest, 1_500).await.unwrap(),
@@ -246,14 +264,18 @@ pub async fn expired_refresh_tokens_and_grants_are_absent(store: Arc<dyn Store>)
 pub async fn rotation_succeeds_once_and_remembers_the_used_token(store: Arc<dyn Store>) {
     let grant = grant(1_000, 10_000);
     let first = refresh_record(&grant, 1_000, 500);
-    store.start_grant(&grant, &first, &[]).await.unwrap();
+    store.start_grant(&grant, &first, &[], None, None).await.unwrap();
     let second = refresh_record(&grant, 1_200, 500);
-    let rotated =
-        store.rotate_refresh_token(&first, &second, &[], &no_cutoffs(&grant), 1_200).await.unwrap();
+    let rotated = store
+        .rotate_refresh_token(&first, &second, &[], &no_cutoffs(&grant), None, 1_200)
+        .await
+        .unwrap();
     assert_eq!(rotated, Rotation::Rotated);
     let third = refresh_record(&grant, 1_300, 500);
-    let again =
-        store.rotate_refresh_token(&first, &third, &[], &no_cutoffs(&grant), 1_300).await.unwrap();
+    let again = store
+        .rotate_refresh_token(&first, &third, &[], &no_cutoffs(&grant), None, 1_300)
+        .await
+        .unwrap();
     assert_eq!(again, Rotation::AlreadyUsed);
     let (used, _) = store.refresh_token(&grant.id, &first.digest, 1_300).await.unwrap().unwrap();
     assert_eq!(used.used_at, Some(1_200), "kept, marked used, for reuse detection");
@@ -268,14 +290,14 @@ pub async fn rotation_succeeds_once_and_remembers_the_used_token(store: Arc<dyn 
 pub async fn concurrent_rotations_have_exactly_one_winner(store: Arc<dyn Store>) {
     let grant = grant(1_000, 10_000);
     let first = refresh_record(&grant, 1_000, 500);
-    store.start_grant(&grant, &first, &[]).await.unwrap();
+    store.start_grant(&grant, &first, &[], None, None).await.unwrap();
     let attempts: Vec<_> = (0..20)
         .map(|_| {
             let (store, first, next) =
                 (store.clone(), first.clone(), refresh_record(&grant, 1_100, 500));
             let guard = no_cutoffs(&grant);
             tokio::spawn(async move {
-                store.rotate_refresh_token(&first, &next, &[], &guard, 1_100).await
+                store.rotate_refresh_token(&first, &next, &[], &guard, None, 1_100).await
             })
         })
         .collect();
@@ -290,7 +312,7 @@ pub async fn concurrent_rotations_have_exactly_one_winner(store: Arc<dyn Store>)
 
 pub async fn revoking_a_grant_keeps_the_first_revocation_time(store: Arc<dyn Store>) {
     let grant = grant(1_000, 10_000);
-    store.start_grant(&grant, &refresh_record(&grant, 1_000, 500), &[]).await.unwrap();
+    store.start_grant(&grant, &refresh_record(&grant, 1_000, 500), &[], None, None).await.unwrap();
     store.revoke_grant(&grant.id, 1_100).await.unwrap();
     store.revoke_grant(&grant.id, 1_200).await.unwrap();
     let stored = store.grant(&grant.id, 1_300).await.unwrap().unwrap();
@@ -304,7 +326,10 @@ pub async fn grant_tokens_are_logged_with_the_grant(store: Arc<dyn Store>) {
         issued("/grantlog", "app", "s", 1_000, 2_000),
         issued("/grantlog", "app", "s", 1_000, 1_500),
     ];
-    store.start_grant(&grant, &refresh_record(&grant, 1_000, 500), &logged).await.unwrap();
+    store
+        .start_grant(&grant, &refresh_record(&grant, 1_000, 500), &logged, None, None)
+        .await
+        .unwrap();
     assert_eq!(live_count(&store, &filter("/grantlog", None, None), 1_100).await, 2);
 }
 
@@ -321,18 +346,18 @@ pub async fn rotation_marks_the_used_refresh_token_spent_in_the_log(store: Arc<d
     let mut logged = issued("/acme", "app", &grant.subject, 1_000, 1_500);
     logged.id = first.digest.token_id();
     logged.kind = TokenKind::Refresh;
-    store.start_grant(&grant, &first, &[logged]).await.unwrap();
+    store.start_grant(&grant, &first, &[logged], None, None).await.unwrap();
     let acme = filter("/acme", None, None);
     assert_eq!(live_count(&store, &acme, 1_100).await, 1);
     let next = refresh_record(&grant, 1_100, 500);
-    store.rotate_refresh_token(&first, &next, &[], &no_cutoffs(&grant), 1_100).await.unwrap();
+    store.rotate_refresh_token(&first, &next, &[], &no_cutoffs(&grant), None, 1_100).await.unwrap();
     assert_eq!(live_count(&store, &acme, 1_100).await, 0, "a used refresh token is no longer live");
 }
 
 pub async fn a_cutoff_over_the_grant_stops_rotation(store: Arc<dyn Store>) {
     let grant = grant(1_000, 10_000);
     let first = refresh_record(&grant, 1_000, 5_000);
-    store.start_grant(&grant, &first, &[]).await.unwrap();
+    store.start_grant(&grant, &first, &[], None, None).await.unwrap();
     let guard = no_cutoffs(&grant);
     // A cutoff at the grant's start does not cover it (only grants begun before it), nor does
     // an expired one; a later live one does, on any layer.
@@ -340,13 +365,13 @@ pub async fn a_cutoff_over_the_grant_stops_rotation(store: Arc<dyn Store>) {
     store.raise_cutoff(&layer::client(&grant.client_id), 1_050, 1_150, 1_100).await.unwrap();
     let second = refresh_record(&grant, 1_200, 5_000);
     assert_eq!(
-        store.rotate_refresh_token(&first, &second, &[], &guard, 1_200).await.unwrap(),
+        store.rotate_refresh_token(&first, &second, &[], &guard, None, 1_200).await.unwrap(),
         Rotation::Rotated
     );
     store.raise_cutoff(&layer::subject(grant.subject_ref()), 1_300, 9_000, 1_300).await.unwrap();
     let third = refresh_record(&grant, 1_400, 5_000);
     assert_eq!(
-        store.rotate_refresh_token(&second, &third, &[], &guard, 1_400).await.unwrap(),
+        store.rotate_refresh_token(&second, &third, &[], &guard, None, 1_400).await.unwrap(),
         Rotation::CutOff
     );
     let (record, _) = store.refresh_token(&grant.id, &second.digest, 1_400).await.unwrap().unwrap();
@@ -442,7 +467,10 @@ pub async fn subject_cutoffs_never_cross_kinds_or_tenants(store: Arc<dyn Store>)
 pub async fn grants_are_read_in_bulk(store: Arc<dyn Store>) {
     let grants: Vec<Grant> = (0..130).map(|_| grant(1_000, 10_000)).collect();
     for grant in &grants {
-        store.start_grant(grant, &refresh_record(grant, 1_000, 500), &[]).await.unwrap();
+        store
+            .start_grant(grant, &refresh_record(grant, 1_000, 500), &[], None, None)
+            .await
+            .unwrap();
     }
     let mut ids: Vec<GrantId> = grants.iter().map(|g| g.id.clone()).collect();
     ids.push(GrantId::generate());
@@ -536,7 +564,7 @@ pub async fn revoked_tokens_stay_revoked_until_they_would_have_expired(store: Ar
 
 pub async fn revocation_state_carries_the_grant(store: Arc<dyn Store>) {
     let grant = grant(1_000, 10_000);
-    store.start_grant(&grant, &refresh_record(&grant, 1_000, 500), &[]).await.unwrap();
+    store.start_grant(&grant, &refresh_record(&grant, 1_000, 500), &[], None, None).await.unwrap();
     let id = TokenId::generate();
     let state = store
         .revocation_state(&token_ref(&id, Some(&grant.id), &grant.client_id, &grant.tenant), 1_100)
@@ -569,7 +597,7 @@ pub async fn every_read_treats_expired_items_as_absent(store: Arc<dyn Store>) {
     // Grant (absolute end 3_000) and refresh record (idle end 1_500).
     let short = grant(1_000, 2_000);
     let record = refresh_record(&short, 1_000, 500);
-    store.start_grant(&short, &record, &[]).await.unwrap();
+    store.start_grant(&short, &record, &[], None, None).await.unwrap();
     assert!(store.refresh_token(&short.id, &record.digest, 1_499).await.unwrap().is_some());
     assert_eq!(store.refresh_token(&short.id, &record.digest, 1_500).await.unwrap(), None);
     assert!(store.grant(&short.id, 2_999).await.unwrap().is_some());
@@ -579,7 +607,10 @@ pub async fn every_read_treats_expired_items_as_absent(store: Arc<dyn Store>) {
     // Rotating an expired refresh token stores nothing.
     let next = refresh_record(&short, 1_500, 500);
     assert_ne!(
-        store.rotate_refresh_token(&record, &next, &[], &no_cutoffs(&short), 1_500).await.unwrap(),
+        store
+            .rotate_refresh_token(&record, &next, &[], &no_cutoffs(&short), None, 1_500)
+            .await
+            .unwrap(),
         Rotation::Rotated,
         "an expired refresh token does not rotate"
     );
@@ -611,17 +642,23 @@ pub async fn every_read_treats_expired_items_as_absent(store: Arc<dyn Store>) {
     // An expired cutoff no longer stops a rotation.
     let later = grant(1_000, 10_000);
     let first = refresh_record(&later, 1_000, 5_000);
-    store.start_grant(&later, &first, &[]).await.unwrap();
+    store.start_grant(&later, &first, &[], None, None).await.unwrap();
     store.raise_cutoff(&layer::subject(later.subject_ref()), 1_100, 2_600, 1_000).await.unwrap();
     let second = refresh_record(&later, 2_599, 5_000);
     assert_eq!(
-        store.rotate_refresh_token(&first, &second, &[], &no_cutoffs(&later), 2_599).await.unwrap(),
+        store
+            .rotate_refresh_token(&first, &second, &[], &no_cutoffs(&later), None, 2_599)
+            .await
+            .unwrap(),
         Rotation::CutOff,
         "live at 2_599"
     );
     let second = refresh_record(&later, 2_600, 5_000);
     assert_eq!(
-        store.rotate_refresh_token(&first, &second, &[], &no_cutoffs(&later), 2_600).await.unwrap(),
+        store
+            .rotate_refresh_token(&first, &second, &[], &no_cutoffs(&later), None, 2_600)
+            .await
+            .unwrap(),
         Rotation::Rotated,
         "expired at 2_600, still stored"
     );
@@ -631,6 +668,388 @@ pub async fn every_read_treats_expired_items_as_absent(store: Arc<dyn Store>) {
     store.record_issued(&entry).await.unwrap();
     assert_eq!(live_count(&store, &filter("/ttl", None, None), 199).await, 1);
     assert_eq!(live_count(&store, &filter("/ttl", None, None), 200).await, 0);
+}
+
+fn client_in(path: &str, id: &str) -> Client {
+    Client { tenant: tenant(path), ..client(id) }
+}
+
+/// Every page of a list, following `next` from the start: the items, and the page sizes.
+async fn every_page<T, P, F, Fut>(limit: usize, mut read: F) -> (Vec<T>, Vec<usize>)
+where
+    P: Clone,
+    F: FnMut(PageRequest<'_, P>) -> Fut,
+    Fut: std::future::Future<Output = Page<T, P>>,
+{
+    let (mut items, mut sizes, mut after) = (Vec::new(), Vec::new(), None::<P>);
+    loop {
+        let page = read(PageRequest { limit, after: after.as_ref() }).await;
+        sizes.push(page.items.len());
+        items.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return (items, sizes),
+        }
+    }
+}
+
+pub async fn tenants_are_created_listed_and_deleted_only_when_empty(store: Arc<dyn Store>) {
+    assert!(store.create_tenant(&tenant("/acme")).await.unwrap());
+    assert!(!store.create_tenant(&tenant("/acme")).await.unwrap(), "exists already");
+    assert!(store.tenant_exists(&tenant("/acme")).await.unwrap());
+    assert!(!store.tenant_exists(&tenant("/nope")).await.unwrap());
+    assert_eq!(store.delete_tenant(&tenant("/nope")).await.unwrap(), TenantDeletion::Missing);
+    for path in ["/acme/b", "/acme/a", "/acme/a/x", "/acmex", "/other"] {
+        assert!(store.create_tenant(&tenant(path)).await.unwrap());
+    }
+    let listed =
+        store.tenants(&tenant("/acme"), PageRequest { limit: 10, after: None }).await.unwrap();
+    let expected = ["/acme", "/acme/a", "/acme/a/x", "/acme/b"].map(tenant).to_vec();
+    assert_eq!(listed, Page { items: expected.clone(), next: None }, "the subtree, in order");
+    let (paged, sizes) = every_page(3, |page: PageRequest<'_, TenantPath>| {
+        let (store, limit, after) = (store.clone(), page.limit, page.after.cloned());
+        async move {
+            let page = PageRequest { limit, after: after.as_ref() };
+            store.tenants(&tenant("/acme"), page).await.unwrap()
+        }
+    })
+    .await;
+    assert_eq!((paged, sizes), (expected, vec![3, 1]));
+
+    // A child tenant, however deep, keeps its ancestors.
+    assert_eq!(store.delete_tenant(&tenant("/acme")).await.unwrap(), TenantDeletion::NotEmpty);
+    assert_eq!(store.delete_tenant(&tenant("/acme/a")).await.unwrap(), TenantDeletion::NotEmpty);
+    for path in ["/acme/a/x", "/acme/a", "/acme/b", "/acme"] {
+        assert_eq!(store.delete_tenant(&tenant(path)).await.unwrap(), TenantDeletion::Deleted);
+    }
+    assert_eq!(store.delete_tenant(&tenant("/acme")).await.unwrap(), TenantDeletion::Missing);
+    assert!(!store.tenant_exists(&tenant("/acme")).await.unwrap());
+    assert!(store.tenant_exists(&tenant("/acmex")).await.unwrap(), "not in /acme's subtree");
+
+    // A tenant created below an existing one, before it is: counted all the same.
+    assert!(store.create_tenant(&tenant("/late/child")).await.unwrap());
+    assert!(store.create_tenant(&tenant("/late")).await.unwrap());
+    assert_eq!(store.delete_tenant(&tenant("/late")).await.unwrap(), TenantDeletion::NotEmpty);
+    assert_eq!(store.delete_tenant(&tenant("/late/child")).await.unwrap(), TenantDeletion::Deleted);
+    assert_eq!(store.delete_tenant(&tenant("/late")).await.unwrap(), TenantDeletion::Deleted);
+}
+
+pub async fn a_tenant_holding_a_client_or_user_is_not_deleted(store: Arc<dyn Store>) {
+    store.create_tenant(&tenant("/held")).await.unwrap();
+    let held = client_in("/held", "held-app");
+    assert!(store.create_client(&held).await.unwrap());
+    assert_eq!(store.delete_tenant(&tenant("/held")).await.unwrap(), TenantDeletion::NotEmpty);
+    assert!(store.delete_client(&held).await.unwrap());
+    assert!(!store.delete_client(&held).await.unwrap(), "gone already");
+    assert_eq!(store.client(&held.id).await.unwrap(), None);
+
+    let alice = user("/held", "alice", "h");
+    assert!(store.create_user(&alice).await.unwrap());
+    assert_eq!(store.delete_tenant(&tenant("/held")).await.unwrap(), TenantDeletion::NotEmpty);
+    assert!(store.delete_user(&alice).await.unwrap());
+    assert!(!store.delete_user(&alice).await.unwrap(), "gone already");
+    assert_eq!(store.delete_tenant(&tenant("/held")).await.unwrap(), TenantDeletion::Deleted);
+
+    // A client or user stored in a tenant nobody created makes it exist, below its ancestors.
+    store.create_tenant(&tenant("/top")).await.unwrap();
+    let deep = client_in("/top/new", "deep-app");
+    assert!(store.create_client(&deep).await.unwrap());
+    assert!(store.tenant_exists(&tenant("/top/new")).await.unwrap());
+    let bob = user("/made/by/user", "bob", "h");
+    assert!(store.create_user(&bob).await.unwrap());
+    assert!(store.tenant_exists(&tenant("/made/by/user")).await.unwrap());
+    assert!(store.delete_client(&deep).await.unwrap());
+    assert_eq!(
+        store.delete_tenant(&tenant("/top")).await.unwrap(),
+        TenantDeletion::NotEmpty,
+        "/top/new is still there"
+    );
+    assert_eq!(store.delete_tenant(&tenant("/top/new")).await.unwrap(), TenantDeletion::Deleted);
+    assert_eq!(store.delete_tenant(&tenant("/top")).await.unwrap(), TenantDeletion::Deleted);
+
+    // Deleting names the tenant it is in: another tenant's record of that id is not deleted.
+    let elsewhere = Client { tenant: tenant("/other"), ..client_in("/held", "held-2") };
+    store.create_client(&client_in("/held", "held-2")).await.unwrap();
+    assert!(!store.delete_client(&elsewhere).await.unwrap());
+    assert!(store.client(&elsewhere.id).await.unwrap().is_some());
+}
+
+pub async fn concurrent_client_creations_keep_their_tenant_from_deletion(store: Arc<dyn Store>) {
+    store.create_tenant(&tenant("/busy")).await.unwrap();
+    let creations = (0..20).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let client = client_in("/busy", &format!("busy-{i}"));
+            assert!(store.create_client(&client).await.unwrap());
+            client
+        })
+    });
+    let mut clients = Vec::new();
+    for creation in creations.collect::<Vec<_>>() {
+        clients.push(creation.await.unwrap());
+    }
+    for client in &clients {
+        assert_eq!(
+            store.delete_tenant(&tenant("/busy")).await.unwrap(),
+            TenantDeletion::NotEmpty,
+            "{} is still in it",
+            client.id
+        );
+        assert!(store.delete_client(client).await.unwrap());
+    }
+    assert_eq!(store.delete_tenant(&tenant("/busy")).await.unwrap(), TenantDeletion::Deleted);
+}
+
+fn jwks() -> ClientJwks {
+    ClientJwks::parse(serde_json::json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "one", "alg": "ES256",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+    }]}))
+    .unwrap()
+}
+
+pub async fn clients_keep_every_setting_and_update_only_from_their_version(store: Arc<dyn Store>) {
+    let previous = PreviousSecret { digest: ClientSecret::generate().digest(), valid_until: 5_000 };
+    let rotated = Client {
+        credentials: Credentials::Secret {
+            method: AuthMethod::ClientSecretPost,
+            digest: ClientSecret::generate().digest(),
+            previous: Some(previous),
+        },
+        refresh_reuse_interval: 30,
+        dpop_bound_access_tokens: true,
+        enabled: false,
+        ..client_in("/acme", "rotated")
+    };
+    let keyed =
+        Client { credentials: Credentials::PrivateKeyJwt { jwks: jwks() }, ..client("keyed") };
+    for client in [&rotated, &keyed] {
+        assert!(store.create_client(client).await.unwrap());
+        assert_eq!(store.client(&client.id).await.unwrap().as_ref(), Some(client));
+    }
+
+    // From version 0 to 1, dropping the previous secret.
+    let edited = Client {
+        credentials: Credentials::secret(ClientSecret::generate().digest()),
+        ..rotated.clone()
+    };
+    assert!(store.update_client(&edited).await.unwrap());
+    let stored = store.client(&edited.id).await.unwrap().unwrap();
+    assert_eq!(stored, Client { version: 1, ..edited.clone() });
+    assert!(!store.update_client(&edited).await.unwrap(), "version 0 is stale");
+    assert_eq!(store.client(&edited.id).await.unwrap(), Some(stored.clone()));
+    let moved = Client { tenant: tenant("/elsewhere"), ..stored.clone() };
+    assert!(!store.update_client(&moved).await.unwrap(), "a client keeps its tenant");
+    assert!(!store.update_client(&client("unknown")).await.unwrap(), "no such client");
+    // From a key set to a secret and back.
+    let keyed_now = Client { credentials: rotated.credentials.clone(), ..keyed.clone() };
+    assert!(store.update_client(&keyed_now).await.unwrap());
+    let rekeyed = Client { credentials: keyed.credentials.clone(), version: 1, ..keyed.clone() };
+    assert!(store.update_client(&rekeyed).await.unwrap());
+    assert_eq!(store.client(&keyed.id).await.unwrap(), Some(Client { version: 2, ..rekeyed }));
+}
+
+pub async fn clients_are_listed_a_page_at_a_time_within_the_tenant(store: Arc<dyn Store>) {
+    let mut expected = Vec::new();
+    for i in 0..250 {
+        let path = if i % 5 == 0 { "/big/sub" } else { "/big" };
+        let client = client_in(path, &format!("c{i:03}"));
+        store.create_client(&client).await.unwrap();
+        expected.push((client.tenant.clone(), client.id.clone()));
+    }
+    for (path, id) in [("/bigger", "x1"), ("/other", "x2"), ("/a", "x3"), ("/big0", "x4")] {
+        store.create_client(&client_in(path, id)).await.unwrap();
+    }
+    expected.sort_by_key(|(tenant, id)| format!("{tenant}/#{id}"));
+    let within = tenant("/big");
+    let (listed, sizes) = every_page(100, |page: PageRequest<'_, ClientPosition>| {
+        let (store, within, limit, after) =
+            (store.clone(), within.clone(), page.limit, page.after.cloned());
+        async move {
+            store.clients(&within, PageRequest { limit, after: after.as_ref() }).await.unwrap()
+        }
+    })
+    .await;
+    let listed: Vec<ClientPosition> =
+        listed.into_iter().map(|client| (client.tenant, client.id)).collect();
+    assert_eq!(sizes, [100, 100, 50]);
+    assert_eq!(listed, expected, "each once, in order, none from another tenant");
+
+    let sub = store.clients(&tenant("/big/sub"), PageRequest { limit: 100, after: None }).await;
+    assert_eq!(sub.unwrap().items.len(), 50);
+    // A position outside `within` reads nothing outside it.
+    for outside in [("/other", "x2"), ("/bigger", "x1"), ("/zzz", "x")] {
+        let after = (tenant(outside.0), ClientId::parse(outside.1).unwrap());
+        let page =
+            store.clients(&within, PageRequest { limit: 100, after: Some(&after) }).await.unwrap();
+        assert!(page.items.iter().all(|c| c.tenant.is_within(&within)), "{outside:?}");
+        assert_eq!(page.next, None);
+    }
+    let before = (tenant("/a"), ClientId::parse("x3").unwrap());
+    let page = store.clients(&within, PageRequest { limit: 10, after: Some(&before) }).await;
+    let page = page.unwrap();
+    let first: Vec<ClientPosition> =
+        page.items.into_iter().map(|client| (client.tenant, client.id)).collect();
+    assert_eq!(first, expected[..10], "a position before the range reads from its start");
+    assert_eq!(
+        store.clients(&within, PageRequest { limit: 0, after: None }).await.unwrap(),
+        Page { items: Vec::new(), next: None }
+    );
+}
+
+/// A login's grant is stored only while the user is still the version the login checked: a
+/// password changed or a disable during the check leaves no session behind.
+pub async fn a_grant_starts_only_while_its_user_is_unchanged(store: Arc<dyn Store>) {
+    let alice = user("/acme", "alice", "old-hash");
+    assert!(store.create_user(&alice).await.unwrap());
+    let read = store.user(&alice.tenant, &alice.username).await.unwrap().unwrap();
+    let mut changed = read.clone();
+    changed.password_hash = "new-hash".into();
+    assert!(store.update_user(&changed).await.unwrap());
+
+    let stale = grant(1_000, 3_600);
+    let started = store
+        .start_grant(&stale, &refresh_record(&stale, 1_000, 500), &[], None, Some(&read))
+        .await
+        .unwrap();
+    assert!(!started, "the login checked a password that no longer holds");
+    assert_eq!(store.grant(&stale.id, 1_000).await.unwrap(), None, "nothing was stored");
+
+    let current = store.user(&alice.tenant, &alice.username).await.unwrap().unwrap();
+    let fresh = grant(1_000, 3_600);
+    let started = store
+        .start_grant(&fresh, &refresh_record(&fresh, 1_000, 500), &[], None, Some(&current))
+        .await
+        .unwrap();
+    assert!(started);
+}
+
+pub async fn users_are_listed_found_by_id_updated_and_deleted(store: Arc<dyn Store>) {
+    let mut expected = Vec::new();
+    for i in 0..30 {
+        let path = if i % 3 == 0 { "/crew/deck" } else { "/crew" };
+        let user = User { created_at: 100 + i, ..user(path, &format!("user #{i}"), "h") };
+        assert!(store.create_user(&user).await.unwrap());
+        expected.push(user);
+    }
+    store.create_user(&user("/crewmates", "outsider", "h")).await.unwrap();
+    store.create_user(&user("/other", "outsider", "h")).await.unwrap();
+    expected.sort_by_key(|user| format!("{}/#{}", user.tenant, user.username));
+    let within = tenant("/crew");
+    let (listed, sizes) =
+        every_page(7, |page: PageRequest<'_, UserPosition>| {
+            let (store, within, limit, after) =
+                (store.clone(), within.clone(), page.limit, page.after.cloned());
+            async move {
+                store.users(&within, PageRequest { limit, after: after.as_ref() }).await.unwrap()
+            }
+        })
+        .await;
+    assert_eq!(sizes, [7, 7, 7, 7, 2]);
+    assert_eq!(listed, expected, "each once, in order, none from another tenant");
+    let outside = (tenant("/other"), Username::parse("outsider").unwrap());
+    let page = store.users(&within, PageRequest { limit: 7, after: Some(&outside) }).await;
+    assert!(page.unwrap().items.is_empty());
+
+    let alice = expected[4].clone();
+    assert_eq!(store.user_by_id(&alice.id).await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.user_by_id(&UserId::generate()).await.unwrap(), None);
+    let disabled = User { enabled: false, password_hash: "new".into(), ..alice.clone() };
+    assert!(store.update_user(&disabled).await.unwrap());
+    assert!(!store.update_user(&disabled).await.unwrap(), "version 0 is stale");
+    let other_id = User { id: UserId::generate(), version: 1, ..disabled.clone() };
+    assert!(!store.update_user(&other_id).await.unwrap(), "another user of that name");
+    let stored = store.user_by_id(&alice.id).await.unwrap().unwrap();
+    assert_eq!(stored, User { version: 1, ..disabled });
+
+    assert!(!store.delete_user(&other_id).await.unwrap(), "another user of that name");
+    assert!(store.delete_user(&stored).await.unwrap());
+    assert_eq!(store.user_by_id(&alice.id).await.unwrap(), None);
+    assert_eq!(store.user(&alice.tenant, &alice.username).await.unwrap(), None);
+    assert!(store.create_user(&alice).await.unwrap(), "the name and the id are free again");
+}
+
+fn session_of(user: &UserId, path: &str, created_at: u64, lifetime: u64) -> Grant {
+    Grant { tenant: tenant(path), subject: user.to_string(), ..grant(created_at, lifetime) }
+}
+
+pub async fn a_users_live_sessions_are_listed_oldest_first(store: Arc<dyn Store>) {
+    let alice = UserId::generate();
+    let mut live = Vec::new();
+    // Started out of order; one revoked, one expired, others of someone else.
+    for created_at in [1_500, 1_100, 1_300, 1_200, 1_600, 1_400, 1_000] {
+        let grant = session_of(&alice, "/acme", created_at, 10_000);
+        store
+            .start_grant(&grant, &refresh_record(&grant, created_at, 500), &[], None, None)
+            .await
+            .unwrap();
+        live.push(grant);
+    }
+    let revoked = session_of(&alice, "/acme", 1_250, 10_000);
+    let expired = session_of(&alice, "/acme", 1_050, 100);
+    let others = [
+        session_of(&UserId::generate(), "/acme", 1_000, 10_000),
+        session_of(&alice, "/acme/sales", 1_000, 10_000),
+    ];
+    for grant in [&revoked, &expired].into_iter().chain(&others) {
+        store.start_grant(grant, &refresh_record(grant, 1_000, 50), &[], None, None).await.unwrap();
+    }
+    store.revoke_grant(&revoked.id, 1_260).await.unwrap();
+    live.sort_by_key(|grant| grant.created_at);
+    let acme = tenant("/acme");
+    let (listed, sizes) = every_page(3, |page| {
+        let (store, acme, alice, limit, after) =
+            (store.clone(), acme.clone(), alice.clone(), page.limit, page.after.cloned());
+        async move {
+            let page = PageRequest { limit, after: after.as_ref() };
+            store.sessions(&acme, &alice, page, 2_000).await.unwrap()
+        }
+    })
+    .await;
+    assert_eq!(sizes, [3, 3, 1]);
+    assert_eq!(listed, live, "the live ones, oldest first");
+    let all = store.sessions(&acme, &alice, PageRequest { limit: 100, after: None }, 2_000).await;
+    assert_eq!(all.unwrap(), Page { items: live, next: None });
+    let nobody = store
+        .sessions(&acme, &UserId::generate(), PageRequest { limit: 10, after: None }, 2_000)
+        .await
+        .unwrap();
+    assert_eq!(nobody, Page { items: Vec::new(), next: None });
+}
+
+pub async fn rotation_records_the_refresh_and_its_device(store: Arc<dyn Store>) {
+    let device = |i: usize| DeviceId::parse(&format!("device {i}")).unwrap();
+    let started = Grant { device_ids: vec![device(0)], ..grant(1_000, 10_000) };
+    let mut used = refresh_record(&started, 1_000, 5_000);
+    store.start_grant(&started, &used, &[], None, None).await.unwrap();
+    assert_eq!(store.grant(&started.id, 1_000).await.unwrap(), Some(started.clone()));
+
+    let mut rotate = async |device: Option<DeviceId>, now: u64| {
+        let next = refresh_record(&started, now, 5_000);
+        let rotation = store
+            .rotate_refresh_token(&used, &next, &[], &no_cutoffs(&started), device.as_ref(), now)
+            .await
+            .unwrap();
+        assert_eq!(rotation, Rotation::Rotated, "a device never stops a rotation");
+        used = next;
+        store.grant(&started.id, now).await.unwrap().unwrap()
+    };
+    let grant = rotate(None, 1_100).await;
+    assert_eq!((grant.last_refreshed_at, grant.device_ids.clone()), (Some(1_100), vec![device(0)]));
+    let grant = rotate(Some(device(1)), 1_200).await;
+    assert_eq!(
+        (grant.last_refreshed_at, grant.device_ids),
+        (Some(1_200), vec![device(0), device(1)])
+    );
+    let grant = rotate(Some(device(0)), 1_300).await;
+    assert_eq!(grant.device_ids, vec![device(0), device(1)], "known already");
+    for i in 2..MAX_DEVICE_IDS + 3 {
+        rotate(Some(device(i)), 1_300 + i as u64).await;
+    }
+    let grant = store.grant(&started.id, 2_000).await.unwrap().unwrap();
+    let first: Vec<DeviceId> = (0..MAX_DEVICE_IDS).map(device).collect();
+    assert_eq!(grant.device_ids, first, "the first ones seen, at most {MAX_DEVICE_IDS}");
 }
 
 /// Declares one test per contract check, each on a fresh store from `$fresh` (an async
@@ -666,6 +1085,15 @@ macro_rules! store_contract_tests {
             users_are_found_by_id_for_their_tenant,
             putting_a_user_replaces_it_and_moves_its_id,
             every_read_treats_expired_items_as_absent,
+            tenants_are_created_listed_and_deleted_only_when_empty,
+            a_tenant_holding_a_client_or_user_is_not_deleted,
+            concurrent_client_creations_keep_their_tenant_from_deletion,
+            clients_keep_every_setting_and_update_only_from_their_version,
+            clients_are_listed_a_page_at_a_time_within_the_tenant,
+            users_are_listed_found_by_id_updated_and_deleted,
+            a_grant_starts_only_while_its_user_is_unchanged,
+            a_users_live_sessions_are_listed_oldest_first,
+            rotation_records_the_refresh_and_its_device,
         );
     };
     (@tests $fresh:expr; $($check:ident),* $(,)?) => {

@@ -238,3 +238,108 @@ pub async fn faulty_endpoint_with(
     });
     FaultyEndpoint { url: endpoint, on: switch }
 }
+
+/// What [`write_first_stage_records`] wrote.
+pub struct FirstStage {
+    /// `alice` of `/old`, whose id entry lacks its username.
+    pub alice: token_service::domain::UserId,
+    /// `bob` of `/old/eu`, whose id entry names him.
+    pub bob: token_service::domain::UserId,
+    /// A live grant of alice's, unlisted.
+    pub grant: token_service::domain::GrantId,
+    /// An id entry without username naming no user.
+    pub dangling: token_service::domain::UserId,
+}
+
+/// Writes records as the first stage (before the admin plane) wrote them, with the SDK: client
+/// `old-app` of `/old`, users `alice` of `/old` and `bob` of `/old/eu` with their id entries, a
+/// live grant of alice's, and a dangling id entry; no tenant items, no `counted`, no list keys.
+pub async fn write_first_stage_records(store: &DynamoStore, now: u64) -> FirstStage {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use token_service::domain::{ClientSecret, GrantId, UserId};
+    let text = |pairs: &[(&str, &str)]| -> std::collections::HashMap<String, AttributeValue> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), AttributeValue::S((*value).to_owned())))
+            .collect()
+    };
+    let number = |value: u64| AttributeValue::N(value.to_string());
+    let (alice, bob, grant, dangling) =
+        (UserId::generate(), UserId::generate(), GrantId::generate(), UserId::generate());
+    let digest = String::from(ClientSecret::generate().digest());
+    let mut client = text(&[
+        ("pk", "CLIENT#old-app"),
+        ("sk", "CLIENT"),
+        ("client_id", "old-app"),
+        ("secret_sha256", &digest),
+        ("tenant", "/old"),
+        ("grants", "password refresh_token"),
+        ("scopes", "read"),
+    ]);
+    for lifetime in
+        ["max_access_token_lifetime", "refresh_idle_lifetime", "refresh_absolute_lifetime"]
+    {
+        client.insert(lifetime.to_owned(), number(600));
+    }
+    let mut grant_item = text(&[
+        ("pk", &format!("GRANT#{grant}")),
+        ("sk", "GRANT"),
+        ("grant_id", grant.as_str()),
+        ("client_id", "old-app"),
+        ("tenant", "/old"),
+        ("subject", alice.as_str()),
+        ("scope", "read"),
+    ]);
+    grant_item.insert("created_at".to_owned(), number(now - 10));
+    grant_item.insert("ttl".to_owned(), number(now + 3600));
+    let items = [
+        client,
+        text(&[
+            ("pk", "USER#/old#alice"),
+            ("sk", "USER"),
+            ("user_id", alice.as_str()),
+            ("tenant", "/old"),
+            ("username", "alice"),
+            ("password_hash", "hash"),
+        ]),
+        text(&[("pk", &format!("USERID#{alice}")), ("sk", "USERID"), ("tenant", "/old")]),
+        text(&[
+            ("pk", "USER#/old/eu#bob"),
+            ("sk", "USER"),
+            ("user_id", bob.as_str()),
+            ("tenant", "/old/eu"),
+            ("username", "bob"),
+            ("password_hash", "hash"),
+        ]),
+        text(&[
+            ("pk", &format!("USERID#{bob}")),
+            ("sk", "USERID"),
+            ("tenant", "/old/eu"),
+            ("username", "bob"),
+        ]),
+        grant_item,
+        text(&[("pk", &format!("USERID#{dangling}")), ("sk", "USERID"), ("tenant", "/old")]),
+    ];
+    for item in items {
+        let put = store.sdk_client().put_item().table_name(store.table_name()).set_item(Some(item));
+        put.send().await.unwrap();
+    }
+    FirstStage { alice, bob, grant, dangling }
+}
+
+/// The `members` count of tenant `path`'s item, if it has one.
+pub async fn tenant_members(store: &DynamoStore, path: &str) -> Option<u64> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let item = store
+        .sdk_client()
+        .get_item()
+        .table_name(store.table_name())
+        .key("pk", AttributeValue::S(format!("TENANT#{path}")))
+        .key("sk", AttributeValue::S("TENANT".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item?;
+    item.get("members").and_then(|v| v.as_n().ok()).and_then(|raw| raw.parse().ok())
+}

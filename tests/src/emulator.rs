@@ -73,7 +73,7 @@ impl Deployment {
 /// The environment every function shares, on the local AWS endpoints.
 async fn seeded_env() -> (Vec<(&'static str, String)>, String) {
     let store = dynamo::fresh_store().await;
-    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    load_seed(&repo_path("seed.toml")).install(&store, &store, &store).await.unwrap();
     let mut env = vec![
         ("ISSUER", ISSUER.to_owned()),
         ("AUDIENCE", AUDIENCE.to_owned()),

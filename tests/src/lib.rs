@@ -6,6 +6,7 @@ pub mod dynamo;
 pub mod emulator;
 pub mod flows;
 pub mod forgery;
+pub mod process;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +33,9 @@ pub const OTHER_APP: (&str, &str) = ("other-app", "other-app-secret-0123456789ab
 pub const SALES_APP: (&str, &str) = ("sales-app", "sales-app-secret-0123456789abcdefghijk");
 pub const ADMIN_CLIENT: (&str, &str) = ("admin-client", "admin-client-secret-0123456789abcdefgh");
 pub const SALES_ADMIN: (&str, &str) = ("sales-admin", "sales-admin-secret-0123456789abcdefghi");
+pub const ACME_ADMIN: (&str, &str) = ("acme-admin", "acme-admin-secret-0123456789abcdefghijk");
+pub const SALES_MANAGER: (&str, &str) =
+    ("sales-manager", "sales-manager-secret-0123456789abcdefgh");
 pub const SPECIAL_CLIENT: (&str, &str) = ("svc.a~b_c-d", "s3cr:t+with%special&chars/0123456789 é");
 pub const AUDIENCE: &str = "https://api.test";
 
@@ -97,8 +101,20 @@ pub async fn router_with(
     clock: Arc<dyn Clock>,
     stores: Stores,
 ) -> (Router, KeySet) {
+    router_configured(issuer, alg, clock, stores, &[]).await
+}
+
+/// [`router_with`], the configuration given `extra` variables.
+pub async fn router_configured(
+    issuer: &str,
+    alg: SigningAlgorithm,
+    clock: Arc<dyn Clock>,
+    stores: Stores,
+    extra: &[(&str, &str)],
+) -> (Router, KeySet) {
     let keys = KeySet::generate(alg).expect("key generation");
-    let router = SigningWiring::new(test_config(issuer, alg), keys.clone(), stores, clock).router();
+    let config = test_config_with(issuer, alg, extra);
+    let router = SigningWiring::new(config, keys.clone(), stores, clock).router();
     (router, keys)
 }
 
@@ -119,7 +135,10 @@ pub async fn seeded_dynamodb() -> Stores {
 /// A fresh DynamoDB table on the local server, holding the seed at `seed`.
 pub async fn seeded_dynamodb_from(seed: &std::path::Path) -> Stores {
     let store = Arc::new(dynamo::fresh_store().await);
-    load_seed(seed).install(store.as_ref(), store.as_ref()).await.expect("seeding the table");
+    load_seed(seed)
+        .install(store.as_ref(), store.as_ref(), store.as_ref())
+        .await
+        .expect("seeding the table");
     Stores::all(store)
 }
 
@@ -160,9 +179,29 @@ impl TestServer {
         stores: Stores,
         limits: Limits,
     ) -> Self {
+        Self::start_full(alg, clock, stores, limits, &[]).await
+    }
+
+    /// The server on `stores` and `clock`, configured with `extra` variables besides the test
+    /// configuration.
+    pub async fn start_configured(
+        clock: Arc<dyn Clock>,
+        stores: Stores,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        Self::start_full(SigningAlgorithm::ES256, clock, stores, Limits::default(), extra).await
+    }
+
+    async fn start_full(
+        alg: SigningAlgorithm,
+        clock: Arc<dyn Clock>,
+        stores: Stores,
+        limits: Limits,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding a port");
         let base_url = format!("http://{}", listener.local_addr().expect("bound address"));
-        let (router, keys) = router_with(&base_url, alg, clock, stores).await;
+        let (router, keys) = router_configured(&base_url, alg, clock, stores, extra).await;
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(tokenctl::server::serve_with(listener, Arc::new(router), limits, async {
             let _ = stopped.await;

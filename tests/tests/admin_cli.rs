@@ -273,7 +273,7 @@ async fn import_seed_refuses_plaintext_and_existing_records_before_writing_anyth
     let seed_arg = seed.to_str().unwrap();
     tokenctl(&["import-seed", "--table", &table, "--seed", seed_arg], "");
     let imported = store.client(&ClientId::parse("imported-a").unwrap()).await.unwrap();
-    assert!(imported.unwrap().secret_digest.matches(&secret));
+    assert!(imported.unwrap().credentials.secret_matches(&secret, 0));
 
     // A second seed reusing both ids and the username, plus a new client: refused whole.
     let (again, other_secret) =
@@ -285,11 +285,11 @@ async fn import_seed_refuses_plaintext_and_existing_records_before_writing_anyth
     }
     assert_eq!(store.client(&ClientId::parse("new").unwrap()).await.unwrap(), None);
     let kept = store.client(&ClientId::parse("imported-a").unwrap()).await.unwrap().unwrap();
-    assert!(kept.secret_digest.matches(&secret), "not overwritten");
+    assert!(kept.credentials.secret_matches(&secret, 0), "not overwritten");
 
     tokenctl(&["import-seed", "--table", &table, "--seed", again_arg, "--replace"], "");
     let replaced = store.client(&ClientId::parse("imported-a").unwrap()).await.unwrap().unwrap();
-    assert!(replaced.secret_digest.matches(&other_secret), "--replace overwrites");
+    assert!(replaced.credentials.secret_matches(&other_secret, 0), "--replace overwrites");
 
     tokenctl(&["import-seed", "--table", &table, "--seed", demo, "--allow-plaintext"], "");
     assert!(store.client(&demo_client).await.unwrap().is_some());
@@ -310,5 +310,163 @@ async fn of_concurrent_add_clients_with_one_id_exactly_one_succeeds() {
     assert_eq!(winners.len(), 1, "{winners:?}");
     let secret = winners[0].lines().find_map(|l| l.strip_prefix("client_secret: ")).unwrap();
     let stored = store.client(&ClientId::parse("contested").unwrap()).await.unwrap().unwrap();
-    assert!(stored.secret_digest.matches(secret), "the winner's secret is the one stored");
+    assert!(stored.credentials.secret_matches(secret, 0), "the winner's secret is the one stored");
+}
+
+/// Runs `tokenctl <args> --table <table>`, which must succeed, and parses the JSON it printed.
+fn manage(table: &str, args: &[&str], stdin: &str) -> serde_json::Value {
+    let printed = tokenctl(&[args, &["--table", table][..]].concat(), stdin);
+    serde_json::from_str(&printed).unwrap_or_else(|e| panic!("{args:?}: {e}: {printed}"))
+}
+
+/// The admin plane from the command line, on a table: every resource created, read, changed and
+/// deleted through the one admin service, a session seen and ended, errors answered with the
+/// service's description and a non-zero exit, and a password never printed.
+#[tokio::test]
+async fn tokenctl_manages_tenants_clients_users_and_sessions_on_a_table() {
+    let store = integration_tests::dynamo::fresh_store().await;
+    let table = store.table_name().to_owned();
+    let stores = token_service::store::Stores::all(Arc::new(store));
+
+    assert_eq!(manage(&table, &["tenants", "create", "--path", "/globex"], "")["path"], "/globex");
+    let listed = manage(&table, &["tenants", "list", "--tenant", "/globex"], "");
+    assert_eq!(listed["items"], serde_json::json!([{"path": "/globex"}]));
+    let created = manage(
+        &table,
+        &[
+            "clients",
+            "create",
+            "--tenant",
+            "/globex",
+            "--grant-types",
+            "password,refresh_token",
+            "--scope",
+            "read",
+            "--client-id",
+            "gx-app",
+        ],
+        "",
+    );
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(manage(&table, &["clients", "show", "gx-app"], "")["scope"], "read");
+    let user = ["users", "create", "--tenant", "/globex", "--username", "zed"];
+    let user = manage(&table, &user, "zed-password-1\n");
+    let user_id = user["id"].as_str().unwrap().to_owned();
+
+    let server = integration_tests::TestServer::start_on(
+        SigningAlgorithm::ES256,
+        Arc::new(SystemClock),
+        stores,
+    )
+    .await;
+    let login = server
+        .http
+        .post(server.url("/oauth2/token"))
+        .header("authorization", integration_tests::basic_header("gx-app", &secret))
+        .header("x-device-id", "laptop-1")
+        .form(&[("grant_type", "password"), ("username", "zed"), ("password", "zed-password-1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let login: serde_json::Value = login.json().await.unwrap();
+    let sessions = manage(&table, &["users", "sessions", &user_id], "");
+    assert_eq!(sessions["items"][0]["device_ids"], serde_json::json!(["laptop-1"]));
+    let grant_id = sessions["items"][0]["grant_id"].as_str().unwrap().to_owned();
+    tokenctl(&["sessions", "end", &grant_id, "--table", &table], "");
+    let refresh = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", login["refresh_token"].as_str().unwrap()),
+    ];
+    let refreshed = server.token(&refresh, Some(("gx-app", &secret))).await;
+    assert_eq!(refreshed.status(), 400, "the ended session's refresh token is dead");
+
+    let rotated = manage(
+        &table,
+        &["clients", "rotate-secret", "gx-app", "--previous-secret-valid-for", "60"],
+        "",
+    );
+    assert_ne!(rotated["client_secret"].as_str().unwrap(), secret);
+    let disabled = manage(&table, &["clients", "update", "gx-app", "--enabled", "false"], "");
+    assert_eq!(disabled["enabled"], false);
+
+    let stderr = tokenctl_fails(&["clients", "show", "nobody", "--table", &table], "");
+    assert!(stderr.contains("no such client"), "{stderr}");
+    let short = ["users", "update", &user_id, "--password-stdin", "--table", &table];
+    let stderr = tokenctl_fails(&short, "shortpw\n");
+    assert!(stderr.contains("password:") && !stderr.contains("shortpw"), "{stderr}");
+    let stderr = tokenctl_fails(&["tenants", "delete", "--path", "/globex", "--table", &table], "");
+    assert!(stderr.contains("still holds"), "{stderr}");
+
+    for args in [
+        &["users", "delete", &user_id][..],
+        &["clients", "delete", "gx-app"],
+        &["tenants", "delete", "--path", "/globex"],
+    ] {
+        let printed = tokenctl(&[args, &["--table", &table][..]].concat(), "");
+        assert_eq!(printed, "", "{args:?}: a deletion prints nothing");
+    }
+    let stderr = tokenctl_fails(&["users", "show", &user_id, "--table", &table], "");
+    assert!(stderr.contains("no such user"), "{stderr}");
+}
+
+/// `tokenctl upgrade-table` on a first-stage table prints what it upgraded per kind; run again,
+/// it upgrades nothing. (What the upgrade writes is tested on the store, in `dynamodb.rs`.)
+#[tokio::test]
+async fn upgrade_table_upgrades_a_first_stage_table_once_and_says_what_it_did() {
+    use token_service::clock::Clock;
+    use token_service::domain::TenantPath;
+    use token_service::store::{PageRequest, TenantDeletion, TenantStore, UserStore};
+    let store = integration_tests::dynamo::fresh_store().await;
+    let table = store.table_name().to_owned();
+    let old = integration_tests::dynamo::write_first_stage_records(&store, SystemClock.now()).await;
+
+    let printed = tokenctl(&["upgrade-table", "--table", &table], "");
+    assert!(
+        printed.contains("1 clients and 2 users counted and listed, 1 grants listed")
+            && printed.contains("1 user id entries completed, 1 user id entries naming no user"),
+        "{printed}"
+    );
+    let root = TenantPath::parse("/old").unwrap();
+    let users = store.users(&root, PageRequest { limit: 10, after: None }).await.unwrap();
+    assert_eq!(users.items.len(), 2);
+    assert!(store.user_by_id(&old.alice).await.unwrap().is_some());
+    assert_eq!(store.delete_tenant(&root).await.unwrap(), TenantDeletion::NotEmpty);
+
+    let again = tokenctl(&["upgrade-table", "--table", &table], "");
+    assert!(again.contains("0 clients and 0 users counted and listed, 0 grants listed"), "{again}");
+    assert_eq!(integration_tests::dynamo::tenant_members(&store, "/old").await, Some(3));
+}
+
+/// `tokenctl users unlock` clears a username's login-defence counters on the table, from every
+/// source.
+#[tokio::test]
+async fn tokenctl_unlocks_a_users_login_counters_on_a_table() {
+    use token_service::clock::Clock;
+    use token_service::domain::{LoginKey, SourceAddress, TenantPath, Username};
+    use token_service::store::{LoginAttemptStore, TenantStore, UserStore};
+    let store = integration_tests::dynamo::fresh_store().await;
+    let table = store.table_name().to_owned();
+    let tenant = TenantPath::parse("/acme").unwrap();
+    store.create_tenant(&tenant).await.unwrap();
+    tokenctl(
+        &["users", "create", "--tenant", "/acme", "--username", "dora", "--table", &table],
+        "dora-password-1\n",
+    );
+    let dora = Username::parse("dora").unwrap();
+    let id = store.user(&tenant, &dora).await.unwrap().unwrap().id;
+    let now = SystemClock.now();
+    for n in 1..=3u8 {
+        let source = SourceAddress::new(std::net::IpAddr::from([192, 0, 2, n]));
+        let key = LoginKey::new(&tenant, &dora, source);
+        for _ in 0..6 {
+            store.record_login_failure(&key, &Default::default(), now, now + 3_600).await.unwrap();
+        }
+    }
+    tokenctl(&["users", "unlock", id.as_str(), "--table", &table], "");
+    for n in 1..=3u8 {
+        let source = SourceAddress::new(std::net::IpAddr::from([192, 0, 2, n]));
+        let read = store.login_attempts(&LoginKey::new(&tenant, &dora, source), now + 1).await;
+        assert!(read.unwrap().is_clear(), "source {n}");
+    }
 }

@@ -70,7 +70,36 @@ on_both_backends!(
     routes_require_their_configured_scopes,
     unlisted_routes_are_denied_unless_a_default_opens_them,
     a_users_token_never_passes_for_an_administrative_scope,
+    tokens_of_a_disabled_client_or_user_are_denied_at_once,
 );
+
+/// The admin plane's disable writes the same cutoff layers verification reads.
+async fn tokens_of_a_disabled_client_or_user_are_denied_at_once(backend: Backend) {
+    use token_service::admin::{Caller, ClientPatch, UserPatch};
+    let setup = setup_on(backend.seeded().await);
+    let service = token(&setup, CC_CLIENT).await;
+    let login = "grant_type=password&username=alice&password=alice-password-1&client_id=app-client\
+                 &client_secret=app-client-secret-0123456789abcdefghij";
+    let response = api::token_endpoint(&setup.router.token, event_from_form(login)).await;
+    let alice: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    let alice = alice["access_token"].as_str().unwrap().to_owned();
+    let admitted = async |token: &str| {
+        setup.authorizer.authorize(&authorizer_event(token, "GET /orders")).await.is_authorized
+    };
+    assert!(admitted(&service).await && admitted(&alice).await);
+
+    let operator = Caller::operator();
+    let disable = ClientPatch { enabled: Some(false), ..Default::default() };
+    setup.router.admin.update_client(&operator, CC_CLIENT.0, disable).await.unwrap();
+    assert!(!admitted(&service).await, "the disabled client's token");
+    assert!(admitted(&alice).await, "another client's user");
+
+    let claims = integration_tests::forgery::claims_of(&alice);
+    let sub = claims["sub"].as_str().unwrap();
+    let disable = UserPatch { enabled: Some(false), ..Default::default() };
+    setup.router.admin.update_user(&operator, sub, disable).await.unwrap();
+    assert!(!admitted(&alice).await, "the disabled user's token");
+}
 
 async fn a_valid_token_is_admitted_with_its_context(backend: Backend) {
     let setup = setup_on(backend.seeded().await);

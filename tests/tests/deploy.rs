@@ -139,7 +139,7 @@ fn only_the_token_function_may_read_the_private_signing_keys() {
         .filter(|(_, resource)| resource["Type"] == "AWS::Serverless::Function")
         .map(|(name, resource)| (name.as_str().unwrap(), resource))
         .collect();
-    assert_eq!(functions.len(), 6, "every function is checked");
+    assert_eq!(functions.len(), 7, "every function is checked");
     for (name, function) in &functions {
         let grants = ssm_grants(function);
         let expected = if *name == "TokenFunction" { &private } else { &public };
@@ -161,4 +161,154 @@ fn only_the_token_function_may_read_the_private_signing_keys() {
         other => panic!("PUBLIC_KEYS_PARAMETER is {other:?}"),
     };
     assert_eq!(published, public, "the functions read the parameter tokenctl keys writes");
+}
+
+fn template() -> serde_yaml::Value {
+    serde_yaml::from_str(&std::fs::read_to_string(repo_path("../template.yaml")).unwrap()).unwrap()
+}
+
+/// A tagged scalar (`!Ref X`, `!GetAtt X.Arn`, `!Sub "..."`) as `(tag, value)`.
+fn tagged(value: &serde_yaml::Value) -> (String, String) {
+    match value {
+        serde_yaml::Value::Tagged(tagged) => (
+            tagged.tag.to_string().trim_start_matches('!').to_owned(),
+            tagged.value.as_str().unwrap_or_default().to_owned(),
+        ),
+        other => (String::new(), other.as_str().unwrap_or_default().to_owned()),
+    }
+}
+
+/// The DynamoDB grants of a template function, as `(actions, resource)` per statement and
+/// resource, the resource being `TokenTable.Arn` or the `!Sub` text of an index ARN.
+fn dynamodb_grants(function: &serde_yaml::Value) -> Vec<(Vec<String>, String)> {
+    let mut grants = Vec::new();
+    for policy in function["Properties"]["Policies"].as_sequence().into_iter().flatten() {
+        for statement in policy["Statement"].as_sequence().into_iter().flatten() {
+            let actions: Vec<String> = match &statement["Action"] {
+                serde_yaml::Value::Sequence(list) => {
+                    list.iter().filter_map(|a| a.as_str()).map(str::to_owned).collect()
+                }
+                single => single.as_str().map(str::to_owned).into_iter().collect(),
+            };
+            if !actions.iter().any(|a| a.starts_with("dynamodb:") || a == "*") {
+                continue;
+            }
+            assert_eq!(statement["Effect"], "Allow");
+            grants.push((actions, tagged(&statement["Resource"]).1));
+        }
+    }
+    grants
+}
+
+/// The admin function changes clients, users (a user and its id index together), tenants and
+/// grants, and reads lists and sessions through Queries: those actions on the table, Query on
+/// its indexes, and never a Scan, which would read every tenant's records.
+#[test]
+fn the_admin_function_may_change_the_table_but_never_scan_it() {
+    let template = template();
+    let admin = &template["Resources"]["AdminFunction"];
+    assert_eq!(admin["Metadata"]["BuildProperties"]["Binary"], "admin");
+    assert_eq!(admin["Metadata"]["BuildMethod"], "rust-cargolambda");
+    let table_actions = [
+        "GetItem",
+        "BatchGetItem",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "Query",
+        "TransactWriteItems",
+        "ConditionCheckItem",
+    ]
+    .map(|action| format!("dynamodb:{action}"))
+    .to_vec();
+    assert_eq!(
+        dynamodb_grants(admin),
+        vec![
+            (table_actions, "TokenTable.Arn".to_owned()),
+            (vec!["dynamodb:Query".to_owned()], "${TokenTable.Arn}/index/*".to_owned()),
+        ]
+    );
+    for (name, resource) in template["Resources"].as_mapping().unwrap() {
+        for (actions, _) in dynamodb_grants(resource) {
+            assert!(
+                actions.iter().all(|a| a != "dynamodb:Scan" && a != "dynamodb:*" && a != "*"),
+                "{name:?} may scan the table: {actions:?}"
+            );
+        }
+    }
+}
+
+/// `/admin/*` goes to the admin function, which verifies the admin token itself, as batch
+/// revocation does: neither route is behind the authorizer (whose cached decision would let a
+/// revoked token through), and the stack says where the admin API is.
+#[test]
+fn every_admin_route_reaches_the_admin_function_which_authenticates_the_caller_itself() {
+    let template = template();
+    let resources = &template["Resources"];
+    let events = resources["AdminFunction"]["Properties"]["Events"].as_mapping().unwrap();
+    assert_eq!(events.len(), 1);
+    let (_, event) = events.iter().next().unwrap();
+    assert_eq!(event["Type"], "HttpApi");
+    assert_eq!(tagged(&event["Properties"]["ApiId"]), ("Ref".to_owned(), "HttpApi".to_owned()));
+    assert_eq!(event["Properties"]["Method"], "ANY");
+    assert_eq!(event["Properties"]["Path"], "/admin/{proxy+}");
+    for function in ["AdminFunction", "BatchRevokeFunction"] {
+        for (_, event) in resources[function]["Properties"]["Events"].as_mapping().unwrap() {
+            assert_eq!(event["Properties"]["Auth"], serde_yaml::Value::Null, "{function}");
+        }
+    }
+    let api = &resources["HttpApi"]["Properties"]["Auth"];
+    assert_eq!(
+        api["DefaultAuthorizer"],
+        serde_yaml::Value::Null,
+        "no route is behind it by default"
+    );
+    let url = tagged(&template["Outputs"]["AdminUrl"]["Value"]).1;
+    assert!(url.ends_with(".execute-api.${AWS::Region}.${AWS::URLSuffix}/admin"), "{url}");
+}
+
+/// The admin function cuts a disabled client off `CLIENT_CACHE_TTL` + 1 s ahead, for tokens a
+/// token function still trusting its cached record may yet mint: both must read the same TTL.
+/// It also hashes new passwords, with the token function's Argon2 parameters.
+#[test]
+fn the_admin_function_shares_the_token_functions_cache_ttl_and_hash_settings() {
+    let template = template();
+    let effective = |function: &str, name: &str| {
+        let own = &template["Resources"][function]["Properties"]["Environment"]["Variables"][name];
+        let global = &template["Globals"]["Function"]["Environment"]["Variables"][name];
+        if own.is_null() { global.clone() } else { own.clone() }
+    };
+    for name in ["CLIENT_CACHE_TTL", "ARGON2_MEMORY_KIB", "ARGON2_ITERATIONS", "ARGON2_PARALLELISM"]
+    {
+        assert_eq!(effective("AdminFunction", name), effective("TokenFunction", name), "{name}");
+    }
+    let ttl = tagged(&effective("TokenFunction", "CLIENT_CACHE_TTL"));
+    assert_eq!(ttl, ("Ref".to_owned(), "ClientCacheTtl".to_owned()));
+    assert_eq!(
+        template["Parameters"]["ClientCacheTtl"]["Default"].as_u64(),
+        Some(token_service::config::DEFAULT_CLIENT_CACHE_TTL),
+        "the stack's default is the code's"
+    );
+}
+
+/// The login defence's settings reach the token and admin functions from stack parameters whose
+/// defaults are the code's, so a stack deployed with defaults behaves as documented.
+#[test]
+fn the_login_defence_settings_are_stack_parameters_with_the_codes_defaults() {
+    let template = template();
+    let defaults = token_service::domain::LoginDefenceSettings::default();
+    for (variable, parameter, default) in [
+        ("LOGIN_SOURCE_THRESHOLD", "LoginSourceThreshold", defaults.source_threshold),
+        ("LOGIN_USERNAME_THRESHOLD", "LoginUsernameThreshold", defaults.username_threshold),
+        ("LOGIN_FIRST_WAIT", "LoginFirstWait", defaults.first_wait),
+        ("LOGIN_MAX_WAIT", "LoginMaxWait", defaults.max_wait),
+    ] {
+        let global = &template["Globals"]["Function"]["Environment"]["Variables"][variable];
+        assert_eq!(tagged(global), ("Ref".to_owned(), parameter.to_owned()), "{variable}");
+        for function in ["TokenFunction", "AdminFunction"] {
+            let own = &template["Resources"][function]["Properties"]["Environment"]["Variables"];
+            assert!(own[variable].is_null(), "{function} must not override {variable}");
+        }
+        assert_eq!(template["Parameters"][parameter]["Default"].as_u64(), Some(default));
+    }
 }

@@ -128,7 +128,7 @@ async fn template_and_create_table_agree_on_keys_indexes_and_ttl() {
 /// The services on a fresh seeded table, its round trips counted.
 async fn counted_wiring() -> (DynamoStore, RoundTrips, SigningWiring) {
     let (store, round_trips) = dynamo::fresh_store_counting().await;
-    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    load_seed(&repo_path("seed.toml")).install(&store, &store, &store).await.unwrap();
     let config = test_config("https://issuer", SigningAlgorithm::ES256);
     let keys = KeySet::generate(SigningAlgorithm::ES256).unwrap();
     let wiring =
@@ -185,7 +185,16 @@ async fn round_trips_stay_within_budget() {
     assert_eq!(
         trips(&warm, APP_CLIENT, &login).await.1,
         2,
-        "password, warm: GetItem user + TransactWriteItems"
+        "password, warm: BatchGetItem user + login counters, TransactWriteItems"
+    );
+    let wrong = TokenParams { password: Some("not-alices-password"), ..login };
+    let (answer, failed) = issue_counted(&warm, &round_trips, APP_CLIENT, &wrong).await;
+    assert!(answer.is_err());
+    assert_eq!(failed, 3, "failed password: BatchGetItem, then an UpdateItem per counter");
+    assert_eq!(
+        trips(&warm, APP_CLIENT, &login).await.1,
+        2,
+        "a success after failures: BatchGetItem, TransactWriteItems that also clears the counters"
     );
     let no_tenant_path = TokenParams { tenant_path: None, ..login };
     assert_eq!(
@@ -207,7 +216,14 @@ async fn round_trips_stay_within_budget() {
         "refresh, cold: BatchGetItem client + token + grant, TransactWriteItems"
     );
     let token = second.refresh_token.unwrap();
-    let refresh = TokenParams { refresh_token: Some(&token), ..refresh };
+    let refresh = TokenParams { refresh_token: Some(&token), device_id: Some("phone"), ..refresh };
+    let (third, warm_refresh) = trips(&warm, APP_CLIENT, &refresh).await;
+    assert_eq!(
+        warm_refresh, 2,
+        "refresh with a device id, warm: BatchGetItem + TransactWriteItems"
+    );
+    let token = third.refresh_token.unwrap();
+    let refresh = TokenParams { refresh_token: Some(&token), device_id: None, ..refresh };
     assert_eq!(
         trips(&warm, APP_CLIENT, &refresh).await.1,
         2,
@@ -393,7 +409,7 @@ async fn seeded_store_behind_with(
     fault: Fault,
 ) -> (Stores, dynamo::FaultyEndpoint) {
     let store = dynamo::fresh_store().await;
-    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    load_seed(&repo_path("seed.toml")).install(&store, &store, &store).await.unwrap();
     let sdk_config = setup::aws_config().await;
     let endpoint = dynamo::faulty_endpoint_with(failing, fault).await;
     let config =
@@ -557,7 +573,7 @@ async fn validity_reads_are_strongly_consistent_and_never_use_an_index() {
     let name = format!("consistent-{}", token_service::domain::TokenId::generate());
     table::create_table(&client, &name).await.unwrap();
     let store = DynamoStore::new(client, name.clone());
-    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    load_seed(&repo_path("seed.toml")).install(&store, &store, &store).await.unwrap();
     let server = TestServer::start_on(
         SigningAlgorithm::ES256,
         Arc::new(SystemClock),
@@ -624,7 +640,7 @@ async fn refresh_tokens_are_stored_only_as_digests() {
     use integration_tests::flows::{login, refresh};
     use token_service::domain::RefreshToken;
     let store = dynamo::fresh_store().await;
-    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    load_seed(&repo_path("seed.toml")).install(&store, &store, &store).await.unwrap();
     let stores = Stores::all(Arc::new(store.clone()));
     let server = TestServer::start_on(SigningAlgorithm::ES256, Arc::new(SystemClock), stores).await;
     let first = login(&server).await;
@@ -726,7 +742,7 @@ async fn failed_token_lookups_during_revocation_answer_503() {
 /// The brute-force protection of the password grant beyond Argon2's cost: API Gateway
 /// throttles `POST /oauth2/token`.
 #[tokio::test]
-async fn the_token_route_is_throttled_against_brute_force() {
+async fn the_token_route_has_a_flood_ceiling() {
     let template: Yaml =
         serde_yaml::from_str(&std::fs::read_to_string(repo_path("../template.yaml")).unwrap())
             .unwrap();
@@ -738,9 +754,11 @@ async fn the_token_route_is_throttled_against_brute_force() {
     };
     assert_eq!(reference(&route["ThrottlingRateLimit"]).as_deref(), Some("TokenRateLimit"));
     assert_eq!(reference(&route["ThrottlingBurstLimit"]).as_deref(), Some("TokenBurstLimit"));
+    // A ceiling on cost and concurrency, not the guessing brake (the login defence is): high
+    // enough not to hold every client back, finite so a flood stops at the gateway.
     for parameter in ["TokenRateLimit", "TokenBurstLimit"] {
         let default = template["Parameters"][parameter]["Default"].as_u64();
-        assert!(default.is_some_and(|d| d > 0 && d <= 1000), "{parameter}: {default:?}");
+        assert!(default.is_some_and(|d| (1000..=10_000).contains(&d)), "{parameter}: {default:?}");
     }
 }
 
@@ -750,7 +768,7 @@ async fn server_behind_conflicts(
     cancellation: &'static str,
 ) -> (TestServer, dynamo::FaultyEndpoint) {
     let store = dynamo::fresh_store().await;
-    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    load_seed(&repo_path("seed.toml")).install(&store, &store, &store).await.unwrap();
     let sdk_config = setup::aws_config().await;
     let faults =
         dynamo::faulty_endpoint_answering(&["TransactWriteItems"], 400, cancellation).await;
@@ -1016,4 +1034,230 @@ async fn a_batch_count_past_the_functions_deadline_answers_503_and_the_cutoff_st
     assert!(elapsed < Duration::from_millis(1500), "answered before the deadline: {elapsed:?}");
     endpoint.fail(false);
     assert!(!is_active(&server, &doomed).await, "the cutoff was written and stands");
+}
+
+fn legacy_item(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, AttributeValue> {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), AttributeValue::S((*value).to_owned())))
+        .collect()
+}
+
+/// Clients, users and grants written before the admin plane lack its attributes: they read with
+/// the defaults, finding a user by an id entry that lacks its username is an error naming
+/// `tokenctl upgrade-table` (never a scan), and deleting a client that was never counted leaves
+/// its tenant's count alone.
+#[tokio::test]
+async fn records_written_before_the_admin_plane_keep_working() {
+    use token_service::domain::{
+        AuthMethod, ClientId, ClientSecret, Credentials, TenantPath, UserId, Username,
+    };
+    use token_service::store::{ClientStore, TenantDeletion, TenantStore, UserStore};
+    let store = dynamo::fresh_store().await;
+    let digest = String::from(ClientSecret::generate().digest());
+    let user_id = UserId::generate();
+    let old_items = [
+        legacy_item(&[
+            ("pk", "CLIENT#old-app"),
+            ("sk", "CLIENT"),
+            ("client_id", "old-app"),
+            ("secret_sha256", &digest),
+            ("tenant", "/old"),
+            ("grants", "client_credentials"),
+            ("scopes", "read"),
+        ]),
+        legacy_item(&[
+            ("pk", "USER#/old#alice"),
+            ("sk", "USER"),
+            ("user_id", user_id.as_str()),
+            ("tenant", "/old"),
+            ("username", "alice"),
+            ("password_hash", "hash"),
+        ]),
+        legacy_item(&[("pk", &format!("USERID#{user_id}")), ("sk", "USERID"), ("tenant", "/old")]),
+    ];
+    for (i, mut item) in old_items.into_iter().enumerate() {
+        if i == 0 {
+            for lifetime in
+                ["max_access_token_lifetime", "refresh_idle_lifetime", "refresh_absolute_lifetime"]
+            {
+                item.insert(lifetime.to_owned(), AttributeValue::N("600".into()));
+            }
+        }
+        let put = store.sdk_client().put_item().table_name(store.table_name()).set_item(Some(item));
+        put.send().await.unwrap();
+    }
+
+    let client = store.client(&ClientId::parse("old-app").unwrap()).await.unwrap().unwrap();
+    assert_eq!(client.credentials.method(), AuthMethod::ClientSecretBasic);
+    assert!(matches!(client.credentials, Credentials::Secret { previous: None, .. }));
+    assert_eq!(
+        (client.refresh_reuse_interval, client.dpop_bound_access_tokens, client.enabled),
+        (0, false, true)
+    );
+    assert_eq!(client.version, 0);
+    let old = TenantPath::parse("/old").unwrap();
+    let alice = store.user(&old, &Username::parse("alice").unwrap()).await.unwrap().unwrap();
+    assert_eq!((alice.enabled, alice.created_at, alice.version), (true, 0, 0));
+    // Finding the user of an id entry without username would take a scan: it says to upgrade.
+    let unnamed = store.user_by_id(&user_id).await.unwrap_err();
+    assert!(unnamed.0.contains("tokenctl upgrade-table"), "{unnamed}");
+
+    // An update writes the version over a record that had none (version 0).
+    assert!(store.update_client(&client).await.unwrap());
+    let client = store.client(&client.id).await.unwrap().unwrap();
+    assert_eq!(client.version, 1);
+
+    // The old client and user were never counted: deleting them must not uncount a new one.
+    assert!(store.create_tenant(&old).await.unwrap());
+    let mut counted = client.clone();
+    counted.id = ClientId::parse("new-app").unwrap();
+    assert!(store.create_client(&counted).await.unwrap());
+    assert!(store.delete_client(&client).await.unwrap());
+    assert!(store.delete_user(&alice).await.unwrap());
+    assert_eq!(store.user_by_id(&user_id).await.unwrap(), None);
+    assert_eq!(store.delete_tenant(&old).await.unwrap(), TenantDeletion::NotEmpty);
+    assert!(store.delete_client(&counted).await.unwrap());
+    assert_eq!(store.delete_tenant(&old).await.unwrap(), TenantDeletion::Deleted);
+}
+
+/// `upgrade_table` brings a first-stage table up to what the admin plane reads: its clients and
+/// users are listed and counted (so their tenants, recorded now, refuse deletion), a live grant
+/// is listed as a session, id entries find their user; a second run changes nothing.
+#[tokio::test]
+async fn upgrading_a_first_stage_table_lists_and_counts_its_records_once() {
+    use token_service::clock::Clock;
+    use token_service::domain::{ClientId, TenantPath, Username};
+    use token_service::store::dynamodb::UpgradeSummary;
+    use token_service::store::{
+        ClientStore, GrantStore, PageRequest, TenantDeletion, TenantStore, UserStore,
+    };
+    let store = dynamo::fresh_store().await;
+    let now = SystemClock.now();
+    let old = dynamo::write_first_stage_records(&store, now).await;
+    let (root, eu) = (TenantPath::parse("/old").unwrap(), TenantPath::parse("/old/eu").unwrap());
+    fn page<P>() -> PageRequest<'static, P> {
+        PageRequest { limit: 10, after: None }
+    }
+
+    let summary = store.upgrade_table(now).await.unwrap();
+    assert_eq!(
+        summary,
+        UpgradeSummary {
+            clients: 1,
+            users: 2,
+            grants: 1,
+            user_ids_completed: 1,
+            user_ids_removed: 1,
+            skipped: Vec::new(),
+        }
+    );
+
+    let clients = store.clients(&root, page()).await.unwrap().items;
+    assert_eq!(clients.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["old-app"]);
+    let users = store.users(&root, page()).await.unwrap().items;
+    let names: Vec<_> = users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(names, ["alice", "bob"]);
+    let sessions = store.sessions(&root, &old.alice, page(), now).await.unwrap().items;
+    assert_eq!(sessions.iter().map(|g| &g.id).collect::<Vec<_>>(), [&old.grant]);
+    assert!(store.tenant_exists(&root).await.unwrap() && store.tenant_exists(&eu).await.unwrap());
+    let tenants = store.tenants(&root, page()).await.unwrap().items;
+    assert_eq!(tenants, [root.clone(), eu.clone()]);
+    let alice = store.user(&root, &Username::parse("alice").unwrap()).await.unwrap().unwrap();
+    assert_eq!(store.user_by_id(&old.alice).await.unwrap(), Some(alice.clone()));
+    assert!(store.user_by_id(&old.bob).await.unwrap().is_some());
+    assert_eq!(store.user_by_id(&old.dangling).await.unwrap(), None);
+    // `/old` counts old-app, alice and the recorded `/old/eu`; `/old/eu` counts bob.
+    let counts = || async {
+        (
+            dynamo::tenant_members(&store, "/old").await,
+            dynamo::tenant_members(&store, "/old/eu").await,
+        )
+    };
+    assert_eq!(counts().await, (Some(3), Some(1)));
+    assert_eq!(store.delete_tenant(&eu).await.unwrap(), TenantDeletion::NotEmpty);
+    assert_eq!(store.delete_tenant(&root).await.unwrap(), TenantDeletion::NotEmpty);
+
+    assert_eq!(store.upgrade_table(now).await.unwrap(), UpgradeSummary::default());
+    assert_eq!(counts().await, (Some(3), Some(1)), "a second run counts nothing again");
+
+    // Counted now, the records leave their tenants empty when deleted: the counts were exact.
+    let bob = store.user_by_id(&old.bob).await.unwrap().unwrap();
+    assert!(store.delete_user(&bob).await.unwrap());
+    assert_eq!(store.delete_tenant(&eu).await.unwrap(), TenantDeletion::Deleted);
+    let client = store.client(&ClientId::parse("old-app").unwrap()).await.unwrap().unwrap();
+    assert!(store.delete_client(&client).await.unwrap());
+    assert!(store.delete_user(&alice).await.unwrap());
+    assert_eq!(store.delete_tenant(&root).await.unwrap(), TenantDeletion::Deleted);
+}
+
+/// Two upgrades running at once (both scan before either writes) still count each record once:
+/// the count is conditional on the record not being marked counted yet.
+#[tokio::test]
+async fn concurrent_upgrades_count_each_record_once() {
+    use token_service::clock::Clock;
+    let store = dynamo::fresh_store().await;
+    let now = SystemClock.now();
+    dynamo::write_first_stage_records(&store, now).await;
+    let (first, second) = tokio::join!(store.upgrade_table(now), store.upgrade_table(now));
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!((first.clients + second.clients, first.users + second.users), (1, 2));
+    assert_eq!(first.grants + second.grants, 1);
+    let counts = (
+        dynamo::tenant_members(&store, "/old").await,
+        dynamo::tenant_members(&store, "/old/eu").await,
+    );
+    assert_eq!(counts, (Some(3), Some(1)));
+}
+
+const TRANSACTION_CONFLICT_ON_THE_TENANT: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [None, None, TransactionConflict]","CancellationReasons":[{"Code":"None"},{"Code":"None"},{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
+
+/// A creation cancelled by concurrent writes to its tenant's count is retried, and if the
+/// conflicts last, a storage error: never "that username is taken", which nothing stored says.
+#[tokio::test]
+async fn a_creation_losing_races_on_its_tenant_is_an_error_not_a_taken_name() {
+    use token_service::domain::{TenantPath, User, UserId, Username};
+    use token_service::store::UserStore;
+    let store = dynamo::fresh_store().await;
+    let faults = dynamo::faulty_endpoint_answering(
+        &["TransactWriteItems"],
+        400,
+        TRANSACTION_CONFLICT_ON_THE_TENANT,
+    )
+    .await;
+    let sdk_config = setup::aws_config().await;
+    let config =
+        aws_sdk_dynamodb::config::Builder::from(&sdk_config).endpoint_url(&faults.url).build();
+    let proxied = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), store.table_name());
+    let user = User {
+        id: UserId::generate(),
+        tenant: TenantPath::parse("/raced").unwrap(),
+        username: Username::parse("alice").unwrap(),
+        password_hash: "h".into(),
+        enabled: true,
+        created_at: 0,
+        version: 0,
+    };
+    faults.fail(true);
+    assert!(proxied.create_user(&user).await.is_err(), "an unknown outcome");
+    faults.fail(false);
+    assert!(proxied.create_user(&user).await.unwrap(), "the name was free all along");
+}
+
+/// A user's sessions and the admin lists are queries on the list index: never a scan of the
+/// table, whose size is the issuance log's.
+#[tokio::test]
+async fn sessions_and_admin_lists_are_index_queries_never_scans() {
+    use token_service::domain::{TenantPath, UserId};
+    use token_service::store::{ClientStore, GrantStore, PageRequest, TenantStore, UserStore};
+    let (store, round_trips) = dynamo::fresh_store_counting().await;
+    let acme = TenantPath::parse("/acme").unwrap();
+    store
+        .sessions(&acme, &UserId::generate(), PageRequest { limit: 10, after: None }, 0)
+        .await
+        .unwrap();
+    store.clients(&acme, PageRequest { limit: 10, after: None }).await.unwrap();
+    store.users(&acme, PageRequest { limit: 10, after: None }).await.unwrap();
+    store.tenants(&acme, PageRequest { limit: 10, after: None }).await.unwrap();
+    assert_eq!(round_trips.take_operations(), ["Query", "Query", "Query", "Query"]);
 }

@@ -426,13 +426,16 @@ async fn login_rehashes_a_password_stored_at_old_parameters() {
         &Passwords::new(HashParams::OWASP),
     )
     .unwrap();
-    seed.install(store.as_ref(), store.as_ref()).await.unwrap();
+    seed.install(store.as_ref(), store.as_ref(), store.as_ref()).await.unwrap();
     let weak = HashParams { memory_kib: 1024, iterations: 1, parallelism: 1 };
     let dave = User {
         id: UserId::generate(),
         tenant: TenantPath::parse("/acme").unwrap(),
         username: Username::parse("dave").unwrap(),
         password_hash: Passwords::new(weak).hash("dave-password").unwrap(),
+        enabled: true,
+        created_at: 0,
+        version: 0,
     };
     store.create_user(&dave).await.unwrap();
 
@@ -447,6 +450,7 @@ async fn login_rehashes_a_password_stored_at_old_parameters() {
         Passwords::new(HashParams::OWASP),
         Arc::new(SystemClock),
         600,
+        Default::default(),
     );
     let client = service
         .authenticator()

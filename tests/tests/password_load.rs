@@ -1,48 +1,26 @@
 //! Password logins in a flood, against the real `tokenctl serve` process: bounds on what the
 //! server holds and on what it answers, never timings.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use integration_tests::emulator::binary;
-use integration_tests::{APP_CLIENT, basic_header, repo_path};
+use integration_tests::process::ServeProcess;
+use integration_tests::{APP_CLIENT, basic_header};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// `tokenctl serve` on an ephemeral port over the test seed, killed when dropped.
-struct Server {
-    child: Child,
-    address: String,
+/// `tokenctl serve` over the test seed, killed when dropped.
+struct Server(ServeProcess);
+
+impl std::ops::Deref for Server {
+    type Target = ServeProcess;
+    fn deref(&self) -> &ServeProcess {
+        &self.0
+    }
 }
 
 impl Server {
     fn start(env: &[(&str, &str)]) -> Self {
-        let keys = std::env::temp_dir().join(format!(
-            "password-load-{}-{}.json",
-            std::process::id(),
-            env.len()
-        ));
-        let mut child = Command::new(binary("tokenctl", "debug"))
-            .args(["serve", "--port", "0", "--seed"])
-            .arg(repo_path("seed.toml"))
-            .arg("--keys")
-            .arg(keys)
-            .env_remove("TABLE_NAME")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tokenctl serve starts");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let address = stdout
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|line| line.split_once("listening on http://").map(|(_, a)| a.to_owned()))
-            .expect("the server prints its address");
-        // Read on: a closed pipe would fail the server's next line of output.
-        std::thread::spawn(move || stdout.for_each(drop));
-        Self { child, address }
+        Self(ServeProcess::start(&format!("password-load-{}", env.len()), env))
     }
 
     /// Resident memory in MB and threads, from /proc.
@@ -58,13 +36,6 @@ impl Server {
                 .expect("a /proc status field")
         };
         (field("VmRSS:") / 1024, field("Threads:"))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

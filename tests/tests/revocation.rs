@@ -7,7 +7,7 @@ use integration_tests::flows::{
 use integration_tests::forgery::{claims_of, expired_copy, forgeries};
 use integration_tests::{APP_CLIENT, CC_CLIENT, OTHER_APP, TestServer, on_both_stores};
 use serde_json::Value;
-use token_service::revocation::MAX_DEVICE_ID_LEN;
+use token_service::domain::MAX_DEVICE_ID_LEN;
 
 on_both_stores!(
     revoking_unknown_or_malformed_tokens_returns_200,
@@ -354,9 +354,9 @@ mod clocked {
     use reqwest::header::HeaderValue;
     use serde_json::json;
     use token_service::clock::{Clock, ManualClock};
+    use token_service::domain::MAX_DEVICE_ID_LEN;
     use token_service::domain::TokenId;
     use token_service::jwt::{CLOCK_LEEWAY_SECS, verifiable_until};
-    use token_service::revocation::MAX_DEVICE_ID_LEN;
     use token_service::store::{RevocationRecord, Stores};
 
     on_both_backends!(

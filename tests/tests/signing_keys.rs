@@ -157,7 +157,7 @@ async fn a_function_loads_its_keys_from_the_parameter_at_init() {
     let current =
         keys::init(&ssm, &name, SigningAlgorithm::ES256, SystemClock.now()).await.unwrap();
     let store = dynamo::fresh_store().await;
-    load_seed(&repo_path("seed.toml")).install(&store, &store).await.unwrap();
+    load_seed(&repo_path("seed.toml")).install(&store, &store, &store).await.unwrap();
     let env = function_env(&name, Some(store.table_name()));
     let keys_function = Function::start(binary("keys", "debug"), &env).await;
     let event: Value =

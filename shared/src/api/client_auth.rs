@@ -31,6 +31,16 @@ pub fn presented_client(headers: &HeaderMap, form: &Form) -> Result<PresentedCli
     }
 }
 
+/// The `x-device-id` header as text, `None` when absent; the service judges its content.
+pub fn device_id(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+    headers
+        .get("x-device-id")
+        .map(|value| {
+            value.to_str().map_err(|_| Error::invalid_request("x-device-id must be printable text"))
+        })
+        .transpose()
+}
+
 /// The token of an `Authorization: Bearer` header, `None` when there is no such header. A second
 /// Authorization header is an invalid request.
 pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Error> {

@@ -59,6 +59,20 @@ impl Form {
         Ok(Self(params))
     }
 
+    /// Refuses any parameter not in `allowed`.
+    pub fn only(&self, allowed: &[&str]) -> Result<(), Error> {
+        match self.0.keys().find(|name| !allowed.contains(&name.as_str())) {
+            Some(name)
+                if name.len() <= 64
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+            {
+                Err(Error::invalid_request(format!("unknown parameter {name}")))
+            }
+            Some(_) => Err(Error::invalid_request("an unknown parameter was given")),
+            None => Ok(()),
+        }
+    }
+
     /// The parameter's value, or `None` when it is absent or empty.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str).filter(|value| !value.is_empty())

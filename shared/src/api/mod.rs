@@ -2,6 +2,7 @@
 //! handler; the local server calls [`Router::handle`], which dispatches to the same handlers, so
 //! both run one code path.
 
+pub mod admin;
 pub mod batch;
 pub mod client_auth;
 pub mod discovery;
@@ -13,12 +14,15 @@ pub mod token;
 
 use std::time::Instant;
 
+use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use tracing::Instrument;
 
 pub use self::discovery::Discovery;
 use self::response::{error_response, status_and_code};
+use crate::admin::AdminService;
 use crate::batch::BatchRevocation;
+use crate::domain::SourceAddress;
 use crate::error::Error;
 use crate::introspection::IntrospectionService;
 use crate::revocation::RevocationService;
@@ -34,6 +38,28 @@ pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 /// request line and headers), so the local server and every function refuse what the gateway
 /// would, before any work.
 pub const MAX_HEADER_BYTES: usize = 10 * 1024;
+
+/// Where the request came from: API Gateway's `requestContext.http.sourceIp` (the local server
+/// puts the peer address there). Never `X-Forwarded-For`, which a client writes. A request
+/// without one (a direct invocation) counts as the unspecified address.
+pub fn source_address(request: &Request) -> SourceAddress {
+    let context = request.request_context_ref();
+    let ip = match context {
+        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.as_deref(),
+        _ => None,
+    };
+    ip.and_then(SourceAddress::parse)
+        .unwrap_or(SourceAddress::new(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)))
+}
+
+/// `request` as API Gateway would have delivered it from `peer`: its source address in the
+/// request context. For the local server, so the handlers read one place for both.
+pub fn with_source_address(request: Request, peer: std::net::IpAddr) -> Request {
+    let mut context =
+        lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext::default();
+    context.http.source_ip = Some(peer.to_string());
+    request.with_request_context(RequestContext::ApiGatewayV2(context))
+}
 
 fn header_bytes(request: &Request) -> usize {
     request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum()
@@ -99,8 +125,14 @@ pub async fn discovery_endpoint(discovery: &Discovery, request: Request) -> Resp
     respond(&request, async |request| discovery.handle(request)).await
 }
 
+/// The admin function's entry point: every route under `/admin/`.
+pub async fn admin_endpoint(service: &AdminService, request: Request) -> Response<Body> {
+    respond(&request, async |request| admin::handle(service, request).await).await
+}
+
 /// Every route, for the local server.
 pub struct Router {
+    pub admin: AdminService,
     pub token: TokenService,
     pub revocation: RevocationService,
     pub introspection: IntrospectionService,
@@ -116,6 +148,9 @@ impl Router {
             INTROSPECT_PATH => introspect_endpoint(&self.introspection, request).await,
             BATCH_REVOKE_PATH => batch_revoke_endpoint(&self.batch, request).await,
             JWKS_PATH | METADATA_PATH => discovery_endpoint(&self.discovery, request).await,
+            path if path.starts_with(admin::ADMIN_PREFIX) => {
+                admin_endpoint(&self.admin, request).await
+            }
             _ => respond(&request, async |_| Err(Error::NotFound)).await,
         }
     }

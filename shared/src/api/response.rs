@@ -67,27 +67,23 @@ struct ErrorBody<'a> {
 
 /// The HTTP status and OAuth2 error code of each error: the one mapping.
 pub fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
-    match error {
-        Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-        Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
-        Error::HeadersTooLarge { .. } => {
-            (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "invalid_request")
-        }
-        Error::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
-        Error::InvalidGrant(_) => (StatusCode::BAD_REQUEST, "invalid_grant"),
-        Error::UnauthorizedClient(_) => (StatusCode::BAD_REQUEST, "unauthorized_client"),
-        Error::UnsupportedGrantType(_) => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
-        Error::InvalidScope(_) => (StatusCode::BAD_REQUEST, "invalid_scope"),
-        Error::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
-        Error::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
-        Error::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-        Error::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "invalid_request"),
-        Error::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
-        Error::TemporarilyUnavailable { .. } => {
-            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
-        }
-        Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
-    }
+    let status = match error {
+        Error::InvalidRequest(_)
+        | Error::InvalidGrant(_)
+        | Error::UnauthorizedClient(_)
+        | Error::UnsupportedGrantType(_)
+        | Error::InvalidScope(_) => StatusCode::BAD_REQUEST,
+        Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        Error::InvalidClient | Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+        Error::InsufficientScope(_) => StatusCode::FORBIDDEN,
+        Error::NotFound | Error::ResourceNotFound(_) => StatusCode::NOT_FOUND,
+        Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+        Error::Storage(_) | Error::TemporarilyUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, error.code())
 }
 
 /// Longest `error_description` sent; longer ones (quoting request data) are cut.
@@ -194,6 +190,8 @@ mod tests {
             Error::InvalidToken("d".into()),
             Error::InsufficientScope("d".into()),
             Error::NotFound,
+            Error::ResourceNotFound("d".into()),
+            Error::Conflict("d".into()),
             Error::MethodNotAllowed("POST"),
             Error::Storage(StoreError("d".into())),
             Error::TemporarilyUnavailable { retry_after_secs: 1 },
@@ -212,6 +210,8 @@ mod tests {
                 | Error::InvalidToken(_)
                 | Error::InsufficientScope(_)
                 | Error::NotFound
+                | Error::ResourceNotFound(_)
+                | Error::Conflict(_)
                 | Error::MethodNotAllowed(_)
                 | Error::Storage(_)
                 | Error::TemporarilyUnavailable { .. }

@@ -4,7 +4,7 @@
 use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
-use super::client_auth::{bearer_token, presented_client};
+use super::client_auth::{bearer_token, device_id, presented_client};
 use super::form::{Form, check_body_size};
 use super::response::{Caching, empty_response, json_response};
 use crate::error::Error;
@@ -45,14 +45,7 @@ async fn revoke_self(
         return Err(Error::invalid_request("the body must be empty or a JSON object"));
     }
     let query = Form::parse_query(request.uri().query())?;
-    let device_id = match request.headers().get("x-device-id") {
-        Some(value) => Some(
-            value
-                .to_str()
-                .map_err(|_| Error::invalid_request("x-device-id must be printable text"))?,
-        ),
-        None => None,
-    };
+    let device_id = device_id(request.headers())?;
     service.revoke_self(&verified, query.get("client_id"), device_id).await?;
     Ok(json_response(StatusCode::OK, &serde_json::json!({}), Caching::NoStore))
 }

@@ -3,7 +3,7 @@
 use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
-use super::client_auth::presented_client;
+use super::client_auth::{device_id, presented_client};
 use super::form::Form;
 use super::response::{Caching, json_response};
 use crate::error::Error;
@@ -23,6 +23,8 @@ pub async fn handle(service: &TokenService, request: &Request) -> Result<Respons
         password: form.get("password"),
         tenant_path: form.get("tenant_path"),
         refresh_token: form.get("refresh_token"),
+        device_id: device_id(request.headers())?,
+        source: Some(super::source_address(request)),
     };
     let response = service.authenticate_and_issue(&presented, &params).await?;
     Ok(json_response(StatusCode::OK, &response, Caching::NoStore))

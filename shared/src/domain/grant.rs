@@ -24,12 +24,71 @@ pub struct Grant {
     /// Absolute end of the grant, whatever its refreshes.
     pub expires_at: u64,
     pub revoked_at: Option<u64>,
+    /// When a refresh last rotated one of its tokens.
+    pub last_refreshed_at: Option<u64>,
+    /// The `x-device-id`s its token requests carried, first seen first, at most
+    /// [`MAX_DEVICE_IDS`].
+    pub device_ids: Vec<DeviceId>,
 }
 
 impl Grant {
+    /// Records a device id the grant's requests carried; past [`MAX_DEVICE_IDS`] new ones are
+    /// not kept, so a grant's record stays small whatever a client sends.
+    pub fn saw_device(&mut self, device: &DeviceId) {
+        if self.would_keep(device) {
+            self.device_ids.push(device.clone());
+        }
+    }
+
+    /// Whether [`Self::saw_device`] would add `device`: it is new, and there is room.
+    pub fn would_keep(&self, device: &DeviceId) -> bool {
+        !self.device_ids.contains(device) && self.device_ids.len() < MAX_DEVICE_IDS
+    }
+
     /// Only a user's login starts a grant, so its subject is that user, of the grant's tenant.
     pub fn subject_ref(&self) -> super::Subject<'_> {
         super::Subject::User { tenant: &self.tenant, id: &self.subject }
+    }
+}
+
+/// Device ids a grant remembers at most.
+pub const MAX_DEVICE_IDS: usize = 8;
+/// Longest device id accepted.
+pub const MAX_DEVICE_ID_LEN: usize = 256;
+
+/// A client-chosen device identifier (`x-device-id`): 1 to [`MAX_DEVICE_ID_LEN`] bytes, no
+/// control characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DeviceId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("x-device-id must be 1-{MAX_DEVICE_ID_LEN} printable characters")]
+pub struct InvalidDeviceId;
+
+impl DeviceId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidDeviceId> {
+        if raw.is_empty() || raw.len() > MAX_DEVICE_ID_LEN || raw.chars().any(char::is_control) {
+            return Err(InvalidDeviceId);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DeviceId {
+    type Error = InvalidDeviceId;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<DeviceId> for String {
+    fn from(id: DeviceId) -> Self {
+        id.0
     }
 }
 

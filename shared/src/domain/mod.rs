@@ -4,6 +4,8 @@
 mod client;
 mod grant;
 mod ids;
+mod jwks;
+mod login;
 mod scope;
 mod secret;
 mod subject;
@@ -11,12 +13,21 @@ mod tenant;
 mod user;
 
 pub use client::{
-    Client, DEFAULT_REFRESH_ABSOLUTE_LIFETIME, DEFAULT_REFRESH_IDLE_LIFETIME, GrantType,
-    MAX_LIFETIME, UnsupportedGrantType,
+    AuthMethod, Client, Credentials, DEFAULT_MAX_ACCESS_TOKEN_LIFETIME,
+    DEFAULT_REFRESH_ABSOLUTE_LIFETIME, DEFAULT_REFRESH_IDLE_LIFETIME, GrantType, MAX_LIFETIME,
+    MAX_PREVIOUS_SECRET_VALIDITY, MAX_REFRESH_REUSE_INTERVAL, PreviousSecret,
+    UnsupportedAuthMethod, UnsupportedGrantType,
 };
-pub use grant::{Grant, MAX_REFRESH_TOKEN_LEN, RefreshRecord, RefreshToken};
+pub use grant::{
+    DeviceId, Grant, InvalidDeviceId, MAX_DEVICE_ID_LEN, MAX_DEVICE_IDS, MAX_REFRESH_TOKEN_LEN,
+    RefreshRecord, RefreshToken,
+};
 pub use ids::{
     ClientId, GrantId, InvalidClientId, MAX_CLIENT_ID_LEN, TokenId, UserId, random_bytes,
+};
+pub use jwks::{CLIENT_ASSERTION_ALGORITHMS, ClientJwks, InvalidJwks, MAX_CLIENT_KEYS};
+pub use login::{
+    FailureCount, LoginAttempts, LoginDefenceSettings, LoginKey, SourceAddress, username_digest,
 };
 pub use scope::{
     ADMIN_SCOPE, ADMINISTRATIVE_SCOPES, BATCH_REVOCATION_SCOPE, InvalidScope, MAX_SCOPE_LEN,

@@ -183,6 +183,9 @@ mod tests {
                     tenant: TenantPath::parse("/acme").unwrap(),
                     username: Username::parse("alice").unwrap(),
                     password_hash: SECRET.into(),
+                    enabled: true,
+                    created_at: 0,
+                    version: 0,
                 }
             ),
         ];

@@ -64,6 +64,11 @@ pub struct User {
     pub username: Username,
     /// Argon2id PHC string.
     pub password_hash: String,
+    /// A disabled user cannot sign in.
+    pub enabled: bool,
+    pub created_at: u64,
+    /// The stored record's revision, as [`super::Client::version`].
+    pub version: u64,
 }
 
 impl fmt::Debug for User {
@@ -73,6 +78,8 @@ impl fmt::Debug for User {
             .field("tenant", &self.tenant)
             .field("username", &self.username)
             .field("password_hash", &super::Redacted)
+            .field("enabled", &self.enabled)
+            .field("created_at", &self.created_at)
             .finish()
     }
 }

@@ -1,27 +1,67 @@
 //! The in-memory store: the local server's default, and the reference the DynamoDB store is
 //! checked against by the shared contract suite.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 
 use super::{
-    ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
-    RevocationRecord, RevocationState, RevocationStore, Rotation, StoreError, TokenRef, UserStore,
+    ClientPosition, ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
+    LoginAttemptStore, Page, PageRequest, Reissue, RevocationRecord, RevocationState,
+    RevocationStore, Rotation, SessionPosition, StoreError, Successor, TenantDeletion, TenantStore,
+    TokenRef, UserPosition, UserStore, list_key,
 };
 use crate::domain::{
-    Client, ClientId, Grant, GrantId, RefreshRecord, SecretDigest, TenantPath, TokenId, User,
-    UserId, Username,
+    Client, ClientId, DeviceId, FailureCount, Grant, GrantId, LoginAttempts, LoginKey,
+    RefreshRecord, SecretDigest, SourceAddress, TenantPath, TokenId, User, UserId, Username,
 };
 
 #[derive(Default)]
 pub struct MemoryStore {
-    clients: RwLock<HashMap<ClientId, Client>>,
-    users: RwLock<HashMap<(TenantPath, Username), User>>,
+    /// Tenants, clients and users share one lock, so that a tenant is deleted only while
+    /// nothing is in it, as the table's counts make it.
+    directory: RwLock<Directory>,
     /// Grants, refresh records, cutoffs and the log share one lock, so that a rotation (which
     /// checks cutoffs and writes the log) is atomic, as the DynamoDB transaction is.
     state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct Directory {
+    tenants: BTreeSet<TenantPath>,
+    clients: HashMap<ClientId, Client>,
+    users: HashMap<(TenantPath, Username), User>,
+}
+
+impl Directory {
+    fn holds_anything(&self, tenant: &TenantPath) -> bool {
+        self.clients.values().any(|client| client.tenant == *tenant)
+            || self.users.values().any(|user| user.tenant == *tenant)
+            || self.tenants.iter().any(|other| other != tenant && other.is_within(tenant))
+    }
+}
+
+/// One page of `items` in the order of `key`, restricted to `within`'s subtree, after `after`.
+fn page_of<T, P>(
+    items: impl Iterator<Item = T>,
+    within: &TenantPath,
+    page: PageRequest<'_, P>,
+    key: impl Fn(&T) -> String,
+    position_key: impl Fn(&P) -> String,
+    position: impl Fn(&T) -> P,
+) -> Page<T, P> {
+    let prefix = list_key::subtree(within);
+    let after = page.after.map(position_key);
+    let mut keyed: Vec<(String, T)> = items
+        .map(|item| (key(&item), item))
+        .filter(|(key, _)| key.starts_with(&prefix) && after.as_ref().is_none_or(|a| key > a))
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let more = keyed.len() > page.limit;
+    let items: Vec<T> = keyed.into_iter().take(page.limit).map(|(_, item)| item).collect();
+    let next = if more { items.last().map(position) } else { None };
+    Page { items, next }
 }
 
 #[derive(Default)]
@@ -33,6 +73,12 @@ struct State {
     /// Batch cutoffs by layer: (not_before, expires_at).
     cutoffs: HashMap<String, (u64, u64)>,
     issued: IssuanceChunks,
+    /// Login-defence counters: by tenant, username digest and source (`None`: every source),
+    /// with when each expires.
+    login_failures: HashMap<(TenantPath, String, Option<SourceAddress>), (FailureCount, u64)>,
+    /// Each source counter's revision, as the table keeps it: raised by every failure settled,
+    /// kept by a success and an unlock, gone when the counter expires.
+    login_revisions: HashMap<(TenantPath, String, SourceAddress), u64>,
     /// Log entries of tokens revoked on their own or (refresh tokens) used, with when each
     /// entry expires: past that it is pruned with the log.
     spent: HashMap<TokenId, u64>,
@@ -95,6 +141,18 @@ impl State {
         }
     }
 
+    fn login_revision(&self, key: &LoginKey) -> u64 {
+        let source = (key.tenant.clone(), key.username_digest.clone(), key.source);
+        self.login_revisions.get(&source).copied().unwrap_or(0)
+    }
+
+    /// Clears both counters, as a success does; the source's revision stays.
+    fn clear_login(&mut self, key: &LoginKey) {
+        for counter in login_counters(key) {
+            self.login_failures.remove(&counter);
+        }
+    }
+
     fn cutoff(&self, layer: &str, now: u64) -> Option<u64> {
         self.cutoffs.get(layer).filter(|(_, expires_at)| *expires_at > now).map(|(nb, _)| *nb)
     }
@@ -108,6 +166,53 @@ impl MemoryStore {
     fn state(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
         self.state.lock().map_err(|_| poisoned())
     }
+
+    fn directory(&self) -> Result<RwLockReadGuard<'_, Directory>, StoreError> {
+        self.directory.read().map_err(|_| poisoned())
+    }
+
+    fn directory_mut(&self) -> Result<RwLockWriteGuard<'_, Directory>, StoreError> {
+        self.directory.write().map_err(|_| poisoned())
+    }
+}
+
+#[async_trait]
+impl TenantStore for MemoryStore {
+    async fn create_tenant(&self, path: &TenantPath) -> Result<bool, StoreError> {
+        Ok(self.directory_mut()?.tenants.insert(path.clone()))
+    }
+
+    async fn tenant_exists(&self, path: &TenantPath) -> Result<bool, StoreError> {
+        Ok(self.directory()?.tenants.contains(path))
+    }
+
+    async fn tenants(
+        &self,
+        within: &TenantPath,
+        page: PageRequest<'_, TenantPath>,
+    ) -> Result<Page<TenantPath, TenantPath>, StoreError> {
+        let directory = self.directory()?;
+        Ok(page_of(
+            directory.tenants.iter().cloned(),
+            within,
+            page,
+            list_key::tenant,
+            list_key::tenant,
+            Clone::clone,
+        ))
+    }
+
+    async fn delete_tenant(&self, path: &TenantPath) -> Result<TenantDeletion, StoreError> {
+        let mut directory = self.directory_mut()?;
+        if !directory.tenants.contains(path) {
+            return Ok(TenantDeletion::Missing);
+        }
+        if directory.holds_anything(path) {
+            return Ok(TenantDeletion::NotEmpty);
+        }
+        directory.tenants.remove(path);
+        Ok(TenantDeletion::Deleted)
+    }
 }
 
 fn poisoned() -> StoreError {
@@ -117,21 +222,52 @@ fn poisoned() -> StoreError {
 #[async_trait]
 impl ClientStore for MemoryStore {
     async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
-        Ok(self.clients.read().map_err(|_| poisoned())?.get(id).cloned())
-    }
-
-    async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
-        self.clients.write().map_err(|_| poisoned())?.insert(client.id.clone(), client.clone());
-        Ok(())
+        Ok(self.directory()?.clients.get(id).cloned())
     }
 
     async fn create_client(&self, client: &Client) -> Result<bool, StoreError> {
-        let mut clients = self.clients.write().map_err(|_| poisoned())?;
-        if clients.contains_key(&client.id) {
+        let mut directory = self.directory_mut()?;
+        if directory.clients.contains_key(&client.id) {
             return Ok(false);
         }
-        clients.insert(client.id.clone(), client.clone());
+        directory.tenants.insert(client.tenant.clone());
+        directory.clients.insert(client.id.clone(), client.clone());
         Ok(true)
+    }
+
+    async fn update_client(&self, client: &Client) -> Result<bool, StoreError> {
+        let mut directory = self.directory_mut()?;
+        match directory.clients.get_mut(&client.id) {
+            Some(stored) if stored.tenant == client.tenant && stored.version == client.version => {
+                *stored = Client { version: client.version + 1, ..client.clone() };
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete_client(&self, client: &Client) -> Result<bool, StoreError> {
+        let mut directory = self.directory_mut()?;
+        if directory.clients.get(&client.id).is_none_or(|stored| stored.tenant != client.tenant) {
+            return Ok(false);
+        }
+        Ok(directory.clients.remove(&client.id).is_some())
+    }
+
+    async fn clients(
+        &self,
+        within: &TenantPath,
+        page: PageRequest<'_, ClientPosition>,
+    ) -> Result<Page<Client, ClientPosition>, StoreError> {
+        let directory = self.directory()?;
+        Ok(page_of(
+            directory.clients.values().cloned(),
+            within,
+            page,
+            |client| list_key::client(&client.tenant, &client.id),
+            |(tenant, id)| list_key::client(tenant, id),
+            |client| (client.tenant.clone(), client.id.clone()),
+        ))
     }
 }
 
@@ -175,23 +311,68 @@ impl UserStore for MemoryStore {
         tenant: &TenantPath,
         username: &Username,
     ) -> Result<Option<User>, StoreError> {
-        let users = self.users.read().map_err(|_| poisoned())?;
-        Ok(users.get(&(tenant.clone(), username.clone())).cloned())
+        Ok(self.directory()?.users.get(&(tenant.clone(), username.clone())).cloned())
+    }
+
+    async fn user_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        Ok(self.directory()?.users.values().find(|user| user.id == *id).cloned())
     }
 
     async fn create_user(&self, user: &User) -> Result<bool, StoreError> {
-        let mut users = self.users.write().map_err(|_| poisoned())?;
+        let mut directory = self.directory_mut()?;
         let key = (user.tenant.clone(), user.username.clone());
         // A user id is one user's, as the table's id entry makes it.
-        if users.contains_key(&key) || users.values().any(|other| other.id == user.id) {
+        if directory.users.contains_key(&key)
+            || directory.users.values().any(|other| other.id == user.id)
+        {
             return Ok(false);
         }
-        users.insert(key, user.clone());
+        directory.tenants.insert(user.tenant.clone());
+        directory.users.insert(key, user.clone());
         Ok(true)
     }
 
+    async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
+        let mut directory = self.directory_mut()?;
+        match directory.users.get_mut(&(user.tenant.clone(), user.username.clone())) {
+            Some(stored) if stored.id == user.id && stored.version == user.version => {
+                stored.password_hash = user.password_hash.clone();
+                stored.enabled = user.enabled;
+                stored.version += 1;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete_user(&self, user: &User) -> Result<bool, StoreError> {
+        let mut directory = self.directory_mut()?;
+        let key = (user.tenant.clone(), user.username.clone());
+        if directory.users.get(&key).is_none_or(|stored| stored.id != user.id) {
+            return Ok(false);
+        }
+        Ok(directory.users.remove(&key).is_some())
+    }
+
+    async fn users(
+        &self,
+        within: &TenantPath,
+        page: PageRequest<'_, UserPosition>,
+    ) -> Result<Page<User, UserPosition>, StoreError> {
+        let directory = self.directory()?;
+        Ok(page_of(
+            directory.users.values().cloned(),
+            within,
+            page,
+            |user| list_key::user(&user.tenant, &user.username),
+            |(tenant, username)| list_key::user(tenant, username),
+            |user| (user.tenant.clone(), user.username.clone()),
+        ))
+    }
+
     async fn put_user(&self, user: &User) -> Result<(), StoreError> {
-        let mut users = self.users.write().map_err(|_| poisoned())?;
+        let mut directory = self.directory_mut()?;
+        let users = &mut directory.users;
         let taken = users.values().any(|other| {
             other.id == user.id && (other.tenant != user.tenant || other.username != user.username)
         });
@@ -199,17 +380,18 @@ impl UserStore for MemoryStore {
             return Err(StoreError(format!("user id {} belongs to another user", user.id)));
         }
         users.insert((user.tenant.clone(), user.username.clone()), user.clone());
+        directory.tenants.insert(user.tenant.clone());
         Ok(())
     }
 
     async fn tenant_of_user(&self, id: &UserId) -> Result<Option<TenantPath>, StoreError> {
-        let users = self.users.read().map_err(|_| poisoned())?;
-        Ok(users.values().find(|user| user.id == *id).map(|user| user.tenant.clone()))
+        let directory = self.directory()?;
+        Ok(directory.users.values().find(|user| user.id == *id).map(|user| user.tenant.clone()))
     }
 
     async fn replace_password_hash(&self, user: &User, new_hash: &str) -> Result<bool, StoreError> {
-        let mut users = self.users.write().map_err(|_| poisoned())?;
-        match users.get_mut(&(user.tenant.clone(), user.username.clone())) {
+        let mut directory = self.directory_mut()?;
+        match directory.users.get_mut(&(user.tenant.clone(), user.username.clone())) {
             Some(stored) if stored.password_hash == user.password_hash => {
                 stored.password_hash = new_hash.to_owned();
                 Ok(true)
@@ -226,12 +408,29 @@ impl GrantStore for MemoryStore {
         grant: &Grant,
         refresh: &RefreshRecord,
         issued: &[IssuedToken],
-    ) -> Result<(), StoreError> {
+        login: Option<(&LoginKey, &LoginAttempts)>,
+        signed_in: Option<&User>,
+    ) -> Result<bool, StoreError> {
         let mut state = self.state()?;
+        if let Some((key, read)) = login
+            && state.login_revision(key) != read.source_revision
+        {
+            return Ok(false);
+        }
+        if let Some(user) = signed_in {
+            let directory = self.directory()?;
+            let stored = directory.users.get(&(user.tenant.clone(), user.username.clone()));
+            if stored.is_none_or(|stored| stored.id != user.id || stored.version != user.version) {
+                return Ok(false);
+            }
+        }
         state.grants.insert(grant.id.clone(), grant.clone());
         state.refresh.insert(refresh.digest.clone(), refresh.clone());
         state.log(issued);
-        Ok(())
+        if let Some((key, _)) = login {
+            state.clear_login(key);
+        }
+        Ok(true)
     }
 
     async fn refresh_token(
@@ -256,6 +455,7 @@ impl GrantStore for MemoryStore {
         next: &RefreshRecord,
         issued: &[IssuedToken],
         guard: &CutoffGuard,
+        device: Option<&DeviceId>,
         now: u64,
     ) -> Result<Rotation, StoreError> {
         let mut state = self.state()?;
@@ -275,8 +475,69 @@ impl GrantStore for MemoryStore {
         }
         state.spent.insert(used.digest.token_id(), used.expires_at);
         state.refresh.insert(next.digest.clone(), next.clone());
+        if let Some(grant) = state.grants.get_mut(&used.grant_id) {
+            grant.last_refreshed_at = Some(now);
+            if let Some(device) = device {
+                grant.saw_device(device);
+            }
+        }
         state.log(issued);
         Ok(Rotation::Rotated)
+    }
+
+    async fn reissue_refresh_token(
+        &self,
+        successor: &Successor<'_>,
+        rotated_since: u64,
+        now: u64,
+    ) -> Result<Reissue, StoreError> {
+        let Successor { used, next, issued, guard, new_device } = *successor;
+        let mut state = self.state()?;
+        match state.refresh.get(&used.digest).filter(|stored| stored.expires_at > now) {
+            Some(RefreshRecord { used_at: Some(used_at), .. }) if *used_at >= rotated_since => {}
+            Some(RefreshRecord { used_at: None, .. }) => return Ok(Reissue::NotRotated),
+            _ => return Ok(Reissue::OutsideInterval),
+        }
+        let cut_off = guard
+            .layers
+            .iter()
+            .any(|layer| state.cutoff(layer, now).is_some_and(|nb| nb > guard.grant_created_at));
+        if cut_off {
+            return Ok(Reissue::CutOff);
+        }
+        state.refresh.insert(next.digest.clone(), next.clone());
+        if let Some(grant) = state.grants.get_mut(&used.grant_id) {
+            grant.last_refreshed_at = Some(now);
+            if let Some(device) = new_device {
+                grant.saw_device(device);
+            }
+        }
+        state.log(issued);
+        Ok(Reissue::Reissued)
+    }
+
+    async fn sessions(
+        &self,
+        tenant: &TenantPath,
+        user: &UserId,
+        page: PageRequest<'_, SessionPosition>,
+        now: u64,
+    ) -> Result<Page<Grant, SessionPosition>, StoreError> {
+        let state = self.state()?;
+        let after = page.after.map(|(created_at, id)| list_key::session(*created_at, id));
+        let mut live: Vec<(String, &Grant)> = state
+            .grants
+            .values()
+            .filter(|g| g.tenant == *tenant && g.subject == user.as_str())
+            .filter(|g| g.revoked_at.is_none() && g.expires_at > now)
+            .map(|g| (list_key::session(g.created_at, &g.id), g))
+            .filter(|(key, _)| after.as_ref().is_none_or(|after| key > after))
+            .collect();
+        live.sort_by(|a, b| a.0.cmp(&b.0));
+        let more = live.len() > page.limit;
+        let items: Vec<Grant> = live.into_iter().take(page.limit).map(|(_, g)| g.clone()).collect();
+        let next = if more { items.last().map(|g| (g.created_at, g.id.clone())) } else { None };
+        Ok(Page { items, next })
     }
 
     async fn grant(&self, id: &GrantId, now: u64) -> Result<Option<Grant>, StoreError> {
@@ -372,6 +633,79 @@ impl RevocationStore for MemoryStore {
             .iter()
             .filter_map(|layer| Some((layer.clone(), state.cutoff(layer, now)?)))
             .collect())
+    }
+}
+
+/// The two counters of a login key: its source's and its username's.
+fn login_counters(key: &LoginKey) -> [(TenantPath, String, Option<SourceAddress>); 2] {
+    let (tenant, digest) = (key.tenant.clone(), key.username_digest.clone());
+    [(tenant.clone(), digest.clone(), Some(key.source)), (tenant, digest, None)]
+}
+
+#[async_trait]
+impl LoginAttemptStore for MemoryStore {
+    async fn login_attempts(&self, key: &LoginKey, now: u64) -> Result<LoginAttempts, StoreError> {
+        let state = self.state()?;
+        let [by_source, by_username] = login_counters(key).map(|counter| {
+            let live = state.login_failures.get(&counter).filter(|(_, until)| *until > now);
+            live.map(|(count, _)| *count)
+        });
+        let source_revision = state.login_revision(key);
+        Ok(LoginAttempts { by_source, by_username, source_revision, unlocked_at: 0 })
+    }
+
+    async fn record_login_failure(
+        &self,
+        key: &LoginKey,
+        _read: &LoginAttempts,
+        now: u64,
+        expires_at: u64,
+    ) -> Result<LoginAttempts, StoreError> {
+        let mut state = self.state()?;
+        // Unknown usernames from many sources would grow the map: expired counters go as it
+        // doubles, as TTL would take them.
+        let held = state.login_failures.len();
+        if held >= 1024 && held.is_power_of_two() {
+            let State { login_failures, login_revisions, .. } = &mut *state;
+            login_failures.retain(|_, (_, until)| *until > now);
+            login_revisions.retain(|(tenant, digest, source), _| {
+                login_failures.contains_key(&(tenant.clone(), digest.clone(), Some(*source)))
+            });
+        }
+        *state
+            .login_revisions
+            .entry((key.tenant.clone(), key.username_digest.clone(), key.source))
+            .or_default() += 1;
+        let [by_source, by_username] = login_counters(key).map(|counter| {
+            let (count, until) = state.login_failures.entry(counter).or_default();
+            if *until <= now {
+                *count = FailureCount::default();
+            }
+            count.failures += 1;
+            count.last_failure_at = now;
+            *until = expires_at;
+            Some(*count)
+        });
+        let source_revision = state.login_revision(key);
+        Ok(LoginAttempts { by_source, by_username, source_revision, unlocked_at: 0 })
+    }
+
+    async fn clear_login_failures(&self, key: &LoginKey) -> Result<(), StoreError> {
+        self.state()?.clear_login(key);
+        Ok(())
+    }
+
+    async fn unlock_username(
+        &self,
+        tenant: &TenantPath,
+        username_digest: &str,
+        _now: u64,
+        _expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.state()?
+            .login_failures
+            .retain(|(t, digest, _), _| !(t == tenant && digest == username_digest));
+        Ok(())
     }
 }
 

@@ -18,33 +18,44 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Client, ClientId, Grant, GrantId, RefreshRecord, SecretDigest, Subject, TenantPath, TokenId,
-    User, UserId, Username,
+    Client, ClientId, DeviceId, Grant, GrantId, LoginAttempts, LoginKey, RefreshRecord,
+    SecretDigest, Subject, TenantPath, TokenId, User, UserId, Username,
 };
 pub use crate::error::StoreError;
 
 /// The stores a service uses, each behind the trait for its concern.
 #[derive(Clone)]
 pub struct Stores {
+    pub tenants: Arc<dyn TenantStore>,
     pub clients: Arc<dyn ClientStore>,
     pub users: Arc<dyn UserStore>,
     pub grants: Arc<dyn GrantStore>,
     pub issuance: Arc<dyn IssuanceLog>,
     pub revocations: Arc<dyn RevocationStore>,
+    pub login_attempts: Arc<dyn LoginAttemptStore>,
 }
 
 impl Stores {
     /// Every concern served by one store.
     pub fn all<S>(store: Arc<S>) -> Self
     where
-        S: ClientStore + UserStore + GrantStore + IssuanceLog + RevocationStore + 'static,
+        S: TenantStore
+            + ClientStore
+            + UserStore
+            + GrantStore
+            + IssuanceLog
+            + RevocationStore
+            + LoginAttemptStore
+            + 'static,
     {
         Self {
+            tenants: store.clone(),
             clients: store.clone(),
             users: store.clone(),
             grants: store.clone(),
             issuance: store.clone(),
-            revocations: store,
+            revocations: store.clone(),
+            login_attempts: store,
         }
     }
 }
@@ -53,22 +64,162 @@ impl Stores {
 /// the client is authenticated, so a store can fetch both in one round trip.
 #[derive(Clone, Copy, Debug)]
 pub enum GrantRead<'a> {
-    User { tenant: &'a TenantPath, username: &'a Username },
-    RefreshToken { grant: &'a GrantId, digest: &'a SecretDigest },
+    /// The user and the login defence's counters of this login (`login` names the same tenant
+    /// and username).
+    User {
+        tenant: &'a TenantPath,
+        username: &'a Username,
+        login: &'a LoginKey,
+    },
+    RefreshToken {
+        grant: &'a GrantId,
+        digest: &'a SecretDigest,
+    },
 }
 
-/// What a [`GrantRead`] found, as [`UserStore::user`] and [`GrantStore::refresh_token`] would
-/// have answered.
+/// What a [`GrantRead`] found, as [`UserStore::user`], [`LoginAttemptStore::login_attempts`]
+/// and [`GrantStore::refresh_token`] would have answered.
+// One value per request, moved once: boxing the larger variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum GrantRecords {
-    User(Option<User>),
+    User { user: Option<User>, attempts: LoginAttempts },
     RefreshToken(Option<(RefreshRecord, Grant)>),
 }
+
+/// One page of a list, in the list's order, and the position of its last item when more may
+/// follow. Positions are natural keys (a tenant path, a client's tenant and id), so a caller
+/// can check them against what it may read before continuing a list from one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T, P> {
+    pub items: Vec<T>,
+    pub next: Option<P>,
+}
+
+/// Where a list of clients or users stands: the tenant and the name of the last item read.
+/// Lists run in the order of [`list_key`].
+pub type ClientPosition = (TenantPath, ClientId);
+pub type UserPosition = (TenantPath, Username);
+/// Sessions run oldest first: the last one's start and id.
+pub type SessionPosition = (u64, GrantId);
+
+/// How a list is asked for: at most `limit` items after `after` (from the start when `None`).
+#[derive(Clone, Copy, Debug)]
+pub struct PageRequest<'a, P> {
+    pub limit: usize,
+    pub after: Option<&'a P>,
+}
+
+/// The sort keys lists run in, the same in every store: a tenant's subtree is one contiguous
+/// range (`<path>/` is a prefix of every key in it, and of no key outside it, since paths
+/// cannot contain `#`).
+pub mod list_key {
+    use crate::domain::{ClientId, GrantId, TenantPath, Username};
+
+    /// The prefix every key of `tenant`'s subtree starts with.
+    pub fn subtree(tenant: &TenantPath) -> String {
+        format!("{tenant}/")
+    }
+
+    pub fn tenant(path: &TenantPath) -> String {
+        format!("{path}/")
+    }
+
+    pub fn client(tenant: &TenantPath, id: &ClientId) -> String {
+        format!("{tenant}/#{id}")
+    }
+
+    pub fn user(tenant: &TenantPath, username: &Username) -> String {
+        format!("{tenant}/#{username}")
+    }
+
+    /// Zero-padded so that the string order is the time order.
+    pub fn session(created_at: u64, id: &GrantId) -> String {
+        format!("{created_at:020}#{id}")
+    }
+}
+
+/// How deleting a tenant ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TenantDeletion {
+    Deleted,
+    Missing,
+    /// It still holds clients, users or tenants.
+    NotEmpty,
+}
+
+/// Tenant records. A tenant exists once created, or once a client or user is stored in it.
+/// Each counts what it holds (clients, users, child tenants), in the same write that adds or
+/// removes one, so that only an empty tenant can be deleted however writes race.
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    /// Creates the tenant; `false` when it exists, which is left as it was.
+    async fn create_tenant(&self, path: &TenantPath) -> Result<bool, StoreError>;
+
+    async fn tenant_exists(&self, path: &TenantPath) -> Result<bool, StoreError>;
+
+    /// The tenants of `within`'s subtree, itself included, in [`list_key::tenant`] order.
+    async fn tenants(
+        &self,
+        within: &TenantPath,
+        page: PageRequest<'_, TenantPath>,
+    ) -> Result<Page<TenantPath, TenantPath>, StoreError>;
+
+    /// Deletes the tenant if it holds nothing.
+    async fn delete_tenant(&self, path: &TenantPath) -> Result<TenantDeletion, StoreError>;
+}
+
+/// Failed-login counters of the login defence: per (tenant, username, source) and per
+/// (tenant, username). Expired counters (past `expires_at`) are absent.
+#[async_trait]
+pub trait LoginAttemptStore: Send + Sync {
+    /// Both counters of `key`, strongly consistent.
+    async fn login_attempts(&self, key: &LoginKey, now: u64) -> Result<LoginAttempts, StoreError>;
+
+    /// Counts one more failure on both counters, each atomically (concurrent failures all
+    /// count), sets their last failure to `now`, raises the source's revision and keeps them
+    /// until `expires_at`. Returns both as they now stand.
+    /// `read` is what the login read of them (its unlock stamp tells a stale source count).
+    async fn record_login_failure(
+        &self,
+        key: &LoginKey,
+        read: &LoginAttempts,
+        now: u64,
+        expires_at: u64,
+    ) -> Result<LoginAttempts, StoreError>;
+
+    /// Clears the counter of `key`'s source and the username's counter (a successful login).
+    async fn clear_login_failures(&self, key: &LoginKey) -> Result<(), StoreError>;
+
+    /// Clears every counter of the username, whatever the source (an operator's unlock).
+    /// What records the unlock may go at `expires_at`, which must be no earlier than any
+    /// counter it clears would have gone.
+    async fn unlock_username(
+        &self,
+        tenant: &TenantPath,
+        username_digest: &str,
+        now: u64,
+        expires_at: u64,
+    ) -> Result<(), StoreError>;
+}
+
+/// What authentication requires of a client record it reads.
+pub type Accept<'a> = &'a (dyn Fn(&Client) -> bool + Send + Sync);
 
 /// Client records: read on every token request.
 #[async_trait]
 pub trait ClientStore: Send + Sync {
     async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError>;
+
+    /// The records `next` names in one round trip, where the store can (`None`: the caller
+    /// reads them itself). What a process holding the client in memory reads.
+    async fn grant_records(
+        &self,
+        _next: GrantRead<'_>,
+        _now: u64,
+    ) -> Result<Option<GrantRecords>, StoreError> {
+        Ok(None)
+    }
 
     /// The client and, where the store can read them in the same round trip, the records
     /// `next` names (`None`: not read, the caller reads them itself).
@@ -81,12 +232,61 @@ pub trait ClientStore: Send + Sync {
         Ok((self.client(id).await?, None))
     }
 
-    /// Creates or replaces a client (admin path only).
-    async fn put_client(&self, client: &Client) -> Result<(), StoreError>;
+    /// [`Self::client`] for authentication, which holds the record to `accept` (the presented
+    /// secret matches). A store answering from a cache reads the client once more past it when
+    /// the cached record fails `accept`: a secret rotated elsewhere then works at once.
+    async fn client_accepted(
+        &self,
+        id: &ClientId,
+        _accept: Accept<'_>,
+    ) -> Result<Option<Client>, StoreError> {
+        self.client(id).await
+    }
+
+    /// [`Self::client_with`] as [`Self::client_accepted`] reads the client.
+    async fn client_with_accepted(
+        &self,
+        id: &ClientId,
+        next: GrantRead<'_>,
+        now: u64,
+        _accept: Accept<'_>,
+    ) -> Result<(Option<Client>, Option<GrantRecords>), StoreError> {
+        self.client_with(id, next, now).await
+    }
+
+    /// Creates or replaces a client (admin path only): [`Self::create_client`], or
+    /// [`Self::update_client`] when it exists.
+    async fn put_client(&self, client: &Client) -> Result<(), StoreError> {
+        if self.create_client(client).await? {
+            return Ok(());
+        }
+        let stored = self.client(&client.id).await?;
+        let version = stored.map_or(0, |stored| stored.version);
+        if !self.update_client(&Client { version, ..client.clone() }).await? {
+            return Err(StoreError(format!("client {} changed while being replaced", client.id)));
+        }
+        Ok(())
+    }
 
     /// Creates the client unless one with its id exists; `false` when one does, which is left
-    /// as it was (admin path only). One conditional write: of concurrent creations one wins.
+    /// as it was (admin path only). One conditional write with its tenant's count: of
+    /// concurrent creations one wins.
     async fn create_client(&self, client: &Client) -> Result<bool, StoreError>;
+
+    /// Replaces an existing client, which keeps its tenant, if its stored `version` is still
+    /// `client.version`, and stores it as the next version; `false` when there is none with
+    /// that id, tenant and version (admin path only).
+    async fn update_client(&self, client: &Client) -> Result<bool, StoreError>;
+
+    /// Deletes the client, with its tenant's count; `false` when there was none.
+    async fn delete_client(&self, client: &Client) -> Result<bool, StoreError>;
+
+    /// The clients of `within`'s subtree in [`list_key::client`] order.
+    async fn clients(
+        &self,
+        within: &TenantPath,
+        page: PageRequest<'_, ClientPosition>,
+    ) -> Result<Page<Client, ClientPosition>, StoreError>;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,8 +380,24 @@ pub trait UserStore: Send + Sync {
         tenant: &TenantPath,
         username: &Username,
     ) -> Result<Option<User>, StoreError>;
-    /// Creates the user unless the username is taken in its tenant; `false` when taken.
+    /// The user with this id (the `sub` of its tokens).
+    async fn user_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+    /// Creates the user unless the username is taken in its tenant (or its id by anyone);
+    /// `false` when taken. One transaction with the id entry and the tenant's count.
     async fn create_user(&self, user: &User) -> Result<bool, StoreError>;
+    /// Replaces an existing user's password hash and `enabled` if its stored `version` is
+    /// still `user.version`, and stores it as the next version; `false` when no user with that
+    /// tenant, username, id and version exists.
+    async fn update_user(&self, user: &User) -> Result<bool, StoreError>;
+    /// Deletes the user, its id entry and its tenant's count together; `false` when it was
+    /// not there.
+    async fn delete_user(&self, user: &User) -> Result<bool, StoreError>;
+    /// The users of `within`'s subtree in [`list_key::user`] order.
+    async fn users(
+        &self,
+        within: &TenantPath,
+        page: PageRequest<'_, UserPosition>,
+    ) -> Result<Page<User, UserPosition>, StoreError>;
     /// Creates or replaces the user with this tenant and username (admin path only). A replaced
     /// user's former id no longer leads to the tenant.
     async fn put_user(&self, user: &User) -> Result<(), StoreError>;
@@ -202,6 +418,30 @@ pub enum Rotation {
     CutOff,
 }
 
+/// A refresh token's successor as a reissue stores it: the used token, the next one with the
+/// log records of the tokens issued, the cutoffs that must be clear, and a device new to the
+/// grant.
+#[derive(Clone, Copy, Debug)]
+pub struct Successor<'a> {
+    pub used: &'a RefreshRecord,
+    pub next: &'a RefreshRecord,
+    pub issued: &'a [IssuedToken],
+    pub guard: &'a CutoffGuard,
+    pub new_device: Option<&'a DeviceId>,
+}
+
+/// How a reissue within the reuse interval ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reissue {
+    Reissued,
+    /// The token was rotated before `rotated_since`, or has expired: reuse.
+    OutsideInterval,
+    /// The token is not rotated yet: a concurrent rotation is still being written, or failed.
+    NotRotated,
+    /// A batch cutoff covering the grant exists.
+    CutOff,
+}
+
 /// The cutoff layers a rotation must find clear: none may hold a `not_before` later than the
 /// grant's start. Checked inside the rotation's own transaction, so a batch revocation racing
 /// the refresh cannot be missed.
@@ -215,13 +455,19 @@ pub struct CutoffGuard {
 #[async_trait]
 pub trait GrantStore: Send + Sync {
     /// Stores a new grant, its first refresh token and the log records of the tokens issued
-    /// with it, all or nothing.
+    /// with it, all or nothing. With `login` (a password login's key and counters as read):
+    /// only while no failure from its source was settled since the read (its revision), and
+    /// clearing its counters in the same write. With `signed_in`: only while that user's record
+    /// is still the version the login checked (not a new password, not disabled). `false` when
+    /// either changed, and nothing is stored.
     async fn start_grant(
         &self,
         grant: &Grant,
         refresh: &RefreshRecord,
         issued: &[IssuedToken],
-    ) -> Result<(), StoreError>;
+        login: Option<(&LoginKey, &LoginAttempts)>,
+        signed_in: Option<&User>,
+    ) -> Result<bool, StoreError>;
 
     /// The refresh token with this digest and `grant`, the grant it names. Used tokens are
     /// returned (so reuse can be recognised); expired tokens and grants, and a token that does not
@@ -235,15 +481,39 @@ pub trait GrantStore: Send + Sync {
 
     /// Marks `used` as used (in the log too) and stores `next` with the log records, all or
     /// nothing, and only if `used` was still unused and no cutoff in `guard` covers the grant:
-    /// of concurrent rotations of one token exactly one succeeds.
+    /// of concurrent rotations of one token exactly one succeeds. The grant records the
+    /// refresh: `last_refreshed_at`, and `new_device` appended to its device ids (the caller
+    /// passes one only when the grant it read lacks it and has room: `Grant::would_keep`).
     async fn rotate_refresh_token(
         &self,
         used: &RefreshRecord,
         next: &RefreshRecord,
         issued: &[IssuedToken],
         guard: &CutoffGuard,
+        new_device: Option<&DeviceId>,
         now: u64,
     ) -> Result<Rotation, StoreError>;
+
+    /// The user's grants that are neither revoked nor expired, oldest first (`tenant` is the
+    /// user's). A query on the user's own key, never a scan.
+    async fn sessions(
+        &self,
+        tenant: &TenantPath,
+        user: &UserId,
+        page: PageRequest<'_, SessionPosition>,
+        now: u64,
+    ) -> Result<Page<Grant, SessionPosition>, StoreError>;
+
+    /// Within a client's reuse interval: stores `next` (with the log records) as another
+    /// successor of `used`, all or nothing, if `used` was rotated at `rotated_since` or later
+    /// and no cutoff in `guard` covers the grant. The grant records the refresh as a rotation
+    /// does.
+    async fn reissue_refresh_token(
+        &self,
+        successor: &Successor<'_>,
+        rotated_since: u64,
+        now: u64,
+    ) -> Result<Reissue, StoreError>;
 
     async fn grant(&self, id: &GrantId, now: u64) -> Result<Option<Grant>, StoreError>;
 

@@ -186,7 +186,10 @@ async fn memory(profile: &str, invocations: usize) {
 async fn dynamodb(tokens: usize) {
     let (store, round_trips) = dynamo::fresh_store_counting().await;
     let store = Arc::new(store.with_page_size(1_000));
-    load_seed(&repo_path("seed.toml")).install(store.as_ref(), store.as_ref()).await.unwrap();
+    load_seed(&repo_path("seed.toml"))
+        .install(store.as_ref(), store.as_ref(), store.as_ref())
+        .await
+        .unwrap();
     round_trips.take();
     let wiring = SigningWiring::with_system_clock(
         test_config("https://issuer", SigningAlgorithm::ES256),

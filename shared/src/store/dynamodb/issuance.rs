@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 
 use super::table::{ISSUED_INDEX, ISSUED_PK, ISSUED_SK, TTL};
-use super::{DynamoStore, Fields, Item, corrupt, failure, key, n, s};
+use super::{DynamoStore, Fields, Item, corrupt, failure, key, n, root_tenant, s};
 use crate::domain::{ClientId, GrantId, TenantPath, TokenId};
 use crate::store::{IssuanceFilter, IssuanceLog, IssuedToken, StoreError, TokenKind};
 
@@ -14,11 +14,6 @@ const ISSUED_SHARDS: u32 = 8;
 
 fn issued_key(id: &TokenId) -> Item {
     key(format!("ISSUED#{id}"), "ISSUED")
-}
-
-/// The tenant's first segment: the issuance index partitions by it.
-fn root_tenant(tenant: &TenantPath) -> &str {
-    tenant.lineage().next().unwrap_or(tenant.as_str())
 }
 
 fn shard_of(id: &TokenId) -> u32 {

@@ -1,4 +1,4 @@
-//! The one table's definition: keys, the issuance index and the TTL attribute. `template.yaml`
+//! The one table's definition: keys, the issuance and list indexes and the TTL attribute. `template.yaml`
 //! declares the same table; a test holds the two to agreement.
 
 use aws_sdk_dynamodb::Client as DynamoClient;
@@ -18,6 +18,12 @@ pub const TTL: &str = "ttl";
 pub const ISSUED_INDEX: &str = "issued_by_tenant";
 pub const ISSUED_PK: &str = "issued_pk";
 pub const ISSUED_SK: &str = "issued_sk";
+/// The admin lists' index, sparse (only listed items carry its keys): partition
+/// `CLIENTS#<root>`, `USERS#<root>`, `TENANTS#<root>` or `SESSIONS#<tenant>#<user id>`, sort
+/// the [`crate::store::list_key`] of the item.
+pub const LISTED_INDEX: &str = "listed_by_tenant";
+pub const LIST_PK: &str = "list_pk";
+pub const LIST_SK: &str = "list_sk";
 
 fn build_error(e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("building a table request: {e}"))
@@ -55,6 +61,14 @@ pub async fn create_keys_and_index(client: &DynamoClient, name: &str) -> Result<
         .projection(Projection::builder().projection_type(ProjectionType::All).build())
         .build()
         .map_err(build_error)?;
+    let listed = GlobalSecondaryIndex::builder()
+        .index_name(LISTED_INDEX)
+        .key_schema(key(LIST_PK, KeyType::Hash)?)
+        .key_schema(key(LIST_SK, KeyType::Range)?)
+        // A list page returns whole records: project everything rather than read each back.
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .map_err(build_error)?;
     client
         .create_table()
         .table_name(name)
@@ -65,7 +79,10 @@ pub async fn create_keys_and_index(client: &DynamoClient, name: &str) -> Result<
         .attribute_definitions(string_attribute(SK)?)
         .attribute_definitions(string_attribute(ISSUED_PK)?)
         .attribute_definitions(string_attribute(ISSUED_SK)?)
+        .attribute_definitions(string_attribute(LIST_PK)?)
+        .attribute_definitions(string_attribute(LIST_SK)?)
         .global_secondary_indexes(index)
+        .global_secondary_indexes(listed)
         .send()
         .await
         .map_err(|e| StoreError(format!("creating table {name}: {}", super::describe(&e))))?;

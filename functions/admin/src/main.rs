@@ -1,0 +1,19 @@
+//! `/admin/*`: tenants, clients, users and sessions as a Lambda function behind API Gateway. It
+//! verifies the caller's admin access token itself, as batch revocation does.
+
+use std::convert::Infallible;
+
+use lambda_http::{Error, Request, run, service_fn};
+use token_service::api;
+use token_service::setup::Wiring;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    token_service::logging::init();
+    let service = Wiring::from_env().await?.admin_service();
+
+    run(service_fn(async |request: Request| {
+        Ok::<_, Infallible>(api::admin_endpoint(&service, request).await)
+    }))
+    .await
+}
