@@ -55,38 +55,73 @@ criterion_bin=$(find target/release/deps -maxdepth 1 -type f -perm -u+x -name 't
 
 echo "== HTTP load on the local server"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-keys=$(mktemp -d)/keys.json
-target/release/tokenctl serve --port "$port" --keys "$keys" >/dev/null 2>&1 &
+work=$(mktemp -d)
+keys=$work/keys.json
+# The seed the server reads without --seed, plus a private_key_jwt client whose key is made here.
+seed=$work/seed.toml
+{
+  cat "${SEED_FILE:-local/seed.toml}"
+  .venv/bin/python bench/one_time_jwts.py client --key "$work/signer.pem" --id bench-signer --tenant /acme
+} >"$seed"
+target/release/tokenctl serve --port "$port" --seed "$seed" --keys "$keys" >/dev/null 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do curl -s "http://127.0.0.1:$port/.well-known/jwks.json" >/dev/null && break; sleep 0.1; done
 base="http://127.0.0.1:$port"
 basic="Basic $(printf 'demo-client:demo-secret-for-localhost-only-0123456789' | base64 -w0)"
 token=$(curl -s -H "Authorization: $basic" -d grant_type=client_credentials "$base/oauth2/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-load() { # name path body
+threads=2
+load() { # path body [wrk script [Authorization, "" for none]]: sets rps, p50, p99, non2xx
   local report
-  report=$(PATH_TO_HIT="$2" BODY="$3" AUTH="$basic" wrk -t2 -c64 -d"${seconds}s" --latency -s bench/post.lua "$base")
-  local rps p50 p99 non2xx
+  report=$(PATH_TO_HIT="$1" BODY="$2" AUTH="${4-$basic}" WRK_THREADS=$threads \
+    wrk -t$threads -c64 -d"${seconds}s" --latency -s "${3:-bench/post.lua}" "$base")
   rps=$(echo "$report" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$report" | awk '$1=="50%" {print $2}')
   p99=$(echo "$report" | awk '$1=="99%" {print $2}')
   non2xx=$(echo "$report" | awk '/Non-2xx/ {print $5}')
-  echo "| $1 | ${rps} | ${p50} | ${p99} | ${non2xx:-0} |"
 }
+row() { echo "| $1 | ${rps} | ${p50} | ${p99} | ${non2xx:-0} |"; }
+versus_secret() { awk -v a="$rps" -v b="$secret_rps" 'BEGIN { if (b > 0) printf "%.2f× the secret row", a / b; else print "no secret row to compare" }'; }
+load /oauth2/token "grant_type=client_credentials"
+secret_row=$(row "POST /oauth2/token client_credentials (ES256)") secret_rps=$rps
+load /oauth2/introspect "token=$token"
+introspect_row=$(row "POST /oauth2/introspect")
+load /oauth2/revoke "token=$token"
+revoke_row=$(row "POST /oauth2/revoke (RFC 7009, same token)")
+load /oauth2/token "grant_type=password&username=alice&password=alice-demo-password"
+password_row=$(row "POST /oauth2/token password (Argon2id, OWASP)")
+memory=$(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$server/status)
+# Key-bound client_credentials, measured last: the server keeps each one-time jti until its JWT
+# expires, which the memory figure above leaves out. Each request carries a JWT signed beforehand
+# (wrk cannot sign) and used once, as a repeat is refused as a replay. Each set is signed just
+# before its run: a DPoP proof's iat must be within 60 s of its use, an assertion's exp 300 s.
+one_time=${BENCH_ONE_TIME:-$((seconds * 20000))}
+.venv/bin/python bench/one_time_jwts.py assertions --key "$work/signer.pem" --id bench-signer \
+  --aud "$base/oauth2/token" --count "$one_time" --out "$work/assertions"
+ONE_TIME_FILE=$work/assertions load /oauth2/token "" bench/one_time.lua ""
+signed_row=$(row "POST /oauth2/token client_credentials, private_key_jwt (ES256 assertion; $(versus_secret))")
+rm -f "$work/assertions"
+.venv/bin/python bench/one_time_jwts.py dpop --htu "$base/oauth2/token" --count "$one_time" --out "$work/proofs"
+ONE_TIME_FILE=$work/proofs ONE_TIME_HEADER=DPoP load /oauth2/token "grant_type=client_credentials" bench/one_time.lua
+bound_row=$(row "POST /oauth2/token client_credentials, secret and DPoP proof (ES256; $(versus_secret))")
 {
   echo "## HTTP, local server, in-memory store, keep-alive, 64 connections, wrk on the same 2 cores (${seconds} s each)"
   echo
   echo "| route | requests/s | p50 | p99 | non-2xx |"
   echo "|---|---|---|---|---|"
-  load "POST /oauth2/token client_credentials (ES256)" /oauth2/token "grant_type=client_credentials"
-  load "POST /oauth2/introspect" /oauth2/introspect "token=$token"
-  load "POST /oauth2/revoke (RFC 7009, same token)" /oauth2/revoke "token=$token"
-  load "POST /oauth2/token password (Argon2id, OWASP)" /oauth2/token "grant_type=password&username=alice&password=alice-demo-password"
+  echo "$secret_row"
+  echo "$signed_row"
+  echo "$bound_row"
+  echo "$introspect_row"
+  echo "$revoke_row"
+  echo "$password_row"
   echo
-  echo "Peak resident memory of the local server after these runs: $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$server/status)."
+  echo "Peak resident memory of the local server after these runs: $memory (before the private_key_jwt"
+  echo "and DPoP rows; after them, holding their one-time jti records: $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$server/status))."
   echo
 } >>"$out"
 kill $server; trap - EXIT
+rm -rf "$work"
 
 echo "== cold starts"
 {
