@@ -30,6 +30,7 @@ fn claims(now: u64) -> AccessTokenClaims {
         scope: "read write".into(),
         tenant: "/acme/sales".into(),
         sid: None,
+        cnf: None,
     }
 }
 
@@ -94,10 +95,7 @@ fn issuance(c: &mut Criterion) {
         let keys = KeySet::generate(alg).unwrap();
         let service =
             SigningWiring::new(config, keys, stores, Arc::new(SystemClock)).token_service();
-        let presented = PresentedClient {
-            id: "billing".into(),
-            secret: "billing-secret-0123456789abcdefghijkl".into(),
-        };
+        let presented = PresentedClient::secret("billing", "billing-secret-0123456789abcdefghijkl");
         let params =
             TokenParams { grant_type: Some("client_credentials"), ..TokenParams::default() };
         c.bench_function(&format!("issue_client_credentials/{alg}"), |b| {

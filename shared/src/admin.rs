@@ -35,7 +35,7 @@ use crate::password::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Passwords};
 use crate::store::{
     ClientPosition, Page, PageRequest, StoreError, Stores, TenantDeletion, UserPosition, layer,
 };
-use crate::verify::Verifier;
+use crate::verify::{Presented, Verifier};
 
 /// Items a list page holds at most, and by default.
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -405,11 +405,11 @@ impl AdminService {
 
     /// The caller an admin access token speaks for: verified by the one routine (so a revoked
     /// or cut-off token is refused), a `client_credentials` token with scope `admin`.
-    pub async fn caller(&self, bearer: &str) -> Result<Caller, Error> {
+    pub async fn caller(&self, presented: &Presented<'_>) -> Result<Caller, Error> {
         let verifier = self.verifier.as_ref().ok_or_else(|| {
             Error::Internal("the operator's admin service takes no tokens".into())
         })?;
-        let token = verifier.verify(bearer).await?;
+        let token = verifier.verify_presented(presented).await?;
         token.require_administrative(ADMIN_SCOPE)?;
         Ok(Caller {
             client_id: Some(token.client_id.clone()),

@@ -1,7 +1,17 @@
 //! The API Gateway HTTP API Lambda authorizer (payload 2.0, simple responses): it admits a
-//! request only if its Bearer token passes the one verification routine (signature, expiry,
+//! request only if its access token passes the one verification routine (signature, expiry,
 //! audience, revocation, batch cutoffs) and carries the scopes its route requires, and hands the
 //! route the token's `sub`, `client_id`, `scope` and `tenant`.
+//!
+//! A DPoP-bound token is admitted only as `Authorization: DPoP <token>` with a proof for this
+//! request: `htm` the request's method, `htu` `https://` + the event's `domainName` + its
+//! `rawPath` (the URL the client called, stage segment included), `ath` the token's hash, and
+//! the key the token's `cnf.jkt` names. API Gateway caches a decision per identity-source
+//! value, and a proof is good for one request only: so a bound token is admitted only when its
+//! proof is itself one of the identity sources (the decision can then never be reused for
+//! another proof), which `template.yaml`'s `DpopAuthorizer` does, uncached. The cached
+//! `TokenAuthorizer` keys its decisions on the Authorization header alone and so denies every
+//! bound token.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -12,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::domain::ScopeSet;
+use crate::dpop::{DPOP_HEADER, ProofContext, ProofRejected};
 use crate::verify::{Rejection, Verifier, VerifyError};
 
 /// The route key whose scopes apply to routes not listed. Without it, an unlisted route is
@@ -47,10 +58,16 @@ pub struct Authorizer {
 /// Why a request was denied, for its log line. Never carries the token.
 #[derive(Debug, thiserror::Error)]
 enum Denial {
-    #[error("no Bearer token")]
+    #[error("no Bearer or DPoP token")]
     MissingToken,
     #[error("{0}")]
     InvalidToken(Rejection),
+    #[error("{0}")]
+    InvalidProof(ProofRejected),
+    #[error("the DPoP proof is not an identity source, so a cached decision could be replayed")]
+    ProofNotInCacheKey,
+    #[error("the event has no domainName to build htu from")]
+    NoDomain,
     #[error("the token lacks the route's scopes")]
     InsufficientScope,
     #[error("the route is not in AUTHORIZER_ROUTE_SCOPES, which has no $default")]
@@ -64,7 +81,8 @@ impl Denial {
     fn reason(&self) -> &'static str {
         match self {
             Self::MissingToken => "missing_token",
-            Self::InvalidToken(_) => "invalid_token",
+            Self::InvalidToken(_) | Self::NoDomain => "invalid_token",
+            Self::InvalidProof(_) | Self::ProofNotInCacheKey => "invalid_dpop_proof",
             Self::InsufficientScope => "insufficient_scope",
             Self::UnlistedRoute => "unlisted_route",
             Self::Unavailable => "temporarily_unavailable",
@@ -119,16 +137,30 @@ impl Authorizer {
         request: &ApiGatewayV2CustomAuthorizerV2Request,
         route: &str,
     ) -> Result<AuthorizedContext, Denial> {
-        let bearer = request
+        let (scheme, token) = request
             .headers
             .get(http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
+            .map(|(scheme, token)| (scheme, token.trim()))
             .ok_or(Denial::MissingToken)?;
-        let verified = match self.verifier.verify(bearer).await {
+        let verified = if scheme.eq_ignore_ascii_case("bearer") {
+            self.verifier.verify(token).await
+        } else if scheme.eq_ignore_ascii_case("dpop") {
+            let proof = dpop_proof(request)?;
+            let domain = request.request_context.domain_name.as_deref().ok_or(Denial::NoDomain)?;
+            let url = format!("https://{domain}{}", request.raw_path.as_deref().unwrap_or("/"));
+            let method = request.request_context.http.method.as_str();
+            let context = ProofContext { method, url: &url, access_token: None };
+            self.verifier.verify_dpop(token, Some(proof), &context).await
+        } else {
+            return Err(Denial::MissingToken);
+        };
+        let verified = match verified {
             Ok(verified) => verified,
+            Err(VerifyError::Rejected(Rejection::Proof(rejected))) => {
+                return Err(Denial::InvalidProof(rejected));
+            }
             Err(VerifyError::Rejected(rejection)) => return Err(Denial::InvalidToken(rejection)),
             Err(VerifyError::Storage(error)) => {
                 tracing::error!(%error, "authorizer could not read revocation state; denying");
@@ -153,4 +185,20 @@ impl Authorizer {
             tenant: claims.tenant,
         })
     }
+}
+
+/// The request's one DPoP proof, which must also be one of the event's identity sources.
+fn dpop_proof(request: &ApiGatewayV2CustomAuthorizerV2Request) -> Result<&str, Denial> {
+    let mut proofs = request.headers.get_all(DPOP_HEADER).iter();
+    let proof = match (proofs.next(), proofs.next()) {
+        (Some(proof), None) => proof.to_str().map_err(|_| ProofRejected::Malformed),
+        (None, _) => Err(ProofRejected::Missing),
+        (Some(_), Some(_)) => Err(ProofRejected::Repeated),
+    }
+    .map_err(Denial::InvalidProof)?;
+    let in_cache_key = request.identity_source.iter().flatten().any(|source| source == proof);
+    if !in_cache_key {
+        return Err(Denial::ProofNotInCacheKey);
+    }
+    Ok(proof)
 }

@@ -26,7 +26,7 @@ use crate::domain::{
 use crate::error::{Error, StoreError};
 use crate::jwt::verifiable_until;
 use crate::store::{IssuanceFilter, IssuedToken, Stores, SubjectId, layer};
-use crate::verify::{VerifiedToken, Verifier};
+use crate::verify::{Presented, VerifiedToken, Verifier};
 
 /// How far in the future `creationBefore` may lie, for clock skew between caller and server.
 pub const FUTURE_SKEW_SECS: u64 = 5;
@@ -62,17 +62,17 @@ impl BatchRevocation {
         Self { verifier, stores, clock, counting: Arc::new(Semaphore::new(cores)) }
     }
 
-    /// Authorizes the bearer, writes the cutoffs (unless `dryRun`), and returns how many live
+    /// Authorizes the caller's token, writes the cutoffs (unless `dryRun`), and returns how many live
     /// tokens they revoked (or would revoke). Counting stops at `deadline`, when given (a Lambda
     /// function's own, less a margin to answer): the answer is then a 503; the cutoffs, written
     /// before any counting, stand, and the count is lost (a retry finds those tokens revoked).
     pub async fn revoke(
         &self,
-        bearer: &str,
+        token: &Presented<'_>,
         body: &[u8],
         deadline: Option<Instant>,
     ) -> Result<u64, Error> {
-        let caller = self.verifier.verify(bearer).await?;
+        let caller = self.verifier.verify_presented(token).await?;
         caller.require_administrative(BATCH_REVOCATION_SCOPE)?;
         let request: BatchRequest = if body.iter().all(u8::is_ascii_whitespace) {
             BatchRequest::default()

@@ -28,6 +28,14 @@ pub enum Error {
     InvalidScope(Cow<'static, str>),
     #[error("{0}")]
     InvalidToken(Cow<'static, str>),
+    /// A DPoP proof (RFC 9449 §4.3) that is missing where required, malformed or fails a check,
+    /// at the token endpoint (RFC 9449 §5: a 400).
+    #[error("{0}")]
+    InvalidDpopProof(Cow<'static, str>),
+    /// The same, with a DPoP-bound token presented to a protected route (RFC 9449 §7.1: a 401
+    /// with a `DPoP` challenge).
+    #[error("{0}")]
+    RejectedDpopProof(Cow<'static, str>),
     #[error("{0}")]
     InsufficientScope(Cow<'static, str>),
     #[error("no such route")]
@@ -69,6 +77,7 @@ impl Error {
             Self::UnsupportedGrantType(_) => "unsupported_grant_type",
             Self::InvalidScope(_) => "invalid_scope",
             Self::InvalidToken(_) => "invalid_token",
+            Self::InvalidDpopProof(_) | Self::RejectedDpopProof(_) => "invalid_dpop_proof",
             Self::InsufficientScope(_) => "insufficient_scope",
             Self::NotFound | Self::ResourceNotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",

@@ -21,17 +21,21 @@ use lambda_http::{Body, Request, Response};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
-use crate::api::client_auth::{bearer_token, presented_client};
+use crate::api::client_auth::{access_token, presented_client};
 use crate::api::form::{Form, MAX_BODY_BYTES, MAX_PARAMS};
 use crate::api::response::error_response;
+use crate::auth::PresentedClient;
 use crate::batch::BatchRevocation;
+use crate::client_assertion::{assertion_kid, claimed_client_id, verify_assertion};
 use crate::clock::ManualClock;
 use crate::domain::BATCH_REVOCATION_SCOPE;
 use crate::domain::{
-    Client, ClientId, GrantId, GrantType, MAX_SCOPE_LEN, MAX_SCOPES, MAX_TENANT_DEPTH,
-    MAX_TENANT_PATH_LEN, Scope, ScopeSet, SecretDigest, TenantPath, TokenId, User, UserId,
-    Username,
+    Client, ClientId, ClientJwks, Credentials, GrantId, GrantType, MAX_SCOPE_LEN, MAX_SCOPES,
+    MAX_TENANT_DEPTH, MAX_TENANT_PATH_LEN, ReplayKey, Scope, ScopeSet, SecretDigest, TenantPath,
+    TokenId, User, UserId, Username,
 };
+use crate::dpop::{ProofContext, access_token_hash, check_proof};
+use crate::endpoints::TOKEN_PATH;
 use crate::error::Error;
 use crate::jwt::{
     ACCESS_TOKEN_TYPE, AccessTokenClaims, AccessTokens, CLOCK_LEEWAY_SECS, TokenSigner,
@@ -41,7 +45,7 @@ use crate::store::memory::MemoryStore;
 use crate::store::{
     ClientStore, IssuanceLog, IssuedToken, RevocationStore, Stores, TokenKind, UserStore, layer,
 };
-use crate::verify::{Verifier, VerifyError};
+use crate::verify::{Presented, Verifier, VerifyError};
 
 /// The fixed time every fixture runs at (2027-01-15T08:00:00Z).
 pub const NOW: u64 = 1_800_000_000;
@@ -236,9 +240,17 @@ fn basic_header(id: &str, secret: &str) -> HeaderValue {
 fn check_basic_round_trip(id: &str, secret: &str) {
     let mut headers = form_headers();
     headers.insert(AUTHORIZATION, basic_header(id, secret));
-    let client = presented_client(&headers, &Form::default())
+    let client = presented_client(&headers, &Form::default(), TOKEN_PATH)
         .unwrap_or_else(|e| panic!("well-formed Basic credentials rejected: {e:?}"));
-    assert_eq!((client.id.as_str(), client.secret.as_str()), (id, secret));
+    assert_eq!(secret_of(&client), (id, secret));
+}
+
+/// The id and secret of credentials presented as a secret.
+fn secret_of(client: &PresentedClient) -> (&str, &str) {
+    match client {
+        PresentedClient::Secret { id, secret } => (id, secret),
+        other => panic!("not a secret: {other:?}"),
+    }
 }
 
 /// HTTP Basic target. Input: `Authorization value \n form body`. Accepted credentials come from
@@ -257,32 +269,41 @@ pub fn basic_auth(data: &[u8]) {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().split_once(' '))
         .map(|(scheme, _)| scheme.to_owned());
-    match presented_client(&headers, &form) {
+    match presented_client(&headers, &form, TOKEN_PATH) {
         Ok(client) if header.is_some() => {
             assert!(
                 scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("basic")),
                 "{scheme:?}"
             );
             assert_eq!(form.get("client_secret"), None, "two methods accepted");
+            let (id, secret) = secret_of(&client);
             if let Some(body_id) = form.get("client_id") {
-                assert_eq!(body_id, client.id, "conflicting client ids accepted");
+                assert_eq!(body_id, id, "conflicting client ids accepted");
             }
-            check_basic_round_trip(&client.id, &client.secret);
+            check_basic_round_trip(id, secret);
         }
         Ok(client) => {
-            assert_eq!(Some(client.id.as_str()), form.get("client_id"));
-            assert_eq!(Some(client.secret.as_str()), form.get("client_secret"));
+            let (id, secret) = secret_of(&client);
+            assert_eq!(Some(id), form.get("client_id"));
+            assert_eq!(Some(secret), form.get("client_secret"));
         }
         Err(error) => {
             assert!(matches!(error, Error::InvalidClient | Error::InvalidRequest(_)), "{error:?}");
             check_request_error(&error);
         }
     }
-    match bearer_token(&headers) {
-        Ok(Some(token)) => {
+    let mut request = Request::new(Body::Empty);
+    *request.headers_mut() = headers;
+    match access_token(&request, TOKEN_PATH) {
+        Ok(Some(Presented::Bearer(token))) => {
             assert!(scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("bearer")));
             assert_eq!(token, token.trim());
         }
+        Ok(Some(Presented::Dpop { token, proof: None, .. })) => {
+            assert!(scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("dpop")));
+            assert_eq!(token, token.trim());
+        }
+        Ok(Some(other)) => panic!("a proof out of nowhere: {other:?}"),
         Ok(None) => {}
         Err(error) => panic!("one Authorization header rejected: {error:?}"),
     }
@@ -346,7 +367,8 @@ fn jwt_fixture() -> &'static JwtFixture {
                 .await
                 .expect("cutoff");
         });
-        let verifier = Verifier::new(tokens.clone(), store, Arc::new(ManualClock::new(NOW)));
+        let clock = Arc::new(ManualClock::new(NOW));
+        let verifier = Verifier::new(tokens.clone(), store.clone(), store, clock);
         JwtFixture { tokens, verifier, es256, eddsa, rsa_public }
     })
 }
@@ -464,6 +486,138 @@ pub fn jwt_signed(data: &[u8]) {
         let claims: AccessTokenClaims = serde_json::from_slice(claims).expect("claims JSON");
         assert_eq!(claims.iss, ISSUER);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One-time JWTs: client assertions (RFC 7523) and DPoP proofs (RFC 9449)
+// ---------------------------------------------------------------------------------------------
+
+/// The client the assertion target authenticates: registered with the fixture's ES256 and EdDSA
+/// public keys, under their kids.
+pub const ASSERTING_CLIENT: &str = "fuzz-signer";
+/// The access token a proof accompanies in the proof target.
+pub const PROOF_ACCESS_TOKEN: &str = "fuzz-access-token";
+
+fn token_url() -> String {
+    crate::endpoints::url(ISSUER, TOKEN_PATH)
+}
+
+fn asserting_client() -> &'static Client {
+    static CLIENT: OnceLock<Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let fixture = jwt_fixture();
+        let public = |kid| {
+            let key = fixture.tokens.keys().find(kid).expect("fixture key");
+            serde_json::to_value(&key.public_jwk).expect("jwk JSON")
+        };
+        let jwks = serde_json::json!({ "keys": [public(KID_ES256), public(KID_EDDSA)] });
+        Client::new(
+            ClientId::parse(ASSERTING_CLIENT).expect("client id"),
+            Credentials::PrivateKeyJwt { jwks: ClientJwks::parse(jwks).expect("fixture jwks") },
+            TenantPath::parse("/fuzz").expect("tenant"),
+        )
+    })
+}
+
+/// A fuzzer's header and claims, signed.
+struct SignedInput<'a> {
+    jwt: String,
+    /// The fixture kid whose private key signed it; `None` for HMAC or no signature.
+    signer: Option<&'static str>,
+    header: &'a [u8],
+    claims: &'a [u8],
+}
+
+/// `mode header \0 claims`, signed as `jwt_signed` signs: `mode % 4` 0 ES256, 1 EdDSA, 2 HS256
+/// keyed with a public key, 3 no signature.
+fn signed_by_mode(data: &[u8]) -> Option<SignedInput<'_>> {
+    let (&mode, rest) = data.split_first()?;
+    let (header, claims) = split_at_byte(rest, 0);
+    let fixture = jwt_fixture();
+    let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
+    let (signature, signer) = match mode % 4 {
+        0 => {
+            let signature = fixture.es256.sign(&SystemRandom::new(), message.as_bytes());
+            (signature.expect("ES256 signing").as_ref().to_vec(), Some(KID_ES256))
+        }
+        1 => (fixture.eddsa.sign(message.as_bytes()).as_ref().to_vec(), Some(KID_EDDSA)),
+        2 => {
+            let key = hmac::Key::new(hmac::HMAC_SHA256, &fixture.rsa_public);
+            (hmac::sign(&key, message.as_bytes()).as_ref().to_vec(), None)
+        }
+        _ => (Vec::new(), None),
+    };
+    let jwt = format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature));
+    Some(SignedInput { jwt, signer, header, claims })
+}
+
+/// Client assertion target. Input as [`signed_by_mode`]. An accepted assertion was signed by
+/// one of the client's keys under that key's kid and alg, names nothing that fetches keys, and
+/// its claims keep every rule of RFC 7523 §3 as this service applies them.
+pub fn client_assertion(data: &[u8]) {
+    let raw = String::from_utf8_lossy(data);
+    let _ = (claimed_client_id(&raw), assertion_kid(&raw));
+    let client = asserting_client();
+    let url = token_url();
+    let audiences = [ISSUER, url.as_str()];
+    assert!(verify_assertion(&raw, client, &audiences, NOW).is_err(), "unsigned bytes accepted");
+    let Some(SignedInput { jwt, signer, header, claims }) = signed_by_mode(data) else { return };
+    let Ok(verified) = verify_assertion(&jwt, client, &audiences, NOW) else { return };
+    let signer = signer.expect("an assertion not signed by a client key was accepted");
+    let header: Value = serde_json::from_slice(header).expect("header JSON");
+    assert_eq!(header["kid"].as_str(), Some(signer), "verified under another key's kid");
+    let bound = if signer == KID_ES256 { "ES256" } else { "EdDSA" };
+    assert_eq!(header["alg"].as_str(), Some(bound), "alg not bound to the key");
+    for member in ["jku", "x5u", "jwk", "x5c", "crit"] {
+        assert!(header.get(member).is_none(), "{member} accepted");
+    }
+    let claims: Value = serde_json::from_slice(claims).expect("claims JSON");
+    assert_eq!(claims["iss"].as_str(), Some(ASSERTING_CLIENT));
+    assert_eq!(claims["sub"].as_str(), Some(ASSERTING_CLIENT));
+    let names = |aud: &Value| aud.as_str().is_some_and(|aud| audiences.contains(&aud));
+    let aud = &claims["aud"];
+    assert!(names(aud) || aud.as_array().is_some_and(|auds| auds.iter().any(names)), "aud {aud}");
+    let exp = claims["exp"].as_u64().expect("exp is an integer");
+    assert!(NOW < exp + CLOCK_LEEWAY_SECS && exp <= NOW + 300 + CLOCK_LEEWAY_SECS, "exp {exp}");
+    let jti = claims["jti"].as_str().expect("jti is a string");
+    assert!(!jti.is_empty() && jti.len() <= 256, "jti {jti:?}");
+    assert_eq!(verified.replay_until, exp + CLOCK_LEEWAY_SECS);
+    let client_id = ClientId::parse(ASSERTING_CLIENT).expect("client id");
+    assert_eq!(verified.replay, ReplayKey::client_assertion(&client_id, jti));
+}
+
+/// DPoP proof target. Input as [`signed_by_mode`]; the proof is checked for `POST` at the token
+/// URL, accompanying [`PROOF_ACCESS_TOKEN`]. An accepted proof carries, as its `jwk`, the public
+/// key that really signed it (its thumbprint is what a token gets bound to), and its claims
+/// keep every rule of RFC 9449 §4.3.
+pub fn dpop_proof(data: &[u8]) {
+    let url = token_url();
+    let context =
+        ProofContext { method: "POST", url: &url, access_token: Some(PROOF_ACCESS_TOKEN) };
+    let raw = String::from_utf8_lossy(data);
+    assert!(check_proof(&raw, &context, NOW).is_err(), "unsigned bytes accepted");
+    let Some(SignedInput { jwt, signer, header, claims }) = signed_by_mode(data) else { return };
+    let Ok(checked) = check_proof(&jwt, &context, NOW) else { return };
+    let signer = signer.expect("a proof not signed by an asymmetric key was accepted");
+    let fixture = jwt_fixture();
+    let key = fixture.tokens.keys().find(signer).expect("fixture key");
+    let jwk: jsonwebtoken::jwk::Jwk =
+        serde_json::from_value(serde_json::to_value(&key.public_jwk).expect("jwk JSON"))
+            .expect("fixture jwk");
+    let thumbprint = jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256).expect("jkt");
+    assert_eq!(checked.jkt, thumbprint, "bound to a key that did not sign the proof");
+    let header: Value = serde_json::from_slice(header).expect("header JSON");
+    assert_eq!(header["typ"].as_str(), Some("dpop+jwt"));
+    for member in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+        assert!(header["jwk"].get(member).is_none(), "a private key member {member} accepted");
+    }
+    let claims: Value = serde_json::from_slice(claims).expect("claims JSON");
+    assert_eq!(claims["htm"].as_str(), Some("POST"));
+    let iat = claims["iat"].as_u64().expect("iat is an integer");
+    assert!(iat.abs_diff(NOW) <= 60, "iat {iat}");
+    assert_eq!(claims["ath"].as_str(), Some(access_token_hash(PROOF_ACCESS_TOKEN).as_str()));
+    let jti = claims["jti"].as_str().expect("jti is a string");
+    assert_eq!(checked.replay, ReplayKey::dpop_proof(&thumbprint, jti));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -616,6 +770,7 @@ fn batch_fixture() -> &'static BatchFixture {
             scope: BATCH_REVOCATION_SCOPE.into(),
             tenant: "/acme".into(),
             sid: None,
+            cnf: None,
         };
         let bearer = signer.sign(&claims).expect("caller token");
         BatchFixture { tokens: signer.verifier(), bearer }
@@ -696,7 +851,8 @@ fn batch_request(bearer: &str, body: &[u8]) -> Request {
 async fn run_batch(store: &Arc<MemoryStore>, body: &[u8]) -> (StatusCode, Option<u64>) {
     let fixture = batch_fixture();
     let clock = Arc::new(ManualClock::new(NOW));
-    let verifier = Verifier::new(fixture.tokens.clone(), store.clone(), clock.clone());
+    let verifier =
+        Verifier::new(fixture.tokens.clone(), store.clone(), store.clone(), clock.clone());
     let service = BatchRevocation::new(verifier, Stores::all(store.clone()), clock);
     let response =
         crate::api::batch_revoke_endpoint(&service, batch_request(&fixture.bearer, body)).await;

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::auth::Authenticator;
 use crate::domain::{Client, RefreshToken};
 use crate::error::Error;
+use crate::jwt::Confirmation;
 use crate::store::TokenRef;
 use crate::verify::{TokenState, VerifyError};
 
@@ -32,6 +33,9 @@ pub struct ActiveToken {
     pub tenant: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// RFC 9449 §6.2: the key a bound token is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
 }
 
 impl Introspection {
@@ -69,11 +73,11 @@ impl IntrospectionService {
         if refresh_first && let Some(found) = self.refresh_token(caller, token).await? {
             return Ok(found);
         }
-        match self.tokens.verifier.verify(token).await {
+        match self.tokens.verifier.inspect(token).await {
             Ok(verified) if verified.tenant.is_within(&caller.tenant) => {
                 let claims = verified.claims;
                 return Ok(Introspection::active(ActiveToken {
-                    token_type: "Bearer",
+                    token_type: if claims.cnf.is_some() { "DPoP" } else { "Bearer" },
                     scope: claims.scope,
                     client_id: claims.client_id,
                     sub: claims.sub,
@@ -84,6 +88,7 @@ impl IntrospectionService {
                     aud: Some(claims.aud),
                     tenant: claims.tenant,
                     username: verified.username.map(String::from),
+                    cnf: claims.cnf,
                 }));
             }
             Ok(_) | Err(VerifyError::Rejected(_)) => {}
@@ -137,6 +142,7 @@ impl IntrospectionService {
             exp: record.expires_at,
             iat: record.issued_at,
             jti: None,
+            cnf: None,
             iss: self.tokens.verifier.tokens().issuer().to_owned(),
             aud: None,
             tenant: grant.tenant.to_string(),

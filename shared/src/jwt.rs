@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +42,23 @@ pub struct AccessTokenClaims {
     /// The grant (session) id shared by every token of one password or refresh grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// RFC 9449 §6: the key a DPoP-bound token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The confirmation claim of a sender-constrained token (RFC 7800, RFC 9449 §6.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The RFC 7638 SHA-256 thumbprint of the DPoP key.
+    pub jkt: String,
+}
+
+impl AccessTokenClaims {
+    /// The DPoP key thumbprint the token is bound to, if it is.
+    pub fn bound_to(&self) -> Option<&str> {
+        self.cnf.as_ref().map(|cnf| cnf.jkt.as_str())
+    }
 }
 
 /// Why a presented token was not accepted. Logged, never shown to the caller beyond
@@ -199,12 +218,31 @@ impl TokenSigner {
 /// RFC 7519 §7.2: the header and the claims must each be UTF-8 JSON. `serde_json` skips the
 /// members a type ignores without checking their UTF-8, so a token with invalid UTF-8 in an
 /// unknown member would otherwise pass; the decoded segments are checked here.
-fn utf8_segments(token: &str) -> bool {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+pub(crate) fn utf8_segments(token: &str) -> bool {
     token.split('.').take(2).all(|segment| {
         URL_SAFE_NO_PAD.decode(segment).is_ok_and(|bytes| std::str::from_utf8(&bytes).is_ok())
     })
+}
+
+/// The JOSE header of a compact JWS as the JSON object it is, every member kept: `Header`
+/// drops members it does not model, and a one-time JWT's checks must see them (a private key
+/// inside a `jwk`, say).
+pub(crate) fn header_members(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let encoded = token.split('.').next()?;
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).ok()?).ok()
+}
+
+/// The name of `alg` when it is one a client may sign a one-time JWT with (a client assertion, a
+/// DPoP proof): [`crate::domain::CLIENT_ASSERTION_ALGORITHMS`], asymmetric only. Never `none`
+/// (which `Algorithm` cannot even name) nor HMAC.
+pub(crate) fn client_signing_algorithm(alg: Algorithm) -> Option<&'static str> {
+    match alg {
+        Algorithm::ES256 => Some("ES256"),
+        Algorithm::EdDSA => Some("EdDSA"),
+        Algorithm::RS256 => Some("RS256"),
+        Algorithm::PS256 => Some("PS256"),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -257,6 +295,7 @@ mod tests {
             scope: "read".into(),
             tenant: "/acme".into(),
             sid: None,
+            cnf: None,
         }
     }
 

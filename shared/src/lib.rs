@@ -7,9 +7,12 @@ pub mod api;
 pub mod auth;
 pub mod authorizer;
 pub mod batch;
+pub mod client_assertion;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod dpop;
+pub mod endpoints;
 pub mod error;
 pub mod files;
 #[cfg(feature = "fuzzing")]

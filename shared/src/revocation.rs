@@ -5,7 +5,7 @@ use crate::auth::Authenticator;
 use crate::domain::{Client, DeviceId, RefreshToken, TokenId};
 use crate::error::Error;
 use crate::jwt::verifiable_until;
-use crate::verify::{TokenState, VerifiedToken};
+use crate::verify::{Presented, TokenState, VerifiedToken};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -83,11 +83,11 @@ impl RevocationService {
     /// Logout, first step: the bearer's token through the one verification routine. It comes
     /// before any other part of the request is judged, so that an invalid, expired or revoked
     /// token is `invalid_token` (RFC 6750 §3.1) whatever else is wrong with the request.
-    pub async fn verify_bearer(&self, bearer: &str) -> Result<VerifiedToken, Error> {
-        Ok(self.tokens.verifier.verify(bearer).await?)
+    pub async fn verify_presented(&self, token: &Presented<'_>) -> Result<VerifiedToken, Error> {
+        Ok(self.tokens.verifier.verify_presented(token).await?)
     }
 
-    /// Logout, second step: revokes a token [`Self::verify_bearer`] accepted, and its whole
+    /// Logout, second step: revokes a token [`Self::verify_presented`] accepted, and its whole
     /// grant. `client_id`, when given, must name the token's client; `device_id` is recorded
     /// with the revocation.
     pub async fn revoke_self(

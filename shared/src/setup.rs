@@ -268,11 +268,21 @@ impl Wiring {
     }
 
     fn authenticator(&self) -> Authenticator {
-        Authenticator::new(self.stores.clients.clone(), self.clock.clone())
+        Authenticator::new(
+            self.stores.clients.clone(),
+            self.stores.replays.clone(),
+            self.clock.clone(),
+            self.config.issuer.clone(),
+        )
     }
 
     pub fn verifier(&self) -> Verifier {
-        Verifier::new(self.access_tokens(), self.stores.revocations.clone(), self.clock.clone())
+        Verifier::new(
+            self.access_tokens(),
+            self.stores.revocations.clone(),
+            self.stores.replays.clone(),
+            self.clock.clone(),
+        )
     }
 
     fn token_state(&self) -> TokenState {

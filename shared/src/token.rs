@@ -15,8 +15,10 @@ use crate::domain::{
     RefreshRecord, RefreshToken, ScopeSet, SecretDigest, SourceAddress, TenantPath, TokenId,
     Username, redacted,
 };
+use crate::dpop::{DpopError, DpopVerifier, ProofContext, ProofRejected};
+use crate::endpoints;
 use crate::error::Error;
-use crate::jwt::{AccessTokenClaims, TokenSigner};
+use crate::jwt::{AccessTokenClaims, Confirmation, TokenSigner};
 use crate::login_defence::LoginDefence;
 use crate::password::{MAX_PASSWORD_LEN, Passwords, Verified};
 use crate::store::{
@@ -54,6 +56,8 @@ pub struct TokenParams<'a> {
     /// Where the request came from, for the login defence (`None`: unknown, counted as one
     /// source).
     pub source: Option<SourceAddress>,
+    /// The `DPoP` header (RFC 9449 §4): a proof binds the access token to its key.
+    pub dpop_proof: Option<&'a str>,
 }
 
 /// The successful token response (RFC 6749 §5.1). `Debug` leaves out both tokens.
@@ -79,6 +83,7 @@ impl fmt::Debug for TokenParams<'_> {
             .field("refresh_token", &redacted(&self.refresh_token))
             .field("device_id", &self.device_id)
             .field("source", &self.source)
+            .field("dpop_proof", &redacted(&self.dpop_proof))
             .finish()
     }
 }
@@ -93,6 +98,14 @@ impl fmt::Debug for TokenResponse {
             .field("refresh_token", &redacted(&self.refresh_token))
             .finish()
     }
+}
+
+/// What a request asks of the tokens a user's grant issues, beyond the grant's own parameters:
+/// the access token's lifetime, the DPoP key to bind it to, the device to remember.
+struct Requested<'a> {
+    lifetime: u64,
+    binding: Option<&'a str>,
+    device: Option<DeviceId>,
 }
 
 /// Who a token speaks for, and under which grant.
@@ -156,6 +169,9 @@ pub struct TokenService {
     clock: Arc<dyn Clock>,
     default_lifetime: u64,
     login_defence: LoginDefence,
+    dpop: DpopVerifier,
+    /// The token endpoint's URL, which a DPoP proof's `htu` must name.
+    token_url: String,
 }
 
 impl TokenService {
@@ -168,8 +184,15 @@ impl TokenService {
         login_defence: LoginDefenceSettings,
     ) -> Self {
         Self {
-            auth: Authenticator::new(stores.clients.clone(), clock.clone()),
+            auth: Authenticator::new(
+                stores.clients.clone(),
+                stores.replays.clone(),
+                clock.clone(),
+                tokens.issuer().to_owned(),
+            ),
             login_defence: LoginDefence::new(login_defence, stores.login_attempts.clone()),
+            dpop: DpopVerifier::new(stores.replays.clone(), clock.clone()),
+            token_url: endpoints::url(tokens.issuer(), endpoints::TOKEN_PATH),
             stores,
             tokens,
             passwords,
@@ -241,6 +264,8 @@ impl TokenService {
             .map(DeviceId::parse)
             .transpose()
             .map_err(|e| Error::invalid_request(e.to_string()))?;
+        let binding = self.dpop_binding(client, params.dpop_proof).await?;
+        let binding = binding.as_deref();
         match grant {
             GrantType::ClientCredentials => {
                 let scope = narrow(requested_scope, &client.scopes)?;
@@ -248,20 +273,41 @@ impl TokenService {
                     Principal { subject: client.id.as_str(), tenant: &client.tenant, grant: None };
                 let now = self.clock.now();
                 let (access_token, logged) =
-                    self.mint_access_token(client, &principal, &scope, lifetime, now)?;
+                    self.mint_access_token(client, &principal, &scope, lifetime, binding, now)?;
                 // Recorded before the token leaves: a token the log does not know could not be
                 // counted by a batch revocation.
                 self.stores.issuance.record_issued(&logged).await?;
-                Ok(response(access_token, lifetime, &scope, None))
+                Ok(response(access_token, lifetime, &scope, None, binding))
             }
             GrantType::Password => {
                 let scope = narrow_for_user(requested_scope, &client.scopes)?;
-                self.password_grant(client, params, scope, lifetime, device, records).await
+                let requested = Requested { lifetime, binding, device };
+                self.password_grant(client, params, scope, requested, records).await
             }
             GrantType::RefreshToken => {
-                self.refresh_grant(client, params, requested_scope, lifetime, device, records).await
+                let requested = Requested { lifetime, binding, device };
+                self.refresh_grant(client, params, requested_scope, requested, records).await
             }
         }
+    }
+
+    /// The DPoP key thumbprint the access token is to be bound to: the proof's, once it passed
+    /// every check (one conditional write, for its `jti`). A client registered with
+    /// `dpop_bound_access_tokens` must send one. Refresh tokens stay unbound: every client here
+    /// is confidential, and RFC 9449 §5 binds only public clients' refresh tokens.
+    async fn dpop_binding(
+        &self,
+        client: &Client,
+        proof: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        let Some(proof) = proof else {
+            return match client.dpop_bound_access_tokens {
+                true => Err(DpopError::from(ProofRejected::Missing).into()),
+                false => Ok(None),
+            };
+        };
+        let context = ProofContext { method: "POST", url: &self.token_url, access_token: None };
+        Ok(Some(self.dpop.verify(proof, &context).await?))
     }
 
     async fn password_grant(
@@ -269,10 +315,10 @@ impl TokenService {
         client: &Client,
         params: &TokenParams<'_>,
         scope: ScopeSet,
-        lifetime: u64,
-        device: Option<DeviceId>,
+        requested: Requested<'_>,
         records: Option<GrantRecords>,
     ) -> Result<TokenResponse, Error> {
+        let Requested { lifetime, binding, device } = requested;
         // Every limit is checked before the expensive hash.
         let username =
             params.username.ok_or_else(|| Error::invalid_request("username is required"))?;
@@ -365,7 +411,7 @@ impl TokenService {
         let principal =
             Principal { subject: &grant.subject, tenant: &grant.tenant, grant: Some(&grant.id) };
         let (access_token, access_logged) =
-            self.mint_access_token(client, &principal, &scope, lifetime, now)?;
+            self.mint_access_token(client, &principal, &scope, lifetime, binding, now)?;
         let (refresh_token, refresh_record, refresh_logged) =
             self.mint_refresh_token(client, &grant, now);
         let started = self
@@ -388,7 +434,7 @@ impl TokenService {
             self.login_defence.failed(&login, &attempts, now).await;
             return Err(bad_credentials());
         }
-        Ok(response(access_token, lifetime, &scope, Some(refresh_token)))
+        Ok(response(access_token, lifetime, &scope, Some(refresh_token), binding))
     }
 
     async fn refresh_grant(
@@ -396,10 +442,10 @@ impl TokenService {
         client: &Client,
         params: &TokenParams<'_>,
         requested_scope: Option<ScopeSet>,
-        lifetime: u64,
-        device: Option<DeviceId>,
+        requested: Requested<'_>,
         records: Option<GrantRecords>,
     ) -> Result<TokenResponse, Error> {
+        let Requested { lifetime, binding, device } = requested;
         let presented = params
             .refresh_token
             .ok_or_else(|| Error::invalid_request("refresh_token is required"))?;
@@ -427,7 +473,7 @@ impl TokenService {
         let principal =
             Principal { subject: &grant.subject, tenant: &grant.tenant, grant: Some(&grant.id) };
         let (access_token, access_logged) =
-            self.mint_access_token(client, &principal, &scope, lifetime, now)?;
+            self.mint_access_token(client, &principal, &scope, lifetime, binding, now)?;
         let (refresh_token, next, refresh_logged) = self.mint_refresh_token(client, &grant, now);
         // Any batch cutoff that covers the grant is checked inside the rotation itself.
         let guard = CutoffGuard {
@@ -437,7 +483,7 @@ impl TokenService {
         let issued = [access_logged, refresh_logged];
         let new_device = device.as_ref().filter(|device| grant.would_keep(device));
         let grants = &self.stores.grants;
-        let answer = response(access_token, lifetime, &scope, Some(refresh_token));
+        let answer = response(access_token, lifetime, &scope, Some(refresh_token), binding);
         let interval = client.refresh_reuse_interval;
         // A token rotated within the client's reuse interval (a retry after a lost answer,
         // two tabs) continues the grant on a new branch; a concurrent rotation of it may still
@@ -488,6 +534,7 @@ impl TokenService {
         principal: &Principal<'_>,
         scope: &ScopeSet,
         lifetime: u64,
+        bound_to: Option<&str>,
         now: u64,
     ) -> Result<(String, IssuedToken), Error> {
         let id = TokenId::generate();
@@ -503,6 +550,7 @@ impl TokenService {
             scope: scope.to_string(),
             tenant: principal.tenant.to_string(),
             sid: principal.grant.map(GrantId::to_string),
+            cnf: bound_to.map(|jkt| Confirmation { jkt: jkt.to_owned() }),
         };
         let jwt = self.tokens.sign(&claims)?;
         let logged = IssuedToken {
@@ -565,10 +613,12 @@ fn response(
     lifetime: u64,
     scope: &ScopeSet,
     refresh_token: Option<String>,
+    bound_to: Option<&str>,
 ) -> TokenResponse {
     TokenResponse {
         access_token,
-        token_type: "Bearer",
+        // RFC 9449 §5: a bound token is of type DPoP, and is presented with that scheme.
+        token_type: if bound_to.is_some() { "DPoP" } else { "Bearer" },
         expires_in: lifetime,
         scope: scope.to_string(),
         refresh_token,

@@ -1,11 +1,14 @@
 //! The one verification routine, used everywhere an access token is accepted: introspection,
-//! bearer revocation, the batch-revoke caller and the Lambda authorizer.
+//! bearer revocation, the batch-revoke caller, the admin API and the Lambda authorizer.
 //!
 //! 1. header against the allow-list, `kid` looked up in memory, `alg` bound to that key;
 //! 2. signature;
 //! 3. claims: `typ`, `iss`, `aud`, `exp`/`nbf` with a small leeway, strict types;
 //! 4. revocation, in one consistent store round trip: the token, its grant, and every batch
-//!    cutoff layer (each ancestor tenant, the client, the subject); the latest cutoff wins.
+//!    cutoff layer (each ancestor tenant, the client, the subject); the latest cutoff wins;
+//! 5. presentation: a token bound to a DPoP key (`cnf.jkt`) is accepted only with the `DPoP`
+//!    scheme and a proof by that key for this request (RFC 9449 §7.1), never as a bearer token;
+//!    an unbound token only as a bearer token.
 
 use std::sync::Arc;
 
@@ -13,9 +16,11 @@ use crate::clock::Clock;
 use crate::domain::{
     ADMINISTRATIVE_SCOPES, ClientId, GrantId, Subject, TenantPath, TokenId, Username,
 };
+use crate::dpop::{DpopError, DpopVerifier, ProofContext, ProofRejected};
+use crate::endpoints;
 use crate::error::{Error, StoreError};
 use crate::jwt::{AccessTokenClaims, AccessTokens, TokenRejected};
-use crate::store::{GrantStore, RevocationStore, TokenRef};
+use crate::store::{GrantStore, ReplayStore, RevocationStore, TokenRef};
 
 /// A token that passed every check.
 #[derive(Clone, Debug)]
@@ -61,6 +66,15 @@ impl VerifiedToken {
     }
 }
 
+/// An access token as a request presents it: `Authorization: Bearer` (RFC 6750 §2.1), or
+/// `Authorization: DPoP` with the `DPoP` proof header (RFC 9449 §7.1) for the request's method
+/// and path on this service.
+#[derive(Clone, Copy, Debug)]
+pub enum Presented<'a> {
+    Bearer(&'a str),
+    Dpop { token: &'a str, proof: Option<&'a str>, method: &'a str, path: &'a str },
+}
+
 /// Why a token is not accepted. Logged; callers only ever see "invalid_token" or "inactive".
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
@@ -74,6 +88,12 @@ pub enum Rejection {
     GrantRevoked,
     #[error("issued before a batch cutoff")]
     CutOff,
+    #[error("a DPoP-bound token presented as a bearer token")]
+    BoundTokenAsBearer,
+    #[error("an unbound token presented with the DPoP scheme")]
+    UnboundTokenAsDpop,
+    #[error("{0}")]
+    Proof(ProofRejected),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +108,14 @@ pub enum VerifyError {
 impl From<VerifyError> for Error {
     fn from(error: VerifyError) -> Self {
         match error {
+            VerifyError::Rejected(Rejection::Proof(rejected)) => {
+                tracing::debug!(%rejected, "DPoP proof rejected");
+                Error::RejectedDpopProof(rejected.to_string().into())
+            }
+            VerifyError::Rejected(Rejection::BoundTokenAsBearer) => Error::InvalidToken(
+                "the access token is DPoP-bound: present it as Authorization: DPoP with a proof"
+                    .into(),
+            ),
             VerifyError::Rejected(rejection) => {
                 tracing::debug!(%rejection, "token rejected");
                 Error::InvalidToken("the access token is invalid, expired or revoked".into())
@@ -111,6 +139,7 @@ pub struct TokenState {
 pub struct Verifier {
     tokens: AccessTokens,
     revocations: Arc<dyn RevocationStore>,
+    dpop: DpopVerifier,
     clock: Arc<dyn Clock>,
 }
 
@@ -118,16 +147,66 @@ impl Verifier {
     pub fn new(
         tokens: AccessTokens,
         revocations: Arc<dyn RevocationStore>,
+        replays: Arc<dyn ReplayStore>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { tokens, revocations, clock }
+        Self { tokens, revocations, dpop: DpopVerifier::new(replays, clock.clone()), clock }
     }
 
     pub fn tokens(&self) -> &AccessTokens {
         &self.tokens
     }
 
+    /// A token presented as `Authorization: Bearer`: never a DPoP-bound one.
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
+        let verified = self.inspect(token).await?;
+        if verified.claims.bound_to().is_some() {
+            return Err(Rejection::BoundTokenAsBearer.into());
+        }
+        Ok(verified)
+    }
+
+    /// A token presented as `Authorization: DPoP` with `proof` for the request `context`
+    /// describes: only a bound token, with a proof by its key. The proof is checked after the
+    /// token, so a proof's `jti` is recorded only for a token that could be used.
+    pub async fn verify_dpop(
+        &self,
+        token: &str,
+        proof: Option<&str>,
+        context: &ProofContext<'_>,
+    ) -> Result<VerifiedToken, VerifyError> {
+        let verified = self.inspect(token).await?;
+        let Some(jkt) = verified.claims.bound_to() else {
+            return Err(Rejection::UnboundTokenAsDpop.into());
+        };
+        let proof = proof.ok_or(Rejection::Proof(ProofRejected::Missing))?;
+        let context = ProofContext { access_token: Some(token), ..*context };
+        match self.dpop.verify_bound(proof, &context, jkt).await {
+            Ok(()) => Ok(verified),
+            Err(DpopError::Rejected(rejected)) => Err(Rejection::Proof(rejected).into()),
+            Err(DpopError::Storage(error)) => Err(error.into()),
+        }
+    }
+
+    /// A token as a request to this service presents it: a DPoP proof's `htu` is the issuer's
+    /// base plus the request's path.
+    pub async fn verify_presented(
+        &self,
+        presented: &Presented<'_>,
+    ) -> Result<VerifiedToken, VerifyError> {
+        match *presented {
+            Presented::Bearer(token) => self.verify(token).await,
+            Presented::Dpop { token, proof, method, path } => {
+                let url = endpoints::url(self.tokens.issuer(), path);
+                let context = ProofContext { method, url: &url, access_token: None };
+                self.verify_dpop(token, proof, &context).await
+            }
+        }
+    }
+
+    /// Every check but the presentation's: for introspection, which reports a bound token's
+    /// binding rather than requiring a proof.
+    pub async fn inspect(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
         let now = self.clock.now();
         let claims = self.tokens.verify(token, now).map_err(Rejection::Token)?;
         let malformed = |_| Rejection::MalformedClaims;

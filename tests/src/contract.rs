@@ -6,21 +6,27 @@ use std::sync::Arc;
 
 use token_service::domain::{
     AuthMethod, Client, ClientId, ClientJwks, ClientSecret, Credentials, DeviceId, Grant, GrantId,
-    GrantType, MAX_DEVICE_IDS, PreviousSecret, RefreshRecord, RefreshToken, ScopeSet, Subject,
-    TenantPath, TokenId, User, UserId, Username,
+    GrantType, MAX_DEVICE_IDS, PreviousSecret, RefreshRecord, RefreshToken, ReplayKey, ScopeSet,
+    Subject, TenantPath, TokenId, User, UserId, Username,
 };
 use token_service::store::{
     ClientPosition, ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
-    Page, PageRequest, RevocationRecord, RevocationStore, Rotation, SubjectId, TenantDeletion,
-    TenantStore, TokenKind, TokenRef, UserPosition, UserStore, layer,
+    Page, PageRequest, ReplayStore, RevocationRecord, RevocationStore, Rotation, SubjectId,
+    TenantDeletion, TenantStore, TokenKind, TokenRef, UserPosition, UserStore, layer,
 };
 
 pub trait Store:
-    TenantStore + ClientStore + UserStore + GrantStore + IssuanceLog + RevocationStore
+    TenantStore + ClientStore + UserStore + GrantStore + IssuanceLog + RevocationStore + ReplayStore
 {
 }
-impl<T: TenantStore + ClientStore + UserStore + GrantStore + IssuanceLog + RevocationStore> Store
-    for T
+impl<T> Store for T where
+    T: TenantStore
+        + ClientStore
+        + UserStore
+        + GrantStore
+        + IssuanceLog
+        + RevocationStore
+        + ReplayStore
 {
 }
 
@@ -1052,6 +1058,35 @@ pub async fn rotation_records_the_refresh_and_its_device(store: Arc<dyn Store>) 
     assert_eq!(grant.device_ids, first, "the first ones seen, at most {MAX_DEVICE_IDS}");
 }
 
+/// A client assertion's or DPoP proof's `jti` is accepted once while its record lives; an
+/// expired record (which DynamoDB's TTL may not have deleted yet) no longer counts.
+pub async fn a_one_time_jwt_id_is_accepted_once_until_it_expires(store: Arc<dyn Store>) {
+    let key = ReplayKey::client_assertion(&ClientId::parse("signer").unwrap(), "jti-1");
+    assert!(store.first_use(&key, 1_100, 1_000).await.unwrap(), "first use");
+    assert!(!store.first_use(&key, 1_100, 1_050).await.unwrap(), "a replay");
+    assert!(!store.first_use(&key, 1_500, 1_099).await.unwrap(), "a replay, its last second");
+    assert!(store.first_use(&key, 1_300, 1_100).await.unwrap(), "expired: free again");
+    assert!(!store.first_use(&key, 1_300, 1_200).await.unwrap(), "and held anew");
+    let proof = ReplayKey::dpop_proof("thumbprint", "jti-1");
+    assert!(store.first_use(&proof, 1_100, 1_000).await.unwrap(), "another kind of JWT");
+    let other_client = ReplayKey::client_assertion(&ClientId::parse("other").unwrap(), "jti-1");
+    assert!(store.first_use(&other_client, 1_100, 1_000).await.unwrap(), "another signer");
+}
+
+/// The replay record is a conditional write: of many concurrent uses, one wins.
+pub async fn concurrent_first_uses_of_a_jwt_id_have_exactly_one_winner(store: Arc<dyn Store>) {
+    let key = ReplayKey::dpop_proof("thumbprint", "raced");
+    let uses = (0..16).map(|_| {
+        let (store, key) = (store.clone(), key.clone());
+        tokio::spawn(async move { store.first_use(&key, 2_000, 1_000).await.unwrap() })
+    });
+    let mut winners = 0;
+    for used in uses {
+        winners += usize::from(used.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
 /// Declares one test per contract check, each on a fresh store from `$fresh` (an async
 /// expression), so that a failure names the rule it broke.
 #[macro_export]
@@ -1094,6 +1129,8 @@ macro_rules! store_contract_tests {
             a_grant_starts_only_while_its_user_is_unchanged,
             a_users_live_sessions_are_listed_oldest_first,
             rotation_records_the_refresh_and_its_device,
+            a_one_time_jwt_id_is_accepted_once_until_it_expires,
+            concurrent_first_uses_of_a_jwt_id_have_exactly_one_winner,
         );
     };
     (@tests $fresh:expr; $($check:ident),* $(,)?) => {

@@ -6,6 +6,7 @@ pub mod dynamo;
 pub mod emulator;
 pub mod flows;
 pub mod forgery;
+pub mod jose;
 pub mod process;
 
 use std::path::PathBuf;

@@ -24,23 +24,19 @@ async fn metadata_names_the_issuer_endpoints_and_methods() {
     assert_eq!(metadata["introspection_endpoint"], server.url("/oauth2/introspect"));
     assert_eq!(metadata["batch_revocation_endpoint"], server.url("/oauth2/revoke/batch"));
     assert_eq!(metadata["access_token_signing_alg_values_supported"], serde_json::json!(["ES256"]));
-    for auth_methods in [
-        "revocation_endpoint_auth_methods_supported",
-        "introspection_endpoint_auth_methods_supported",
-    ] {
-        assert_eq!(
-            metadata[auth_methods],
-            serde_json::json!(["client_secret_basic", "client_secret_post"]),
-            "{auth_methods}"
-        );
+    let methods =
+        serde_json::json!(["client_secret_basic", "client_secret_post", "private_key_jwt"]);
+    let algorithms = serde_json::json!(["ES256", "EdDSA", "RS256", "PS256"]);
+    for endpoint in ["token", "revocation", "introspection"] {
+        let methods_member = format!("{endpoint}_endpoint_auth_methods_supported");
+        assert_eq!(metadata[&methods_member], methods, "{methods_member}");
+        let algorithms_member = format!("{endpoint}_endpoint_auth_signing_alg_values_supported");
+        assert_eq!(metadata[&algorithms_member], algorithms, "{algorithms_member}");
     }
+    assert_eq!(metadata["dpop_signing_alg_values_supported"], algorithms);
     assert_eq!(
         metadata["grant_types_supported"],
         serde_json::json!(["client_credentials", "password", "refresh_token"])
-    );
-    assert_eq!(
-        metadata["token_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post"])
     );
 }
 

@@ -22,6 +22,7 @@ use token_service::setup::{self, SigningWiring};
 use token_service::store::Stores;
 use token_service::store::dynamodb::{DynamoStore, table};
 use token_service::token::{TokenParams, TokenResponse, TokenService};
+use token_service::verify::Presented;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -145,7 +146,7 @@ async fn issue_counted(
     params: &TokenParams<'_>,
 ) -> (Result<TokenResponse, token_service::error::Error>, usize) {
     round_trips.take();
-    let presented = PresentedClient { id: id.into(), secret: secret.into() };
+    let presented = PresentedClient::secret(id, secret);
     let answer = service.authenticate_and_issue(&presented, params).await;
     (answer, round_trips.take())
 }
@@ -233,6 +234,55 @@ async fn round_trips_stay_within_budget() {
     let (reused, reuse_trips) = issue_counted(&warm, &round_trips, APP_CLIENT, &refresh).await;
     assert!(reused.is_err());
     assert_eq!(reuse_trips, 2, "reuse: BatchGetItem + UpdateItem revoking the grant");
+}
+
+/// Key-bound authentication costs one write each, its replay record: a `private_key_jwt`
+/// client's assertion, and a DPoP proof. Nothing else changes in the budget.
+#[tokio::test]
+async fn an_assertion_and_a_dpop_proof_each_add_one_write() {
+    use integration_tests::jose::ClientKey;
+    use jsonwebtoken::Algorithm;
+    use token_service::clock::Clock;
+    use token_service::domain::{
+        Client, ClientId, ClientJwks, Credentials, GrantType, ScopeSet, TenantPath,
+    };
+    use token_service::store::ClientStore;
+
+    let (store, round_trips, wiring) = counted_wiring().await;
+    let key = ClientKey::generate(Algorithm::ES256);
+    let mut signer = Client::new(
+        ClientId::parse("signer").unwrap(),
+        Credentials::PrivateKeyJwt { jwks: ClientJwks::parse(key.jwks()).unwrap() },
+        TenantPath::parse("/acme").unwrap(),
+    );
+    signer.grants = [GrantType::ClientCredentials].into();
+    signer.scopes = ScopeSet::parse("read").unwrap();
+    assert!(store.create_client(&signer).await.unwrap());
+    let service = wiring.token_service();
+    let now = SystemClock.now();
+    let assertion = || PresentedClient::Assertion {
+        id: "signer".into(),
+        assertion: key.assertion("signer", "https://issuer", now),
+        endpoint: "/oauth2/token",
+    };
+    let cc = TokenParams { grant_type: Some("client_credentials"), ..Default::default() };
+    let counted = async |presented: PresentedClient, params: &TokenParams<'_>| {
+        round_trips.take();
+        let answer = service.authenticate_and_issue(&presented, params).await;
+        let operations = round_trips.take_operations();
+        (answer.unwrap(), operations)
+    };
+    counted(assertion(), &cc).await; // warms the client cache
+    let (_, warm) = counted(assertion(), &cc).await;
+    assert_eq!(warm, ["PutItem", "PutItem"], "warm: the replay record, the issued token");
+
+    let proof = key.proof("POST", "https://issuer/oauth2/token", now, None);
+    let bound = TokenParams { dpop_proof: Some(&proof), ..cc };
+    let secret = || PresentedClient::secret(CC_CLIENT.0, CC_CLIENT.1);
+    counted(secret(), &cc).await;
+    let (answer, warm) = counted(secret(), &bound).await;
+    assert_eq!(answer.token_type, "DPoP");
+    assert_eq!(warm, ["PutItem", "PutItem"], "warm: the proof's replay record, the issued token");
 }
 
 /// A cold read of the client and a grant's records together still refuses what it must: a wrong
@@ -473,7 +523,7 @@ async fn verification_is_one_round_trip_and_logout_records_the_device() {
     let service = wiring.token_service();
     let client = service
         .authenticator()
-        .authenticate(&PresentedClient { id: APP_CLIENT.0.into(), secret: APP_CLIENT.1.into() })
+        .authenticate(&PresentedClient::secret(APP_CLIENT.0, APP_CLIENT.1))
         .await
         .unwrap();
     let login = alice_login();
@@ -485,7 +535,7 @@ async fn verification_is_one_round_trip_and_logout_records_the_device() {
     assert_eq!(round_trips.take(), 1, "one BatchGetItem");
 
     let revocation = wiring.revocation_service();
-    let bearer = revocation.verify_bearer(&access).await.unwrap();
+    let bearer = revocation.verify_presented(&Presented::Bearer(&access)).await.unwrap();
     revocation.revoke_self(&bearer, None, Some("device-42")).await.unwrap();
     let item = store
         .sdk_client()
@@ -843,7 +893,7 @@ async fn batch_revocation_is_one_write_and_its_record_expires_after_every_covere
     let issue = async |(id, secret): (&str, &str)| {
         let client = service
             .authenticator()
-            .authenticate(&PresentedClient { id: id.into(), secret: secret.into() })
+            .authenticate(&PresentedClient::secret(id, secret))
             .await
             .unwrap();
         service.issue(&client, &client_credentials).await.unwrap().access_token
@@ -855,7 +905,11 @@ async fn batch_revocation_is_one_write_and_its_record_expires_after_every_covere
 
     round_trips.take();
     let body = serde_json::json!({"clientId": "cc-client"}).to_string();
-    let count = wiring.batch_revocation().revoke(&admin, body.as_bytes(), None).await.unwrap();
+    let count = wiring
+        .batch_revocation()
+        .revoke(&Presented::Bearer(&admin), body.as_bytes(), None)
+        .await
+        .unwrap();
     assert_eq!(count, 20);
     let writes: Vec<String> = round_trips
         .take_operations()

@@ -71,3 +71,13 @@ fn domain() {
 fn batch_body() {
     replay("batch_body", fuzzing::batch_body);
 }
+
+#[test]
+fn client_assertion() {
+    replay("client_assertion", fuzzing::client_assertion);
+}
+
+#[test]
+fn dpop_proof() {
+    replay("dpop_proof", fuzzing::dpop_proof);
+}

@@ -10,7 +10,9 @@ use token_service::domain::{TenantPath, Username, username_digest};
 
 #[tokio::test]
 async fn each_wait_imposed_is_one_line_without_the_username_or_password() {
-    let server = ServeProcess::start("login-logs", &[("RUST_LOG", "debug")]);
+    // A first wait long enough that the sixth attempt falls inside it however slow the machine.
+    let env = [("RUST_LOG", "debug"), ("LOGIN_FIRST_WAIT", "60")];
+    let server = ServeProcess::start("login-logs", &env);
     let http = reqwest::Client::new();
     let username = "alice";
     for _ in 0..6 {
@@ -36,7 +38,7 @@ async fn each_wait_imposed_is_one_line_without_the_username_or_password() {
     let digest =
         username_digest(&TenantPath::parse("/acme").unwrap(), &Username::parse(username).unwrap());
     assert_eq!(waits.len(), 1, "the fifth failure imposes the wait; the sixth waits: {waits:?}");
-    let expected = format!("tenant=/acme username_digest={digest} source=127.0.0.1 wait_secs=1");
+    let expected = format!("tenant=/acme username_digest={digest} source=127.0.0.1 wait_secs=60");
     assert!(waits[0].contains(&expected), "{}", waits[0]);
     assert!(lines.len() > 6, "every request was logged: {lines:?}");
     for line in &lines {

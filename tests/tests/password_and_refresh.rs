@@ -454,10 +454,7 @@ async fn login_rehashes_a_password_stored_at_old_parameters() {
     );
     let client = service
         .authenticator()
-        .authenticate(&token_service::auth::PresentedClient {
-            id: APP_CLIENT.0.into(),
-            secret: APP_CLIENT.1.into(),
-        })
+        .authenticate(&token_service::auth::PresentedClient::secret(APP_CLIENT.0, APP_CLIENT.1))
         .await
         .unwrap();
     let params = TokenParams {

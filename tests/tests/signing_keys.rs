@@ -100,6 +100,7 @@ fn claims(now: u64) -> AccessTokenClaims {
         scope: String::new(),
         tenant: "/t".into(),
         sid: None,
+        cnf: None,
     }
 }
 

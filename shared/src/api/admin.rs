@@ -4,7 +4,7 @@ use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
-use super::client_auth::bearer_token;
+use super::client_auth::access_token;
 use super::form::{Form, check_body_size};
 use super::response::{Caching, json_response};
 use crate::admin::{AdminService, Caller, ListQuery, parse_body};
@@ -97,10 +97,10 @@ fn list_query(request: &Request) -> Result<ListQuery, Error> {
 }
 
 async fn caller(service: &AdminService, request: &Request) -> Result<Caller, Error> {
-    let bearer = bearer_token(request.headers())?.ok_or_else(|| {
-        Error::InvalidToken("a Bearer access token with the admin scope is required".into())
+    let token = access_token(request, request.uri().path())?.ok_or_else(|| {
+        Error::InvalidToken("an access token with the admin scope is required".into())
     })?;
-    service.caller(bearer).await
+    service.caller(&token).await
 }
 
 pub async fn handle(service: &AdminService, request: &Request) -> Result<Response<Body>, Error> {

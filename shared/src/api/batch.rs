@@ -6,26 +6,26 @@ use std::time::{Duration, Instant, SystemTime};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 
-use super::client_auth::bearer_token;
+use super::client_auth::access_token;
 use super::form::check_body_size;
 use super::response::{Caching, json_response};
 use crate::batch::BatchRevocation;
 use crate::domain::BATCH_REVOCATION_SCOPE;
+use crate::endpoints::BATCH_REVOKE_PATH;
 use crate::error::Error;
 
 pub async fn handle(service: &BatchRevocation, request: &Request) -> Result<Response<Body>, Error> {
     if request.method() != Method::POST {
         return Err(Error::MethodNotAllowed("POST"));
     }
-    let bearer = bearer_token(request.headers())?.ok_or_else(|| {
+    let token = access_token(request, BATCH_REVOKE_PATH)?.ok_or_else(|| {
         Error::InvalidToken(
-            format!("a Bearer access token with the {BATCH_REVOCATION_SCOPE} scope is required")
-                .into(),
+            format!("an access token with the {BATCH_REVOCATION_SCOPE} scope is required").into(),
         )
     })?;
     let body = request.body().as_ref();
     check_body_size(body)?;
-    let count = service.revoke(bearer, body, counting_deadline(request)).await?;
+    let count = service.revoke(&token, body, counting_deadline(request)).await?;
     Ok(json_response(StatusCode::OK, &json!({ "count": count }), Caching::NoStore))
 }
 

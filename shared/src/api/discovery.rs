@@ -9,8 +9,16 @@ use super::response::{Caching, raw_json_response};
 use super::{
     BATCH_REVOKE_PATH, INTROSPECT_PATH, JWKS_PATH, METADATA_PATH, REVOKE_PATH, TOKEN_PATH,
 };
+use crate::domain::{AuthMethod, CLIENT_ASSERTION_ALGORITHMS};
 use crate::error::Error;
 use crate::keys::VerificationKeys;
+
+/// Every client authentication method, at each client-authenticated endpoint alike.
+const AUTH_METHODS: [&str; 3] = [
+    AuthMethod::ClientSecretBasic.as_str(),
+    AuthMethod::ClientSecretPost.as_str(),
+    AuthMethod::PrivateKeyJwt.as_str(),
+];
 
 /// How long resource servers may cache the JWKS. Short, so a rotated-in key is seen quickly.
 const JWKS_MAX_AGE: u32 = 300;
@@ -32,14 +40,19 @@ impl Discovery {
             "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
             "jwks_uri": format!("{issuer}{JWKS_PATH}"),
             "revocation_endpoint": format!("{issuer}{REVOKE_PATH}"),
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+            "revocation_endpoint_auth_signing_alg_values_supported": CLIENT_ASSERTION_ALGORITHMS,
             "introspection_endpoint": format!("{issuer}{INTROSPECT_PATH}"),
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+            "introspection_endpoint_auth_signing_alg_values_supported": CLIENT_ASSERTION_ALGORITHMS,
             // Not registered by RFC 8414 either: where batch revocation is, for admin tools.
             "batch_revocation_endpoint": format!("{issuer}{BATCH_REVOKE_PATH}"),
             "grant_types_supported": ["client_credentials", "password", "refresh_token"],
             "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_methods_supported": AUTH_METHODS,
+            "token_endpoint_auth_signing_alg_values_supported": CLIENT_ASSERTION_ALGORITHMS,
+            // RFC 9449 §5.1.
+            "dpop_signing_alg_values_supported": CLIENT_ASSERTION_ALGORITHMS,
             // Not registered by RFC 8414: the algorithms access tokens are signed with.
             "access_token_signing_alg_values_supported": algorithms,
         });

@@ -6,6 +6,7 @@ use lambda_http::{Body, Request, Response};
 use super::client_auth::presented_client;
 use super::form::Form;
 use super::response::{Caching, json_response};
+use crate::endpoints::INTROSPECT_PATH;
 use crate::error::Error;
 use crate::introspection::IntrospectionService;
 
@@ -17,7 +18,7 @@ pub async fn handle(
         return Err(Error::MethodNotAllowed("POST"));
     }
     let form = Form::parse(request.headers(), request.body().as_ref())?;
-    let presented = presented_client(request.headers(), &form)?;
+    let presented = presented_client(request.headers(), &form, INTROSPECT_PATH)?;
     let caller = service.authenticator().authenticate(&presented).await?;
     let token = form.get("token").ok_or_else(|| Error::invalid_request("token is required"))?;
     let answer = service.introspect(&caller, token, form.get("token_type_hint")).await?;

@@ -28,12 +28,9 @@ use crate::introspection::IntrospectionService;
 use crate::revocation::RevocationService;
 use crate::token::TokenService;
 
-pub const TOKEN_PATH: &str = "/oauth2/token";
-pub const REVOKE_PATH: &str = "/oauth2/revoke";
-pub const INTROSPECT_PATH: &str = "/oauth2/introspect";
-pub const BATCH_REVOKE_PATH: &str = "/oauth2/revoke/batch";
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
-pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+pub use crate::endpoints::{
+    BATCH_REVOKE_PATH, INTROSPECT_PATH, JWKS_PATH, METADATA_PATH, REVOKE_PATH, TOKEN_PATH,
+};
 /// Cap on the request headers, names and values: API Gateway HTTP API's own limit (10 KiB for the
 /// request line and headers), so the local server and every function refuse what the gateway
 /// would, before any work.

@@ -5,6 +5,7 @@ use http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
+use crate::domain::CLIENT_ASSERTION_ALGORITHMS;
 use crate::error::Error;
 
 /// The realm named in `WWW-Authenticate: Basic` challenges.
@@ -72,10 +73,13 @@ pub fn status_and_code(error: &Error) -> (StatusCode, &'static str) {
         | Error::InvalidGrant(_)
         | Error::UnauthorizedClient(_)
         | Error::UnsupportedGrantType(_)
-        | Error::InvalidScope(_) => StatusCode::BAD_REQUEST,
+        | Error::InvalidScope(_)
+        | Error::InvalidDpopProof(_) => StatusCode::BAD_REQUEST,
         Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        Error::InvalidClient | Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+        Error::InvalidClient | Error::InvalidToken(_) | Error::RejectedDpopProof(_) => {
+            StatusCode::UNAUTHORIZED
+        }
         Error::InsufficientScope(_) => StatusCode::FORBIDDEN,
         Error::NotFound | Error::ResourceNotFound(_) => StatusCode::NOT_FOUND,
         Error::Conflict(_) => StatusCode::CONFLICT,
@@ -103,6 +107,15 @@ fn public_description(error: &Error) -> String {
         .collect()
 }
 
+/// The `DPoP` challenge (RFC 9449 §7.1): the proof algorithms accepted, and the error if any.
+fn dpop_challenge(code: Option<&str>) -> String {
+    let algs = CLIENT_ASSERTION_ALGORITHMS.join(" ");
+    match code {
+        Some(code) => format!("DPoP error=\"{code}\", algs=\"{algs}\""),
+        None => format!("DPoP algs=\"{algs}\""),
+    }
+}
+
 /// The response for an error: status, OAuth2 error code and challenge. Server-side failures are
 /// logged here with their detail; the client sees only the error's public description.
 pub fn error_response(error: &Error) -> Response<Body> {
@@ -116,10 +129,15 @@ pub fn error_response(error: &Error) -> Response<Body> {
     let description = public_description(error);
     let challenge = match error {
         Error::InvalidClient => Some(format!("Basic realm=\"{REALM}\"")),
+        // Both schemes are offered (RFC 9449 §7.1): a DPoP-bound token is presented as DPoP.
         Error::InvalidToken(_) | Error::InsufficientScope(_) => Some(format!(
-            "Bearer error=\"{code}\", error_description=\"{}\"",
-            description.replace(['"', '\\'], "")
+            "Bearer error=\"{code}\", error_description=\"{}\", {}",
+            description.replace(['"', '\\'], ""),
+            dpop_challenge(None)
         )),
+        Error::InvalidDpopProof(_) | Error::RejectedDpopProof(_) => {
+            Some(dpop_challenge(Some(code)))
+        }
         _ => None,
     };
     let body = ErrorBody { error: code, error_description: description };
@@ -188,6 +206,8 @@ mod tests {
             Error::UnsupportedGrantType("d".into()),
             Error::InvalidScope("d".into()),
             Error::InvalidToken("d".into()),
+            Error::InvalidDpopProof("d".into()),
+            Error::RejectedDpopProof("d".into()),
             Error::InsufficientScope("d".into()),
             Error::NotFound,
             Error::ResourceNotFound("d".into()),
@@ -208,6 +228,8 @@ mod tests {
                 | Error::UnsupportedGrantType(_)
                 | Error::InvalidScope(_)
                 | Error::InvalidToken(_)
+                | Error::InvalidDpopProof(_)
+                | Error::RejectedDpopProof(_)
                 | Error::InsufficientScope(_)
                 | Error::NotFound
                 | Error::ResourceNotFound(_)
@@ -266,6 +288,7 @@ mod tests {
             (Error::UnauthorizedClient("d".into()), "unauthorized_client"),
             (Error::UnsupportedGrantType("d".into()), "unsupported_grant_type"),
             (Error::InvalidScope("d".into()), "invalid_scope"),
+            (Error::InvalidDpopProof("d".into()), "invalid_dpop_proof"),
         ] {
             assert_eq!(status_and_code(&error), (StatusCode::BAD_REQUEST, code));
         }

@@ -3,9 +3,10 @@
 use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
-use super::client_auth::{device_id, presented_client};
+use super::client_auth::{device_id, dpop_proof, presented_client};
 use super::form::Form;
 use super::response::{Caching, json_response};
+use crate::endpoints::TOKEN_PATH;
 use crate::error::Error;
 use crate::token::{TokenParams, TokenService};
 
@@ -14,7 +15,7 @@ pub async fn handle(service: &TokenService, request: &Request) -> Result<Respons
         return Err(Error::MethodNotAllowed("POST"));
     }
     let form = Form::parse(request.headers(), request.body().as_ref())?;
-    let presented = presented_client(request.headers(), &form)?;
+    let presented = presented_client(request.headers(), &form, TOKEN_PATH)?;
     let params = TokenParams {
         grant_type: form.get("grant_type"),
         scope: form.get("scope"),
@@ -25,6 +26,7 @@ pub async fn handle(service: &TokenService, request: &Request) -> Result<Respons
         refresh_token: form.get("refresh_token"),
         device_id: device_id(request.headers())?,
         source: Some(super::source_address(request)),
+        dpop_proof: dpop_proof(request.headers())?,
     };
     let response = service.authenticate_and_issue(&presented, &params).await?;
     Ok(json_response(StatusCode::OK, &response, Caching::NoStore))

@@ -119,7 +119,7 @@ impl AuthMethod {
     pub const ALL: [AuthMethod; 3] =
         [Self::ClientSecretBasic, Self::ClientSecretPost, Self::PrivateKeyJwt];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::ClientSecretBasic => "client_secret_basic",
             Self::ClientSecretPost => "client_secret_post",

@@ -6,6 +6,7 @@ mod grant;
 mod ids;
 mod jwks;
 mod login;
+mod replay;
 mod scope;
 mod secret;
 mod subject;
@@ -25,10 +26,13 @@ pub use grant::{
 pub use ids::{
     ClientId, GrantId, InvalidClientId, MAX_CLIENT_ID_LEN, TokenId, UserId, random_bytes,
 };
-pub use jwks::{CLIENT_ASSERTION_ALGORITHMS, ClientJwks, InvalidJwks, MAX_CLIENT_KEYS};
+pub use jwks::{
+    CLIENT_ASSERTION_ALGORITHMS, ClientJwks, InvalidJwks, MAX_CLIENT_KEYS, check_public_key,
+};
 pub use login::{
     FailureCount, LoginAttempts, LoginDefenceSettings, LoginKey, SourceAddress, username_digest,
 };
+pub use replay::ReplayKey;
 pub use scope::{
     ADMIN_SCOPE, ADMINISTRATIVE_SCOPES, BATCH_REVOCATION_SCOPE, InvalidScope, MAX_SCOPE_LEN,
     MAX_SCOPES, Scope, ScopeSet,

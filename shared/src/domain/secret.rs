@@ -157,7 +157,7 @@ mod tests {
         const SECRET: &str = "s3cret-value-0123456789";
         let mut printed = vec![
             format!("{:?}", Form::parse_query(Some(&format!("password={SECRET}&x=1"))).unwrap()),
-            format!("{:?}", PresentedClient { id: "app".into(), secret: SECRET.into() }),
+            format!("{:?}", PresentedClient::secret("app", SECRET)),
             format!(
                 "{:?}",
                 TokenParams {

@@ -239,12 +239,10 @@ mod tests {
         let inner = Arc::new(CountingStore(MemoryStore::new(), AtomicUsize::new(0)));
         let clock = Arc::new(ManualClock::new(1_000));
         let cache = Arc::new(CachedClients::new(inner.clone(), clock.clone(), 30));
-        let auth = Authenticator::new(cache, clock.clone());
+        let replays = Arc::new(MemoryStore::new());
+        let auth = Authenticator::new(cache, replays, clock.clone(), "https://i".into());
         let reads = || inner.1.load(Ordering::SeqCst);
-        let presented = |secret: &ClientSecret| PresentedClient {
-            id: "cached".into(),
-            secret: secret.expose().to_owned(),
-        };
+        let presented = |secret: &ClientSecret| PresentedClient::secret("cached", secret.expose());
         let (old, new) = (ClientSecret::generate(), ClientSecret::generate());
         let mut stored = client(60);
         stored.credentials = Credentials::secret(old.digest());
@@ -266,7 +264,7 @@ mod tests {
         let wrong = auth.authenticate(&presented(&old)).await.unwrap_err();
         assert!(matches!(wrong, Error::InvalidClient), "{wrong:?}");
         assert_eq!(reads(), before + 1, "a wrong secret: one store read");
-        let unknown = PresentedClient { id: "nobody".into(), secret: new.expose().to_owned() };
+        let unknown = PresentedClient::secret("nobody", new.expose());
         let unknown = auth.authenticate(&unknown).await.unwrap_err();
         assert!(matches!(unknown, Error::InvalidClient), "{unknown:?}");
         assert_eq!(reads(), before + 2, "an unknown client: one store read too");

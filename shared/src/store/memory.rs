@@ -8,13 +8,14 @@ use async_trait::async_trait;
 
 use super::{
     ClientPosition, ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
-    LoginAttemptStore, Page, PageRequest, Reissue, RevocationRecord, RevocationState,
+    LoginAttemptStore, Page, PageRequest, Reissue, ReplayStore, RevocationRecord, RevocationState,
     RevocationStore, Rotation, SessionPosition, StoreError, Successor, TenantDeletion, TenantStore,
     TokenRef, UserPosition, UserStore, list_key,
 };
 use crate::domain::{
     Client, ClientId, DeviceId, FailureCount, Grant, GrantId, LoginAttempts, LoginKey,
-    RefreshRecord, SecretDigest, SourceAddress, TenantPath, TokenId, User, UserId, Username,
+    RefreshRecord, ReplayKey, SecretDigest, SourceAddress, TenantPath, TokenId, User, UserId,
+    Username,
 };
 
 #[derive(Default)]
@@ -25,6 +26,8 @@ pub struct MemoryStore {
     /// Grants, refresh records, cutoffs and the log share one lock, so that a rotation (which
     /// checks cutoffs and writes the log) is atomic, as the DynamoDB transaction is.
     state: Arc<Mutex<State>>,
+    /// One-time JWT ids and when each may be forgotten.
+    replays: Mutex<HashMap<ReplayKey, u64>>,
 }
 
 #[derive(Default)]
@@ -706,6 +709,31 @@ impl LoginAttemptStore for MemoryStore {
             .login_failures
             .retain(|(t, digest, _), _| !(t == tenant && digest == username_digest));
         Ok(())
+    }
+}
+
+/// Records kept before expired ones are swept: the sweep is O(n), so it runs once the map has
+/// doubled since the last one, which keeps each insert O(1) amortised and the map bounded by
+/// twice the live records.
+const REPLAY_SWEEP_FLOOR: usize = 1024;
+
+#[async_trait]
+impl ReplayStore for MemoryStore {
+    async fn first_use(
+        &self,
+        key: &ReplayKey,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let mut replays = self.replays.lock().map_err(|_| poisoned())?;
+        if replays.get(key).is_some_and(|until| *until > now) {
+            return Ok(false);
+        }
+        if replays.len() >= REPLAY_SWEEP_FLOOR && replays.len().is_power_of_two() {
+            replays.retain(|_, until| *until > now);
+        }
+        replays.insert(key.clone(), expires_at);
+        Ok(true)
     }
 }
 

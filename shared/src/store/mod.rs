@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Client, ClientId, DeviceId, Grant, GrantId, LoginAttempts, LoginKey, RefreshRecord,
+    Client, ClientId, DeviceId, Grant, GrantId, LoginAttempts, LoginKey, RefreshRecord, ReplayKey,
     SecretDigest, Subject, TenantPath, TokenId, User, UserId, Username,
 };
 pub use crate::error::StoreError;
@@ -33,6 +33,7 @@ pub struct Stores {
     pub issuance: Arc<dyn IssuanceLog>,
     pub revocations: Arc<dyn RevocationStore>,
     pub login_attempts: Arc<dyn LoginAttemptStore>,
+    pub replays: Arc<dyn ReplayStore>,
 }
 
 impl Stores {
@@ -46,6 +47,7 @@ impl Stores {
             + IssuanceLog
             + RevocationStore
             + LoginAttemptStore
+            + ReplayStore
             + 'static,
     {
         Self {
@@ -55,7 +57,8 @@ impl Stores {
             grants: store.clone(),
             issuance: store.clone(),
             revocations: store.clone(),
-            login_attempts: store,
+            login_attempts: store.clone(),
+            replays: store,
         }
     }
 }
@@ -201,6 +204,20 @@ pub trait LoginAttemptStore: Send + Sync {
         now: u64,
         expires_at: u64,
     ) -> Result<(), StoreError>;
+}
+
+/// One-time JWT identifiers seen (client assertions, DPoP proofs): each is accepted once while
+/// the JWT that carries it could still be valid.
+#[async_trait]
+pub trait ReplayStore: Send + Sync {
+    /// Records `key` as used until `expires_at`, atomically (a conditional write). `false`: it
+    /// was already used and that record has not expired by `now`, so this is a replay.
+    async fn first_use(
+        &self,
+        key: &ReplayKey,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError>;
 }
 
 /// What authentication requires of a client record it reads.

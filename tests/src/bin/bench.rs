@@ -33,6 +33,7 @@ use token_service::store::dynamodb::{DynamoStore, table};
 use token_service::store::memory::MemoryStore;
 use token_service::store::{IssuanceLog, IssuedToken, Stores, TokenKind};
 use token_service::token::{TokenParams, TokenService};
+use token_service::verify::Presented;
 
 /// moto answers each Query page by re-reading the whole partition, so a count's cost grows with
 /// the square of the tokens: 0.85 s a page at 20k, and a single page took over 10 s at 100k
@@ -198,11 +199,7 @@ async fn dynamodb(tokens: usize) {
     );
     let service = wiring.token_service();
     let authenticate = async |(id, secret): (&str, &str)| {
-        service
-            .authenticator()
-            .authenticate(&PresentedClient { id: id.into(), secret: secret.into() })
-            .await
-            .unwrap()
+        service.authenticator().authenticate(&PresentedClient::secret(id, secret)).await.unwrap()
     };
     let count = |trips: &RoundTrips| trips.take();
     println!("| operation | DynamoDB round trips |");
@@ -227,7 +224,7 @@ async fn dynamodb(tokens: usize) {
         .token_service()
     };
     let issue = async |service: &TokenService, params: &TokenParams<'_>| {
-        let presented = PresentedClient { id: APP_CLIENT.0.into(), secret: APP_CLIENT.1.into() };
+        let presented = PresentedClient::secret(APP_CLIENT.0, APP_CLIENT.1);
         service.authenticate_and_issue(&presented, params).await.unwrap()
     };
     let login = alice_login();
@@ -259,7 +256,7 @@ async fn dynamodb(tokens: usize) {
     wiring.verifier().verify(&token).await.unwrap();
     println!("| verification (introspection, authorizer, bearer) | {} |", count(&round_trips));
     let revocation = wiring.revocation_service();
-    let bearer = revocation.verify_bearer(&token).await.unwrap();
+    let bearer = revocation.verify_presented(&Presented::Bearer(&token)).await.unwrap();
     revocation.revoke_self(&bearer, None, None).await.unwrap();
     println!("| bearer revocation (verify + revocation record) | {} |", count(&round_trips));
 
@@ -268,12 +265,15 @@ async fn dynamodb(tokens: usize) {
     round_trips.take();
     let batch = wiring.batch_revocation();
     let dry = br#"{"dryRun": true, "clientId": "cc-client"}"#;
-    batch.revoke(&admin_token, dry, None).await.unwrap();
+    batch.revoke(&Presented::Bearer(&admin_token), dry, None).await.unwrap();
     println!(
         "| batch revocation, dry run, few tokens (verify, client, count pages) | {} |",
         count(&round_trips)
     );
-    batch.revoke(&admin_token, br#"{"clientId": "cc-client"}"#, None).await.unwrap();
+    batch
+        .revoke(&Presented::Bearer(&admin_token), br#"{"clientId": "cc-client"}"#, None)
+        .await
+        .unwrap();
     println!(
         "| batch revocation (the same, plus one conditional write) | {} |",
         count(&round_trips)

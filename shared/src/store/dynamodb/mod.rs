@@ -6,6 +6,7 @@ mod clients;
 mod grants;
 mod issuance;
 mod login_attempts;
+mod replays;
 mod revocations;
 pub mod table;
 mod tenants;
