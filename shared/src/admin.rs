@@ -35,6 +35,7 @@ use crate::password::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Passwords};
 use crate::store::{
     ClientPosition, Page, PageRequest, StoreError, Stores, TenantDeletion, UserPosition, layer,
 };
+use crate::telemetry;
 use crate::verify::{Presented, Verifier};
 
 /// Items a list page holds at most, and by default.
@@ -979,14 +980,8 @@ fn audit<T>(caller: &Caller, action: &str, resource: &str, result: &Result<T, Er
         Ok(_) => "ok",
         Err(error) => error.code(),
     };
-    tracing::info!(
-        caller_client = caller.client_id.as_ref().map(ClientId::as_str),
-        caller_subject = %caller.subject,
-        action,
-        resource,
-        outcome,
-        "audit"
-    );
+    let client = caller.client_id.as_ref().map(ClientId::as_str);
+    telemetry::audit(client, &caller.subject, action, resource, outcome, None);
 }
 
 fn check_password(password: &str) -> Result<(), Error> {

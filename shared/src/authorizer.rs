@@ -23,7 +23,11 @@ use tracing::Instrument;
 
 use crate::domain::ScopeSet;
 use crate::dpop::{DPOP_HEADER, ProofContext, ProofRejected};
+use crate::telemetry;
 use crate::verify::{Rejection, Verifier, VerifyError};
+
+/// The `Route` dimension of the authorizer's latency.
+pub const AUTHORIZER_ROUTE: &str = "authorizer";
 
 /// The route key whose scopes apply to routes not listed. Without it, an unlisted route is
 /// denied: allowing every route is said explicitly, as `"$default": ""`.
@@ -119,14 +123,20 @@ impl Authorizer {
         let decision = self.decide(request, route).await;
         let method = request.request_context.http.method.as_str();
         let latency_us = started.elapsed().as_micros() as u64;
+        telemetry::latency(AUTHORIZER_ROUTE, latency_us as f64 / 1000.0);
         match decision {
             Ok(context) => {
                 tracing::info!(method, route, outcome = "allow", latency_us, "request");
+                telemetry::authorizer_decision("allow", "none");
                 AuthorizerResponse { is_authorized: true, context: Some(context) }
             }
             Err(denial) => {
                 let reason = denial.reason();
                 tracing::info!(method, route, outcome = "deny", reason, detail = %denial, latency_us, "request");
+                telemetry::authorizer_decision("deny", reason);
+                if matches!(denial, Denial::Unavailable) {
+                    telemetry::storage_error();
+                }
                 AuthorizerResponse { is_authorized: false, context: None }
             }
         }

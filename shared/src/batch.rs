@@ -26,6 +26,7 @@ use crate::domain::{
 use crate::error::{Error, StoreError};
 use crate::jwt::verifiable_until;
 use crate::store::{IssuanceFilter, IssuedToken, Stores, SubjectId, layer};
+use crate::telemetry::{self, RevocationKind};
 use crate::verify::{Presented, VerifiedToken, Verifier};
 
 /// How far in the future `creationBefore` may lie, for clock skew between caller and server.
@@ -103,6 +104,13 @@ impl BatchRevocation {
             for (Target { filter, layer }, replaced) in targets.iter().zip(replaced) {
                 let covered = self.count(filter, cutoff, layer, replaced, now).await?;
                 tracing::info!(%layer, cutoff, count = covered, dry_run = request.dry_run, "batch revocation");
+                if !request.dry_run {
+                    let client = Some(caller.client_id.as_str());
+                    let subject = &caller.claims.sub;
+                    telemetry::audit(client, subject, "batch_revoke", layer, "ok", Some(covered));
+                    telemetry::revoked(RevocationKind::Batch);
+                    telemetry::batch_revoked(covered);
+                }
                 count += covered;
             }
             Ok::<_, Error>(count)

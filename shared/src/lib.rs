@@ -28,6 +28,7 @@ pub mod revocation;
 pub mod seed;
 pub mod setup;
 pub mod store;
+pub mod telemetry;
 pub mod token;
 pub mod verify;
 

@@ -2,6 +2,7 @@
 //! The rules (thresholds, doubling waits, the cap) are `domain::LoginDefenceSettings`; this
 //! applies them to the counters in the store.
 
+use crate::telemetry;
 use std::sync::Arc;
 
 use crate::domain::{
@@ -47,6 +48,7 @@ impl LoginDefence {
                         wait_secs = until - now,
                         "login wait imposed"
                     );
+                    telemetry::login_wait_imposed();
                 }
             }
             Err(error) => {

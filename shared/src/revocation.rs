@@ -5,6 +5,7 @@ use crate::auth::Authenticator;
 use crate::domain::{Client, DeviceId, RefreshToken, TokenId};
 use crate::error::Error;
 use crate::jwt::verifiable_until;
+use crate::telemetry::{self, RevocationKind};
 use crate::verify::{Presented, TokenState, VerifiedToken};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -57,7 +58,11 @@ impl RevocationService {
                     if record.client_id != client.id {
                         return Err(not_yours());
                     }
-                    return Ok(self.tokens.grants.revoke_grant(&grant.id, now).await?);
+                    self.tokens.grants.revoke_grant(&grant.id, now).await?;
+                    telemetry::revoked(RevocationKind::Refresh);
+                    let id = client.id.as_str();
+                    telemetry::audit(Some(id), id, "revoke_grant", grant.id.as_str(), "ok", None);
+                    return Ok(());
                 }
                 Kind::Access => {
                     // Signature and claims only: an already-revoked token is revoked again
@@ -69,11 +74,12 @@ impl RevocationService {
                         return Err(not_yours());
                     }
                     let Ok(id) = TokenId::parse(&claims.jti) else { continue };
-                    return Ok(self
-                        .tokens
-                        .revocations
-                        .revoke_token(&id, verifiable_until(claims.exp), None, now)
-                        .await?);
+                    let until = verifiable_until(claims.exp);
+                    self.tokens.revocations.revoke_token(&id, until, None, now).await?;
+                    telemetry::revoked(RevocationKind::Access);
+                    let caller = client.id.as_str();
+                    telemetry::audit(Some(caller), caller, "revoke_token", id.as_str(), "ok", None);
+                    return Ok(());
                 }
             }
         }
@@ -116,6 +122,10 @@ impl RevocationService {
         if let Some(grant) = &verified.grant {
             self.tokens.grants.revoke_grant(grant, now).await?;
         }
+        telemetry::revoked(RevocationKind::SelfRevocation);
+        let client = Some(verified.client_id.as_str());
+        let subject = &verified.claims.sub;
+        telemetry::audit(client, subject, "revoke_self", verified.id.as_str(), "ok", None);
         Ok(())
     }
 }

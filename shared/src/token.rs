@@ -25,6 +25,7 @@ use crate::store::{
     CutoffGuard, GrantRead, GrantRecords, IssuedToken, Reissue, Rotation, Stores, Successor,
     TokenKind, layer,
 };
+use crate::telemetry;
 
 /// Rounds of rotate-then-reissue a refresh within the reuse interval tries while a concurrent
 /// rotation of the same token is still being written.
@@ -266,7 +267,7 @@ impl TokenService {
             .map_err(|e| Error::invalid_request(e.to_string()))?;
         let binding = self.dpop_binding(client, params.dpop_proof).await?;
         let binding = binding.as_deref();
-        match grant {
+        let answer = match grant {
             GrantType::ClientCredentials => {
                 let scope = narrow(requested_scope, &client.scopes)?;
                 let principal =
@@ -288,7 +289,11 @@ impl TokenService {
                 let requested = Requested { lifetime, binding, device };
                 self.refresh_grant(client, params, requested_scope, requested, records).await
             }
+        };
+        if answer.is_ok() {
+            telemetry::token_issued(grant);
         }
+        answer
     }
 
     /// The DPoP key thumbprint the access token is to be bound to: the proof's, once it passed
@@ -524,6 +529,7 @@ impl TokenService {
     /// whom, so the whole grant ends (RFC 9700 §4.14.2).
     async fn reuse_detected(&self, grant: &Grant, now: u64) -> Result<TokenResponse, Error> {
         tracing::warn!(grant = %grant.id, client = %grant.client_id, "refresh token reused; revoking the grant");
+        telemetry::refresh_reuse_detected();
         self.stores.grants.revoke_grant(&grant.id, now).await?;
         Err(bad_refresh_token())
     }

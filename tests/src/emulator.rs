@@ -327,6 +327,12 @@ impl Function {
         (status, reported, stderr)
     }
 
+    /// What the function wrote to stdout (it is stopped first): where Lambda reads EMF from.
+    pub async fn stdout(mut self) -> String {
+        let _ = self.child.kill().await;
+        self.stdout.await.unwrap_or_default()
+    }
+
     /// Everything the function wrote so far, stdout then stderr (it is stopped first).
     pub async fn output(mut self) -> String {
         let _ = self.child.kill().await;

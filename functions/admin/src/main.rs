@@ -6,14 +6,18 @@ use std::convert::Infallible;
 use lambda_http::{Error, Request, run, service_fn};
 use token_service::api;
 use token_service::setup::Wiring;
+use token_service::telemetry::Emf;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     token_service::logging::init();
+    let metrics = Emf::init()?;
     let service = Wiring::from_env().await?.admin_service();
 
     run(service_fn(async |request: Request| {
-        Ok::<_, Infallible>(api::admin_endpoint(&service, request).await)
+        let response = api::admin_endpoint(&service, request).await;
+        metrics.flush();
+        Ok::<_, Infallible>(response)
     }))
     .await
 }

@@ -7,16 +7,20 @@ use lambda_http::{Error, Request, run, service_fn};
 use token_service::api::{self, Discovery};
 use token_service::config::Config;
 use token_service::setup;
+use token_service::telemetry::Emf;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     token_service::logging::init();
+    let metrics = Emf::init()?;
     let config = Config::from_env()?;
     let keys = setup::verification_keys(&config).await?;
     let discovery = Discovery::new(&config.issuer, &keys);
 
     run(service_fn(async |request: Request| {
-        Ok::<_, Infallible>(api::discovery_endpoint(&discovery, request).await)
+        let response = api::discovery_endpoint(&discovery, request).await;
+        metrics.flush();
+        Ok::<_, Infallible>(response)
     }))
     .await
 }

@@ -26,6 +26,7 @@ use crate::domain::SourceAddress;
 use crate::error::Error;
 use crate::introspection::IntrospectionService;
 use crate::revocation::RevocationService;
+use crate::telemetry;
 use crate::token::TokenService;
 
 pub use crate::endpoints::{
@@ -77,10 +78,19 @@ where
     } else {
         handler(request).instrument(span.clone()).await
     };
+    let route = metric_route(request.uri().path());
     let (response, outcome) = match result {
         Ok(response) => (response, "ok"),
-        Err(error) => (error_response(&error), status_and_code(&error).1),
+        Err(error) => {
+            let code = status_and_code(&error).1;
+            telemetry::error(route, code);
+            if matches!(error, Error::Storage(_)) {
+                telemetry::storage_error();
+            }
+            (error_response(&error), code)
+        }
     };
+    telemetry::latency(route, started.elapsed().as_secs_f64() * 1000.0);
     span.in_scope(|| {
         tracing::info!(
             method = %request.method(),
@@ -92,6 +102,22 @@ where
         )
     });
     response
+}
+
+/// The `Route` dimension of a request's metrics: one of the service's paths, so that what a
+/// client puts in a path (an admin resource id, a path that does not exist) never becomes a
+/// dimension value.
+fn metric_route(path: &str) -> &'static str {
+    match path {
+        TOKEN_PATH => TOKEN_PATH,
+        REVOKE_PATH => REVOKE_PATH,
+        INTROSPECT_PATH => INTROSPECT_PATH,
+        BATCH_REVOKE_PATH => BATCH_REVOKE_PATH,
+        JWKS_PATH => JWKS_PATH,
+        METADATA_PATH => METADATA_PATH,
+        path if path.starts_with(admin::ADMIN_PREFIX) => "/admin",
+        _ => "other",
+    }
 }
 
 /// The token function's entry point.
