@@ -1,5 +1,6 @@
 //! Signing-key administration in SSM Parameter Store: init, stage, promote, prune, remove,
-//! publish, show. See the README's rotation runbook for the order and the waits between them.
+//! publish, show. See the rotation runbook in docs/deployment.md for the order and the waits
+//! between them.
 //!
 //! Every change rewrites the private key set (a SecureString, read by the token function only)
 //! with a version check, then its public half (`<parameter>-public`, read by every function

@@ -158,7 +158,7 @@ enum Command {
         alg: SigningAlgorithm,
     },
     /// Manage the signing keys in an SSM SecureString and its public half beside it,
-    /// `<parameter>-public` (see the README's rotation runbook).
+    /// `<parameter>-public` (see the rotation runbook in docs/deployment.md).
     Keys {
         #[command(subcommand)]
         action: KeysAction,

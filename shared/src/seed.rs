@@ -1,5 +1,5 @@
 //! The declarative seed file (TOML) that fills a store with tenants and clients. Its format is
-//! documented in the README.
+//! documented in docs/deployment.md ("Seed file").
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;

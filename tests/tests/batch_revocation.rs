@@ -656,7 +656,7 @@ async fn absent_creation_before_means_now(backend: Backend) {
     assert!(!is_active(&server, &token).await);
 }
 
-/// The documented boundary (README, "The rule"): revoked when `iat` (or the grant's start) is
+/// The documented boundary (docs/api.md, "The rule"): revoked when `iat` (or the grant's start) is
 /// earlier than the cutoff second; issued in the cutoff second, valid. Held at every place a
 /// token is accepted: introspection of access and refresh tokens, refresh, the count.
 async fn a_grant_begun_in_the_cutoff_second_survives_everywhere_and_one_begun_before_dies(

@@ -1,5 +1,5 @@
-//! `make deploy` and the README's deployment steps, checked without AWS: what make would run,
-//! and that the smoke test's secret comes from the command that prints it.
+//! `make deploy` and the deployment steps of docs/deployment.md, checked without AWS: what make
+//! would run, and that the smoke test's secret comes from the command that prints it.
 
 use std::process::Command;
 
@@ -42,12 +42,12 @@ fn make_deploy_builds_and_deploys_for_one_architecture() {
     }
 }
 
-/// `tokenctl add-client` prints the secret on one `client_secret: ` line, which the README's
-/// deployment steps capture into `SECRET` before the smoke test uses it.
+/// `tokenctl add-client` prints the secret on one `client_secret: ` line, which the deployment
+/// steps of docs/deployment.md capture into `SECRET` before the smoke test uses it.
 #[test]
 fn the_deploy_smoke_test_captures_the_secret_it_uses() {
-    let readme = std::fs::read_to_string(repo_path("../README.md")).unwrap();
-    let deploying = readme.split("## Deploying to AWS").nth(1).unwrap();
+    let guide = std::fs::read_to_string(repo_path("../docs/deployment.md")).unwrap();
+    let deploying = guide.split("## Deploying to AWS").nth(1).unwrap();
     let steps = deploying.split("```sh").nth(1).unwrap().split("```").next().unwrap();
     let set = steps.find("SECRET=$(").expect("the steps set SECRET");
     let used = steps.find("$SECRET").expect("the smoke test uses SECRET");

@@ -1,6 +1,6 @@
 //! Every store trait on one DynamoDB table, one module per trait with the item codecs of the
-//! records it serves. The item layout is documented in the README ("The table"); [`table`] holds
-//! the definition `template.yaml` must match.
+//! records it serves. The item layout is documented in docs/table.md; [`table`] holds the
+//! definition `template.yaml` must match.
 
 mod clients;
 mod grants;
