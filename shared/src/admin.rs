@@ -981,7 +981,7 @@ fn audit<T>(caller: &Caller, action: &str, resource: &str, result: &Result<T, Er
         Err(error) => error.code(),
     };
     let client = caller.client_id.as_ref().map(ClientId::as_str);
-    telemetry::audit(client, &caller.subject, action, resource, outcome, None);
+    telemetry::audit(client, &caller.subject, action, resource, outcome);
 }
 
 fn check_password(password: &str) -> Result<(), Error> {

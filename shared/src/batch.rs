@@ -89,9 +89,15 @@ impl BatchRevocation {
             replaced.push(if request.dry_run {
                 None
             } else {
-                // The revocation itself: one conditional write, before any counting.
+                // The revocation itself: one conditional write, before any counting. It is
+                // audited as soon as it stands, whether or not the count then completes.
                 let expires_at = verifiable_until(cutoff + MAX_LIFETIME);
-                Some(self.stores.revocations.raise_cutoff(layer, cutoff, expires_at, now).await?)
+                let replaced =
+                    self.stores.revocations.raise_cutoff(layer, cutoff, expires_at, now).await?;
+                let client = Some(caller.client_id.as_str());
+                telemetry::audit(client, &caller.claims.sub, "batch_revoke", layer, "ok");
+                telemetry::revoked(RevocationKind::Batch);
+                Some(replaced)
             });
         }
         let counting = async {
@@ -105,10 +111,6 @@ impl BatchRevocation {
                 let covered = self.count(filter, cutoff, layer, replaced, now).await?;
                 tracing::info!(%layer, cutoff, count = covered, dry_run = request.dry_run, "batch revocation");
                 if !request.dry_run {
-                    let client = Some(caller.client_id.as_str());
-                    let subject = &caller.claims.sub;
-                    telemetry::audit(client, subject, "batch_revoke", layer, "ok", Some(covered));
-                    telemetry::revoked(RevocationKind::Batch);
                     telemetry::batch_revoked(covered);
                 }
                 count += covered;

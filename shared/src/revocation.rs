@@ -61,7 +61,7 @@ impl RevocationService {
                     self.tokens.grants.revoke_grant(&grant.id, now).await?;
                     telemetry::revoked(RevocationKind::Refresh);
                     let id = client.id.as_str();
-                    telemetry::audit(Some(id), id, "revoke_grant", grant.id.as_str(), "ok", None);
+                    telemetry::audit(Some(id), id, "revoke_grant", grant.id.as_str(), "ok");
                     return Ok(());
                 }
                 Kind::Access => {
@@ -78,7 +78,7 @@ impl RevocationService {
                     self.tokens.revocations.revoke_token(&id, until, None, now).await?;
                     telemetry::revoked(RevocationKind::Access);
                     let caller = client.id.as_str();
-                    telemetry::audit(Some(caller), caller, "revoke_token", id.as_str(), "ok", None);
+                    telemetry::audit(Some(caller), caller, "revoke_token", id.as_str(), "ok");
                     return Ok(());
                 }
             }
@@ -125,7 +125,7 @@ impl RevocationService {
         telemetry::revoked(RevocationKind::SelfRevocation);
         let client = Some(verified.client_id.as_str());
         let subject = &verified.claims.sub;
-        telemetry::audit(client, subject, "revoke_self", verified.id.as_str(), "ok", None);
+        telemetry::audit(client, subject, "revoke_self", verified.id.as_str(), "ok");
         Ok(())
     }
 }

@@ -104,17 +104,38 @@ pub fn latency(route: &'static str, millis: f64) {
 }
 
 /// One audit line (`"message": "audit"`): who (the caller's client and subject), what, which
-/// resource, and the outcome (`ok` or the error code). Only ids reach it, never a secret, a
-/// password or a token. `count` is a batch revocation's.
+/// resource, and the outcome (`ok` or the error code). Callers pass ids and names, never a
+/// secret, a password or a token; the resource may echo what a request named, so it is cut to
+/// printable ASCII and [`MAX_AUDITED_RESOURCE`] characters before it is written.
 pub fn audit(
     caller_client: Option<&str>,
     caller_subject: &str,
     action: &str,
     resource: &str,
     outcome: &str,
-    count: Option<u64>,
 ) {
-    tracing::info!(caller_client, caller_subject, action, resource, outcome, count, "audit");
+    let resource = audited(resource);
+    tracing::info!(caller_client, caller_subject, action, resource, outcome, "audit");
+}
+
+/// Longest resource an audit line carries.
+pub const MAX_AUDITED_RESOURCE: usize = 256;
+
+fn audited(resource: &str) -> String {
+    let printable = |c: char| if c.is_ascii_graphic() || c == ' ' { c } else { '?' };
+    resource.chars().take(MAX_AUDITED_RESOURCE).map(printable).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_audited_resource_is_printable_ascii_and_bounded() {
+        assert_eq!(audited("/acme/sales:bob"), "/acme/sales:bob");
+        assert_eq!(audited("EVIL PATH\nline\u{202e}é"), "EVIL PATH?line??");
+        assert_eq!(audited(&"a".repeat(1000)).len(), MAX_AUDITED_RESOURCE);
+    }
 }
 
 /// The EMF writer of one Lambda function.
@@ -142,8 +163,12 @@ impl Emf {
     /// Writes what was recorded since the last flush to stdout, where Lambda's log capture
     /// turns it into metrics. A write that fails loses metrics, never the answer.
     pub fn flush(&self) {
-        let mut stdout = std::io::stdout().lock();
-        if let Err(error) = self.0.flush(&mut stdout).and_then(|()| stdout.flush()) {
+        self.flush_to(std::io::stdout().lock());
+    }
+
+    /// [`Self::flush`] to `writer`.
+    pub fn flush_to(&self, mut writer: impl Write) {
+        if let Err(error) = self.0.flush(&mut writer).and_then(|()| writer.flush()) {
             tracing::warn!(%error, "writing metrics failed");
         }
     }

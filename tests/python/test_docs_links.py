@@ -26,7 +26,7 @@ INLINE_LINK = re.compile(
     r"\(\s*(<[^>]*>|[^\s()]+)"  # the target
     r"(?:\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)"  # an optional title
 )
-REFERENCE_DEFINITION = re.compile(r"^ {0,3}\[[^\]]+\]:\s*(<[^>]*>|\S+)")
+REFERENCE_DEFINITION = re.compile(r"^ {0,3}\[[^\]]+\]:\s*(<[^>]*>|\S+)", re.MULTILINE)
 HTML_ANCHOR = re.compile(r"<a\s[^>]*(?:name|id)=\"([^\"]+)\"", re.IGNORECASE)
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 LINE_ANCHOR = re.compile(r"^L\d+(?:-L\d+)?$")
@@ -91,16 +91,22 @@ def anchors(path):
 
 
 def links(path):
-    """Every link target in the markdown file outside code, as (line number, target)."""
-    for number, line in prose_lines(path.read_text(encoding="utf-8")):
-        # Code spans are not links: blank their content but keep the backticks, so that a span
-        # in the text of a link, as in [`openapi.json`](openapi.json), still leaves the link.
-        line = CODE_SPAN.sub(lambda m: "`" + "x" * len(m.group(2)) + "`", line)
-        for match in INLINE_LINK.finditer(line):
-            yield number, match.group(1).strip("<>")
-        definition = REFERENCE_DEFINITION.match(line)
-        if definition:
-            yield number, definition.group(1).strip("<>")
+    """Every link target in the markdown file outside code, as (line number, target). Read over
+    the whole text, not line by line: the docs are hard-wrapped, so a link's text (or a
+    reference definition's target) may continue on the next line."""
+    text = path.read_text(encoding="utf-8")
+    prose = dict(prose_lines(text))
+    # Code spans are not links: blank their content but keep the backticks, so that a span in
+    # the text of a link, as in [`openapi.json`](openapi.json), still leaves the link.
+    masked = "\n".join(
+        CODE_SPAN.sub(lambda m: "`" + "x" * len(m.group(2)) + "`", prose.get(number, ""))
+        for number in range(1, len(text.splitlines()) + 1)
+    )
+    line_of = lambda offset: masked.count("\n", 0, offset) + 1  # noqa: E731
+    for match in INLINE_LINK.finditer(masked):
+        yield line_of(match.start()), match.group(1).strip("<>")
+    for match in REFERENCE_DEFINITION.finditer(masked):
+        yield line_of(match.start()), match.group(1).strip("<>")
 
 
 def broken_links(path, root=ROOT):
@@ -180,6 +186,8 @@ def test_the_checker_reports_each_kind_of_broken_link(tmp_path):
         "[anchor into code](../source.rs#main)\n"
         "[outside](../../elsewhere.md)\n"
         "[ref]: missing-too.md\n"
+        "[wrapped\nacross lines](wrapped-missing.md)\n"
+        "[ref2]:\n  next-line-missing.md\n"
     )
     problems = broken_links(page, root=tmp_path)
     assert [p.split(": ")[1] for p in problems] == [
@@ -188,5 +196,7 @@ def test_the_checker_reports_each_kind_of_broken_link(tmp_path):
         "#nope",
         "../source.rs#main",
         "../../elsewhere.md",
+        "wrapped-missing.md",
         "missing-too.md",
+        "next-line-missing.md",
     ], problems

@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use integration_tests::CC_CLIENT;
 use integration_tests::emulator::{
     Deployment, Function, binary, deployment, fixture, http, token_event,
 };
+use integration_tests::{ADMIN_CLIENT, CC_CLIENT};
 use serde_json::Value;
 use token_service::telemetry::METRICS;
 
@@ -154,4 +154,31 @@ async fn the_functions_write_emf_that_counts_what_they_did_and_audit_revocations
     };
     assert_eq!((decision("allow", "none"), decision("deny", "invalid_token")), (1.0, 1.0));
     assert_eq!(total(&decisions, "Latency", &[("Route", "authorizer")]), 2.0);
+
+    // A batch revocation of cc-client's tokens: audited as the cutoff is written, and counted.
+    let (status, admin) = http(
+        &start(&deployment, "token")
+            .await
+            .respond(token_event("grant_type=client_credentials", ADMIN_CLIENT))
+            .await,
+    );
+    assert_eq!(status, 200, "{admin}");
+    let batch = start(&deployment, "batch-revoke").await;
+    let mut event = fixture("batch-revoke-dry-run.json", admin["access_token"].as_str().unwrap());
+    event["body"] = r#"{"tenantPath":"/acme","clientId":"cc-client"}"#.into();
+    let (status, answer) = http(&batch.respond(event).await);
+    assert_eq!(status, 200, "{answer}");
+    let batch_stdout = batch.stdout().await;
+    let batch_totals = emf_totals(&batch_stdout);
+    assert_eq!(total(&batch_totals, "Revocations", &[("Kind", "batch")]), 1.0);
+    let counted = answer["count"].as_f64().unwrap();
+    assert_eq!(total(&batch_totals, "BatchRevokedTokens", &[]), counted);
+    let audited: Vec<Value> = batch_stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["fields"]["message"] == "audit")
+        .collect();
+    assert_eq!(audited.len(), 1, "{batch_stdout}");
+    assert_eq!(audited[0]["fields"]["action"], "batch_revoke");
+    assert_eq!(audited[0]["fields"]["caller_client"], ADMIN_CLIENT.0);
 }
