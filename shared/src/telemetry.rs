@@ -126,18 +126,6 @@ fn audited(resource: &str) -> String {
     resource.chars().take(MAX_AUDITED_RESOURCE).map(printable).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_audited_resource_is_printable_ascii_and_bounded() {
-        assert_eq!(audited("/acme/sales:bob"), "/acme/sales:bob");
-        assert_eq!(audited("EVIL PATH\nline\u{202e}é"), "EVIL PATH?line??");
-        assert_eq!(audited(&"a".repeat(1000)).len(), MAX_AUDITED_RESOURCE);
-    }
-}
-
 /// The EMF writer of one Lambda function.
 pub struct Emf(&'static metrics_cloudwatch_embedded::Collector);
 
@@ -171,5 +159,17 @@ impl Emf {
         if let Err(error) = self.0.flush(&mut writer).and_then(|()| writer.flush()) {
             tracing::warn!(%error, "writing metrics failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_audited_resource_is_printable_ascii_and_bounded() {
+        assert_eq!(audited("/acme/sales:bob"), "/acme/sales:bob");
+        assert_eq!(audited("EVIL PATH\nline\u{202e}é"), "EVIL PATH?line??");
+        assert_eq!(audited(&"a".repeat(1000)).len(), MAX_AUDITED_RESOURCE);
     }
 }
