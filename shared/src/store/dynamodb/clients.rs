@@ -3,15 +3,13 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::types::{Delete, TransactWriteItem};
 
 use super::grants::{grant_key, refresh_and_grant, refresh_key};
 use super::login_attempts::{attempts_from, login_keys};
 use super::users::{user_from, user_key};
 use super::{
-    DynamoStore, Fields, Item, ListStart, Overwrite, b, corrupt, failure, key, list_keys, n,
+    DynamoStore, Fields, Item, ListStart, Overwrite, applied, b, corrupt, key, list_keys, n,
     parse_scopes, pk_of, put, root_tenant, s,
 };
 use crate::domain::{
@@ -262,15 +260,7 @@ impl ClientStore for DynamoStore {
             .set_expression_attribute_values(Some(values()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), DeleteItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(failure("DeleteItem client", &e)),
-        }
+        applied(result, "DeleteItem client")
     }
 
     async fn clients(

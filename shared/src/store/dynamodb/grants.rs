@@ -3,8 +3,6 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem, Update};
 
 use super::issuance::{issued_item, mark_spent};
@@ -12,8 +10,8 @@ use super::login_attempts::clearing;
 use super::revocations::cutoff_key;
 use super::table::TTL;
 use super::{
-    CONDITION_FAILED, CONFLICT, DynamoStore, Fields, Item, ListStart, cancellation_codes, corrupt,
-    failure, key, list_keys, n, parse_scopes, pk_of, put, s,
+    CONDITION_FAILED, CONFLICT, DynamoStore, Fields, Item, ListStart, applied, cancellation_codes,
+    corrupt, failure, key, list_keys, n, parse_scopes, pk_of, put, s,
 };
 use crate::domain::{
     ClientId, DeviceId, Grant, GrantId, LoginAttempts, LoginKey, MAX_DEVICE_IDS, RefreshRecord,
@@ -442,16 +440,8 @@ impl GrantStore for DynamoStore {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Unknown (or already deleted) grant: nothing left to revoke.
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(failure("UpdateItem revoke grant", &e)),
-        }
+        // Not applied: an unknown (or already deleted) grant, with nothing left to revoke.
+        applied(result, "UpdateItem revoke grant").map(drop)
     }
 
     async fn sessions(

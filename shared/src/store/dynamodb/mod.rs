@@ -17,9 +17,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client as DynamoClient;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 
 pub use self::upgrade::UpgradeSummary;
@@ -43,6 +42,23 @@ pub(super) fn describe<E: std::error::Error + 'static>(error: &E) -> String {
 
 fn failure<E: std::error::Error + 'static>(operation: &str, error: &E) -> StoreError {
     StoreError(format!("{operation}: {}", describe(error)))
+}
+
+/// A conditional write's outcome: `true` when it was applied, `false` when its condition failed
+/// (a lost race or an absent item: a domain outcome, not an error), a [`StoreError`] otherwise.
+fn applied<O, E>(result: Result<O, SdkError<E>>, operation: &str) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(e))
+            if e.err().code() == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(failure(operation, &e)),
+    }
 }
 
 fn corrupt(item: &str, field: &str) -> StoreError {
@@ -265,15 +281,7 @@ impl Overwrite {
             .set_expression_attribute_values(Some(self.values))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(failure(operation, &e)),
-        }
+        applied(result, operation)
     }
 }
 

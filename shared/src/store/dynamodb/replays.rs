@@ -3,11 +3,9 @@
 //! admits an item whose TTL has passed, since DynamoDB deletes expired items only eventually.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 
 use super::table::TTL;
-use super::{DynamoStore, failure, key, n};
+use super::{DynamoStore, applied, key, n};
 use crate::domain::ReplayKey;
 use crate::store::{ReplayStore, StoreError};
 
@@ -35,14 +33,6 @@ impl ReplayStore for DynamoStore {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(failure("recording a one-time JWT id", &error)),
-        }
+        applied(result, "recording a one-time JWT id")
     }
 }

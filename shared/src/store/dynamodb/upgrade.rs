@@ -11,14 +11,13 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use super::clients::{COUNTED, client_key, client_list_keys};
 use super::grants::{grant_from, grant_key, grant_list_keys};
 use super::table::{LIST_PK, LIST_SK, SK, TTL};
 use super::users::{user_id_key, user_key, user_list_keys};
-use super::{DynamoStore, Fields, Item, b, failure, n, s};
+use super::{DynamoStore, Fields, Item, applied, b, failure, n, s};
 use crate::domain::{ClientId, TenantPath, UserId, Username};
 use crate::store::StoreError;
 
@@ -307,15 +306,7 @@ impl DynamoStore {
             .set_expression_attribute_values(update.expression_attribute_values)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(failure(operation, &e)),
-        }
+        applied(result, operation)
     }
 }
 

@@ -3,15 +3,13 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 
 use super::clients::{COUNTED, at_version};
 use super::table::{LIST_PK, LIST_SK};
 use super::{
-    DynamoStore, Fields, Item, ListStart, Outcome, b, failed_condition, failure, key, list_keys, n,
-    outcome, put, root_tenant, s,
+    DynamoStore, Fields, Item, ListStart, Outcome, applied, b, failed_condition, failure, key,
+    list_keys, n, outcome, put, root_tenant, s,
 };
 use crate::domain::{TenantPath, User, UserId, Username};
 use crate::store::{Page, PageRequest, StoreError, UserPosition, UserStore, list_key};
@@ -198,15 +196,7 @@ impl UserStore for DynamoStore {
             .expression_attribute_values(":old", s(user.password_hash.clone()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(failure("UpdateItem password hash", &e)),
-        }
+        applied(result, "UpdateItem password hash")
     }
 
     async fn user_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
@@ -252,15 +242,7 @@ impl UserStore for DynamoStore {
             .expression_attribute_values(":list_sk", s(list_sort(user)))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(failure("UpdateItem user", &e)),
-        }
+        applied(result, "UpdateItem user")
     }
 
     async fn delete_user(&self, user: &User) -> Result<bool, StoreError> {
