@@ -6,6 +6,7 @@ use crate::authorizer::RouteScopes;
 use crate::domain::{LoginDefenceSettings, ScopeSet};
 use crate::keys::SigningAlgorithm;
 use crate::password::HashParams;
+use crate::token_cache::TokenCacheLimits;
 
 pub const DEFAULT_AUDIENCE: &str = "api";
 pub const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 3600;
@@ -56,6 +57,9 @@ pub struct Config {
     /// `LOGIN_SOURCE_THRESHOLD` (5), `LOGIN_USERNAME_THRESHOLD` (20), `LOGIN_FIRST_WAIT` (1 s)
     /// and `LOGIN_MAX_WAIT` (900 s): when failed password logins start to wait, and how long.
     pub login_defence: LoginDefenceSettings,
+    /// `TOKEN_CACHE_ENTRIES` (10000; 0 turns it off) and `TOKEN_CACHE_MIB` (8): the bounds of a
+    /// warm instance's cache of verified access tokens.
+    pub token_cache: TokenCacheLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +115,7 @@ impl Config {
             }
         };
         Ok(Self {
+            token_cache: token_cache_limits(&lookup)?,
             login_defence: login_defence_settings(&lookup)?,
             route_scopes,
             client_cache_ttl,
@@ -170,8 +175,25 @@ pub fn login_defence_settings(
     })
 }
 
-/// The Argon2id parameters for new password hashes, from `ARGON2_MEMORY_KIB`,
-/// `ARGON2_ITERATIONS` and `ARGON2_PARALLELISM` (OWASP's by default).
+/// The verified-token cache's bounds: up to a million entries, 1 to 256 MiB.
+fn token_cache_limits(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<TokenCacheLimits, ConfigError> {
+    let defaults = TokenCacheLimits::default();
+    let number = |name: &'static str, default: usize, range: std::ops::RangeInclusive<usize>| {
+        lookup(name).map_or(Ok(default), |raw| {
+            raw.parse::<usize>().ok().filter(|n| range.contains(n)).ok_or_else(|| ConfigError {
+                name,
+                reason: format!("must be a whole number from {} to {}", range.start(), range.end()),
+            })
+        })
+    };
+    Ok(TokenCacheLimits {
+        entries: number("TOKEN_CACHE_ENTRIES", defaults.entries, 0..=1_000_000)?,
+        bytes: number("TOKEN_CACHE_MIB", defaults.bytes >> 20, 1..=256)? << 20,
+    })
+}
+
 /// `CLIENT_CACHE_TTL`, which the admin plane reads too: how long a disabled client's tokens
 /// may yet be issued by a process trusting its cached record.
 pub fn client_cache_ttl(lookup: &impl Fn(&str) -> Option<String>) -> Result<u64, ConfigError> {
@@ -184,6 +206,8 @@ pub fn client_cache_ttl(lookup: &impl Fn(&str) -> Option<String>) -> Result<u64,
     }
 }
 
+/// The Argon2id parameters for new password hashes, from `ARGON2_MEMORY_KIB`,
+/// `ARGON2_ITERATIONS` and `ARGON2_PARALLELISM` (OWASP's by default).
 pub fn password_hash_params(
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<HashParams, ConfigError> {
@@ -223,6 +247,11 @@ mod tests {
         assert_eq!(config.password_queue_limit, None, "the default depends on the cores");
         let no_queue = [("ISSUER", "https://x"), ("PASSWORD_QUEUE_LIMIT", "0")];
         assert_eq!(self::config(&no_queue).unwrap().password_queue_limit, Some(0));
+        assert_eq!(config.token_cache, TokenCacheLimits { entries: 10_000, bytes: 8 << 20 });
+        let cache =
+            [("ISSUER", "https://x"), ("TOKEN_CACHE_ENTRIES", "0"), ("TOKEN_CACHE_MIB", "2")];
+        let cache = self::config(&cache).unwrap().token_cache;
+        assert_eq!(cache, TokenCacheLimits { entries: 0, bytes: 2 << 20 });
     }
 
     #[test]
@@ -240,6 +269,8 @@ mod tests {
             ("LOGIN_USERNAME_THRESHOLD", "x"),
             ("LOGIN_FIRST_WAIT", "0"),
             ("LOGIN_MAX_WAIT", "86401"),
+            ("TOKEN_CACHE_ENTRIES", "1000001"),
+            ("TOKEN_CACHE_MIB", "0"),
         ] {
             let bad = config(&[("ISSUER", "https://x"), (name, value)]);
             assert_eq!(bad.unwrap_err().name, name);

@@ -8,6 +8,7 @@ use crate::domain::{Client, RefreshToken};
 use crate::error::Error;
 use crate::jwt::Confirmation;
 use crate::store::TokenRef;
+use crate::token_cache::VerifiedTokenCache;
 use crate::verify::{TokenState, VerifyError};
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -52,6 +53,11 @@ pub struct IntrospectionService {
 }
 
 impl IntrospectionService {
+    /// The process's cache of verified tokens, which every service built by one wiring shares.
+    pub fn verified_tokens(&self) -> &VerifiedTokenCache {
+        self.tokens.verifier.tokens().verified_tokens()
+    }
+
     pub fn new(auth: Authenticator, tokens: TokenState) -> Self {
         Self { auth, tokens }
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::keys::{KeySet, SigningAlgorithm, VerificationKeys};
+use crate::token_cache::{TokenCacheLimits, TokenDigest, VerifiedTokenCache};
 
 /// The media type RFC 9068 §2.1 puts in `typ`.
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
@@ -91,7 +92,10 @@ impl From<TokenRejected> for Error {
     }
 }
 
-/// Verifies access tokens for one issuer and audience, with public keys only.
+/// Verifies access tokens for one issuer and audience, with public keys only. Clones share one
+/// cache of verified tokens, which belongs to this key set: other keys mean another
+/// `AccessTokens`, whose cache starts empty, so a token of a key since pruned never verifies from
+/// memory.
 #[derive(Clone)]
 pub struct AccessTokens {
     keys: VerificationKeys,
@@ -99,6 +103,7 @@ pub struct AccessTokens {
     audience: String,
     /// The claim checks for each algorithm, built once rather than on every verification.
     validations: Arc<[(Algorithm, Validation); 3]>,
+    verified: VerifiedTokenCache,
 }
 
 impl AccessTokens {
@@ -113,7 +118,17 @@ impl AccessTokens {
             validation.validate_nbf = false;
             (alg.jwt(), validation)
         }));
-        Self { keys, issuer, audience, validations }
+        let verified = VerifiedTokenCache::new(TokenCacheLimits::default());
+        Self { keys, issuer, audience, validations, verified }
+    }
+
+    /// The same verifier with an empty cache of verified tokens bounded by `limits`.
+    pub fn with_cache_limits(self, limits: TokenCacheLimits) -> Self {
+        Self { verified: VerifiedTokenCache::new(limits), ..self }
+    }
+
+    pub fn verified_tokens(&self) -> &VerifiedTokenCache {
+        &self.verified
     }
 
     pub fn keys(&self) -> &VerificationKeys {
@@ -129,11 +144,26 @@ impl AccessTokens {
     }
 
     /// Checks the header against the allow-list, the signature with the key named by `kid`
-    /// (bound to its one algorithm), then `iss`, `aud`, `exp` and `nbf` against `now`.
+    /// (bound to its one algorithm), then `iss`, `aud`, `exp` and `nbf` against `now`. A token
+    /// that passed them before is served from the cache while it has not expired.
     pub fn verify(&self, token: &str, now: u64) -> Result<AccessTokenClaims, TokenRejected> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenRejected::TooLong);
         }
+        let digest = TokenDigest::of(token);
+        if let Some(claims) = self.verified.get(&digest, now) {
+            return Ok(AccessTokenClaims::clone(&claims));
+        }
+        let claims = self.verify_signature_and_claims(token, now)?;
+        self.verified.insert(digest, Arc::new(claims.clone()));
+        Ok(claims)
+    }
+
+    fn verify_signature_and_claims(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<AccessTokenClaims, TokenRejected> {
         if !utf8_segments(token) {
             return Err(TokenRejected::Malformed);
         }

@@ -30,6 +30,7 @@ pub mod setup;
 pub mod store;
 pub mod telemetry;
 pub mod token;
+pub mod token_cache;
 pub mod verify;
 
 pub use error::Error;

@@ -224,6 +224,8 @@ pub struct Wiring {
     /// The client store without the cache, for the admin plane: a change is made to what is
     /// stored, never to a copy up to `CLIENT_CACHE_TTL` old.
     uncached_clients: Arc<dyn ClientStore>,
+    /// Built once, so every service of the process shares one cache of verified tokens.
+    access_tokens: AccessTokens,
 }
 
 impl Wiring {
@@ -242,7 +244,10 @@ impl Wiring {
                 config.client_cache_ttl,
             ));
         }
-        Self { config, keys, stores, clock, uncached_clients }
+        let access_tokens =
+            AccessTokens::new(keys.clone(), config.issuer.clone(), config.audience.clone())
+                .with_cache_limits(config.token_cache);
+        Self { config, keys, stores, clock, uncached_clients, access_tokens }
     }
 
     pub fn with_system_clock(config: Config, keys: VerificationKeys, stores: Stores) -> Self {
@@ -259,14 +264,6 @@ impl Wiring {
         Ok(Self::with_system_clock(config, keys, stores))
     }
 
-    fn access_tokens(&self) -> AccessTokens {
-        AccessTokens::new(
-            self.keys.clone(),
-            self.config.issuer.clone(),
-            self.config.audience.clone(),
-        )
-    }
-
     fn authenticator(&self) -> Authenticator {
         Authenticator::new(
             self.stores.clients.clone(),
@@ -278,7 +275,7 @@ impl Wiring {
 
     pub fn verifier(&self) -> Verifier {
         Verifier::new(
-            self.access_tokens(),
+            self.access_tokens.clone(),
             self.stores.revocations.clone(),
             self.stores.replays.clone(),
             self.clock.clone(),

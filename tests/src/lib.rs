@@ -22,6 +22,7 @@ use token_service::password::{HashParams, Passwords};
 use token_service::seed::Seed;
 use token_service::setup::{self, SigningWiring};
 use token_service::store::Stores;
+use token_service::token_cache::VerifiedTokenCache;
 use tokenctl::server::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -148,6 +149,8 @@ pub struct TestServer {
     pub base_url: String,
     pub http: reqwest::Client,
     pub keys: KeySet,
+    /// The server's cache of verified tokens, to see what it holds.
+    pub verified_tokens: VerifiedTokenCache,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -203,11 +206,12 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding a port");
         let base_url = format!("http://{}", listener.local_addr().expect("bound address"));
         let (router, keys) = router_configured(&base_url, alg, clock, stores, extra).await;
+        let verified_tokens = router.introspection.verified_tokens().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(tokenctl::server::serve_with(listener, Arc::new(router), limits, async {
             let _ = stopped.await;
         }));
-        Self { base_url, http: reqwest::Client::new(), keys, stop: Some(stop) }
+        Self { base_url, http: reqwest::Client::new(), keys, verified_tokens, stop: Some(stop) }
     }
 
     /// The server on a fresh DynamoDB table holding the test seed.

@@ -10,6 +10,7 @@ use token_service::jwt::{AccessTokenClaims, AccessTokens, TokenSigner};
 use token_service::key_parameters::{self, public_parameter_name};
 use token_service::keys::{KeyError, KeySet, SigningAlgorithm, VerificationKeys};
 use token_service::setup;
+use token_service::token_cache::TokenDigest;
 use tokenctl::keys;
 
 async fn ssm() -> aws_sdk_ssm::Client {
@@ -135,6 +136,8 @@ async fn rotation_stages_then_promotes_and_old_tokens_verify_until_pruned() {
     let after = verifier(published(&name).await);
     assert_eq!(after.keys().current_kid(), staged, "the public set names the new signer");
     assert!(after.verify(&old_token, now + 30).is_ok(), "tokens of the retired key still verify");
+    let cached = after.verified_tokens().get(&TokenDigest::of(&old_token), now + 30);
+    assert!(cached.is_some(), "and are cached by the verifier that checked them");
     let new_token = signer(eddsa).sign(&claims(now + 30)).unwrap();
     assert!(after.verify(&new_token, now + 30).is_ok());
     let shown = keys::show(&ssm, &name).await.unwrap();
@@ -149,7 +152,10 @@ async fn rotation_stages_then_promotes_and_old_tokens_verify_until_pruned() {
     );
     assert_eq!(keys::prune(&ssm, &name, 600, now + 620).await.unwrap(), 1);
     let pruned = verifier(published(&name).await);
-    assert!(pruned.verify(&old_token, now + 30).is_err(), "gone once pruned");
+    assert!(
+        pruned.verify(&old_token, now + 30).is_err(),
+        "gone once pruned: the reloaded key set comes with a cache of its own, empty"
+    );
 }
 
 #[tokio::test]
