@@ -3,7 +3,8 @@
 //! live tokens for a batch revocation. Prints markdown table rows; fails nothing.
 //!
 //! Usage: `bench coldstart <profile> <starts> [function…]` | `bench memory <profile> <invocations>`
-//! | `bench dynamodb <tokens>`, each under tests/aws-local.sh
+//! | `bench authorizer <profile> <invocations>` | `bench dynamodb <tokens>`, each under
+//! tests/aws-local.sh
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,13 +63,17 @@ async fn main() {
             let profile = args.get(2).map(String::as_str).unwrap_or("release");
             memory(profile, args.get(3).and_then(|n| n.parse().ok()).unwrap_or(2_000)).await
         }
+        Some("authorizer") => {
+            let profile = args.get(2).map(String::as_str).unwrap_or("release");
+            authorizer(profile, args.get(3).and_then(|n| n.parse().ok()).unwrap_or(2_000)).await
+        }
         Some("dynamodb") => {
             dynamodb(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(100_000)).await
         }
         Some("count") => count(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(100_000)).await,
         _ => eprintln!(
             "usage: bench coldstart <profile> <starts> [function...] | bench memory <profile> \
-             <invocations> | bench dynamodb <tokens>"
+             <invocations> | bench authorizer <profile> <invocations> | bench dynamodb <tokens>"
         ),
     }
 }
@@ -180,6 +185,88 @@ async fn memory(profile: &str, invocations: usize) {
         let duration = ms(median(durations));
         println!("| {name} | {what} | {count} | {duration} | {cpu} | {} |", mib(&function));
     }
+}
+
+/// The authorizer's CPU per invocation with the verified-token cache off (`TOKEN_CACHE_ENTRIES=0`,
+/// every token's signature checked, as before the cache) and on, for one token presented over
+/// and over: alternating processes, the median of three rounds each. Then, cache on, tokens
+/// never seen before, more of them than the cache holds: the CPU of a miss, and the peak memory
+/// of a full cache.
+async fn authorizer(profile: &str, invocations: usize) {
+    let deployment = deployment().await;
+    let issuer = Function::start(binary("token", profile), &deployment.env_for("token")).await;
+    let (_, issued) =
+        http(&issuer.respond(token_event("grant_type=client_credentials", CC_CLIENT)).await);
+    let token = issued["access_token"].as_str().unwrap_or_default().to_owned();
+    let run = async |cache_entries: &str, events: &mut dyn Iterator<Item = Value>| {
+        let mut env = deployment.env_for("authorizer");
+        env.push(("TOKEN_CACHE_ENTRIES", cache_entries.to_owned()));
+        let function = Function::start(binary("authorizer", profile), &env).await;
+        let (mut durations, mut count) = (Vec::new(), 0u32);
+        let cpu_before = function.cpu_time();
+        for event in events {
+            let started = Instant::now();
+            let response = function.respond(event).await;
+            durations.push(started.elapsed());
+            assert_succeeded("authorizer", "authorize a request", &response);
+            count += 1;
+        }
+        let cpu =
+            cpu_before.zip(function.cpu_time()).map(|(before, after)| (after - before) / count);
+        (cpu.unwrap_or_default(), median(durations), function.peak_rss().unwrap_or_default())
+    };
+    let repeated = fixture("authorizer-get-orders.json", &token);
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        off.push(run("0", &mut std::iter::repeat_n(repeated.clone(), invocations)).await);
+        on.push(run("10000", &mut std::iter::repeat_n(repeated.clone(), invocations)).await);
+    }
+    let row = |what: &str, runs: Vec<(Duration, Duration, u64)>| {
+        let cpu = median(runs.iter().map(|run| run.0).collect());
+        let invocation = median(runs.iter().map(|run| run.1).collect());
+        let rss = runs.iter().map(|run| run.2).max().unwrap_or_default();
+        println!(
+            "| {what} | {} | {:.3} ms | {} | {:.1} MB |",
+            runs.len() * invocations,
+            cpu.as_secs_f64() * 1000.0,
+            ms(invocation),
+            rss as f64 / 1e6
+        );
+        cpu
+    };
+    println!("| authorizer | invocations | CPU per invocation | median invocation | peak RSS |");
+    println!("|---|---|---|---|---|");
+    let before = row("one token, cache off (every signature checked)", off);
+    let after = row("one token, cache on", on);
+
+    // Distinct tokens: the issued one's claims under new ids, signed with the deployment's key.
+    let document: token_service::keys::KeySetDocument =
+        serde_json::from_slice(&std::fs::read(&deployment.private_keys.1).unwrap()).unwrap();
+    let keys = KeySet::from_document(&document).unwrap();
+    let signer = token_service::jwt::TokenSigner::new(
+        keys,
+        integration_tests::emulator::ISSUER.to_owned(),
+        integration_tests::AUDIENCE.to_owned(),
+    );
+    let claims = integration_tests::forgery::claims_of(&token);
+    let mut claims: token_service::jwt::AccessTokenClaims = serde_json::from_value(claims).unwrap();
+    let distinct = 12_000;
+    let mut fresh = (0..distinct).map(|_| {
+        claims.jti = TokenId::generate().to_string();
+        fixture("authorizer-get-orders.json", &signer.sign(&claims).unwrap())
+    });
+    let full = run("10000", &mut fresh).await;
+    println!(
+        "| {distinct} distinct tokens, cache on (each a miss; 10,000 held) | {distinct} | {:.3} ms | {} | {:.1} MB |",
+        full.0.as_secs_f64() * 1000.0,
+        ms(full.1),
+        full.2 as f64 / 1e6
+    );
+    println!();
+    println!(
+        "One token presented again and again: {:.2}× the CPU per invocation with the cache.",
+        after.as_secs_f64() / before.as_secs_f64()
+    );
 }
 
 /// Round trips per operation (counted by an SDK interceptor) and the cost of counting `tokens`
