@@ -291,6 +291,20 @@ fn the_admin_function_shares_the_token_functions_cache_ttl_and_hash_settings() {
     );
 }
 
+/// Every function's verified-token cache holds the stack's `TokenCacheEntries`, whose default is
+/// the code's.
+#[test]
+fn the_token_cache_bound_is_a_stack_parameter_with_the_codes_default() {
+    let template = template();
+    let global =
+        &template["Globals"]["Function"]["Environment"]["Variables"]["TOKEN_CACHE_ENTRIES"];
+    assert_eq!(tagged(global), ("Ref".to_owned(), "TokenCacheEntries".to_owned()));
+    assert_eq!(
+        template["Parameters"]["TokenCacheEntries"]["Default"].as_u64(),
+        Some(token_service::token_cache::TokenCacheLimits::default().entries as u64)
+    );
+}
+
 /// The login defence's settings reach the token and admin functions from stack parameters whose
 /// defaults are the code's, so a stack deployed with defaults behaves as documented.
 #[test]
