@@ -149,6 +149,12 @@ measure() { # name our-path our-body peer-path peer-body
     done
   done
 }
+# What the whole machine, and this script's children (wrk, curl, python3), spent meanwhile, so
+# that other work on the two cores shows in the results.
+machine_cpu() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat; }
+children_cpu() { times | tail -1 | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }'; }
+started=$(date +%s.%N) machine_before=$(machine_cpu) children_before=$(children_cpu)
+ours_before=$(cpu_seconds "$ours_pid") peer_before=$(cpu_seconds "$peer_pid")
 echo "== $rounds rounds a route, ${seconds} s each, ours and node-oidc-provider $peer_version taking turns"
 measure token /oauth2/token "$grant" "$peer_token" "$grant"
 # Fresh tokens for the two routes that take one, after the token runs.
@@ -158,6 +164,12 @@ measure introspect /oauth2/introspect "token=$ours_jwt" "$peer_introspect" "toke
 measure revoke /oauth2/revoke "token=$ours_jwt" "$peer_revoke" "token=$peer_opaque"
 ours_memory=$(awk '/VmHWM/ {printf "%.0f MB", $2/1024}' "/proc/$ours_pid/status")
 peer_memory=$(awk '/VmHWM/ {printf "%.0f MB", $2/1024}' "/proc/$peer_pid/status")
+other=$(awk -v wall="$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" \
+  -v machine="$(awk -v a="$machine_before" -v b="$(machine_cpu)" 'BEGIN { print b - a }')" \
+  -v children="$(awk -v a="$children_before" -v b="$(children_cpu)" 'BEGIN { print b - a }')" \
+  -v ours="$(awk -v a="$ours_before" -v b="$(cpu_seconds "$ours_pid")" 'BEGIN { print b - a }')" \
+  -v peer="$(awk -v a="$peer_before" -v b="$(cpu_seconds "$peer_pid")" 'BEGIN { print b - a }')" \
+  'BEGIN { o = (machine - children - ours - peer) / wall; printf "%.2f", o < 0 ? 0 : o }')
 measured=$((rounds * 3 * seconds))
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -191,6 +203,8 @@ rounds_of() { echo "${results[$1.ours]% } / ${results[$1.peer]% }"; }
   echo "token $(rounds_of token); introspect $(rounds_of introspect); revoke $(rounds_of revoke)."
   echo "CPU used while measured (user + system ÷ the ${measured} s of its runs): ours"
   echo "$(awk -v c="$ours_cpu" -v s="$measured" 'BEGIN { printf "%.2f", c / s }') cores, node-oidc-provider $(awk -v c="$peer_cpu" -v s="$measured" 'BEGIN { printf "%.2f", c / s }') cores; peak resident memory $ours_memory and $peer_memory."
+  echo "Meanwhile everything else on the machine (not the two servers, wrk or this script) used $other of the"
+  echo "2 cores on average, taken from both sides."
   [ "$non2xx" = 0 ] || echo "**$non2xx non-2xx responses** in these runs: the figures above count them."
   echo
 } >>"$out"
