@@ -16,6 +16,7 @@ tokenctl=${TOKENCTL:-target/release/tokenctl}
 seconds=${BENCH_SECONDS:-10}
 rounds=${BENCH_PEER_ROUNDS:-3}
 warmup=${BENCH_PEER_WARMUP:-2}
+[ "$rounds" -ge 1 ] 2>/dev/null || { echo "bench/peer.sh: BENCH_PEER_ROUNDS must be a whole number ≥ 1" >&2; exit 1; }
 threads=2
 connections=64
 
@@ -143,6 +144,8 @@ measure() { # name our-path our-body peer-path peer-body
         peer_cpu=$(awk -v a="$peer_cpu" -v b="$before" -v c="$(cpu_seconds "$peer_pid")" 'BEGIN { print a + c - b }')
       fi
       read -r rps bad <<<"$report"
+      awk -v r="$rps" 'BEGIN { exit !(r > 0) }' ||
+        { echo "bench/peer.sh: wrk measured no rate for $1 on $side" >&2; exit 1; }
       echo "   $1, round $k, $side: $rps req/s, $bad non-2xx" >&2
       results[$1.$side]+="$rps "
       non2xx=$((non2xx + bad))
