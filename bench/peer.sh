@@ -77,10 +77,10 @@ up "$ours/.well-known/jwks.json" "$ours_pid" "$work/ours.log"
 up "$peer_base/.well-known/openid-configuration" "$peer_pid" "$work/peer.log"
 
 # The peer's paths, from its discovery document.
-read -r peer_token peer_introspect peer_revoke < <(curl -sf "$peer_base/.well-known/openid-configuration" |
-  python3 -c 'import json, sys, urllib.parse
+paths=$(curl -sf "$peer_base/.well-known/openid-configuration" | python3 -c 'import json, sys, urllib.parse
 d = json.load(sys.stdin)
 print(*(urllib.parse.urlsplit(d[k]).path for k in ("token_endpoint", "introspection_endpoint", "revocation_endpoint")))')
+read -r peer_token peer_introspect peer_revoke <<<"$paths"
 
 basic="Basic $(printf 'demo-client:demo-secret-for-localhost-only-0123456789' | base64 -w0)"
 # The scope named, as node-oidc-provider grants none unasked (ours grants all of the client's
@@ -191,7 +191,8 @@ rounds_of() { echo "${results[$1.ours]% } / ${results[$1.peer]% }"; }
   echo "the servers taking turns; each figure is the median of its side's rounds. node-oidc-provider runs"
   echo "as Node runs by default: one process, its JavaScript on one thread (WebCrypto's ECDSA signing on"
   echo "libuv's pool); ours is one process whose tokio runtime uses both cores. The ratio is what this"
-  echo "noisy, shared 2-core machine measures, not a constant. Method: [ANALYSIS.md](ANALYSIS.md#beside-node-oidc-provider)."
+  echo "noisy, shared 2-core machine measures (ours ÷ node-oidc-provider), not a constant. Method:"
+  echo "[ANALYSIS.md](ANALYSIS.md#beside-node-oidc-provider)."
   echo
   echo "| route | ours (req/s, median) | node-oidc-provider (req/s, median) | ratio |"
   echo "|---|---|---|---|"
