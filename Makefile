@@ -156,7 +156,8 @@ deploy:
 	if [ -f samconfig.toml ]; then sam deploy $(DEPLOY_OVERRIDES); \
 	else sam deploy --guided $(DEPLOY_OVERRIDES); fi
 
-## Every performance measurement, written to bench/RESULTS.md (BENCH_SECONDS, BENCH_COUNT_TOKENS).
+## Every performance measurement, written to bench/RESULTS.md (BENCH_SECONDS, BENCH_COUNT_TOKENS,
+## BENCH_PEER_ROUNDS: the HTTP routes beside node-oidc-provider, bench/peer.sh).
 bench: $(VENV)/.installed
 	bench/run.sh
 

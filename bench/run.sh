@@ -123,6 +123,9 @@ bound_row=$(row "POST /oauth2/token client_credentials, secret and DPoP proof (E
 kill $server; trap - EXIT
 rm -rf "$work"
 
+echo "== the same three routes beside node-oidc-provider (npm), taking turns"
+BENCH_SECONDS=$seconds TOKENCTL=target/release/tokenctl bench/peer.sh "$out"
+
 echo "== cold starts"
 {
   echo "## Cold start: release bootstrap under the Runtime API emulator"
