@@ -6,7 +6,7 @@ use token_service::authorizer::AuthorizerResponse;
 use token_service::setup::Wiring;
 use token_service::telemetry::Emf;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     token_service::logging::init();
     let metrics = Emf::init()?;

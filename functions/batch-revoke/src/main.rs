@@ -7,7 +7,7 @@ use token_service::api;
 use token_service::setup::Wiring;
 use token_service::telemetry::Emf;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     token_service::logging::init();
     let metrics = Emf::init()?;

@@ -9,7 +9,7 @@ use token_service::config::Config;
 use token_service::setup;
 use token_service::telemetry::Emf;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     token_service::logging::init();
     let metrics = Emf::init()?;
