@@ -306,12 +306,13 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "upgraded {table}: {} clients and {} users counted and listed, {} grants listed \
                  as sessions, {} user id entries completed, {} user id entries naming no user \
-                 removed",
+                 removed, {} cutoff copies written",
                 summary.clients,
                 summary.users,
                 summary.grants,
                 summary.user_ids_completed,
-                summary.user_ids_removed
+                summary.user_ids_removed,
+                summary.cutoff_copies
             );
             for skipped in &summary.skipped {
                 eprintln!("not upgraded (unreadable, left as is): {skipped}");

@@ -683,6 +683,104 @@ async fn validity_reads_are_strongly_consistent_and_never_use_an_index() {
     );
 }
 
+/// A store on a fresh seeded table whose SDK client records every request, and its services.
+async fn recorded_wiring() -> (DynamoStore, Requests, SigningWiring) {
+    let requests = Requests::default();
+    let sdk_config =
+        setup::aws_config_with_timeouts(Duration::from_secs(10), Duration::from_secs(30)).await;
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk_config).interceptor(requests.clone()).build(),
+    );
+    let name = format!("recorded-{}", token_service::domain::TokenId::generate());
+    table::create_table(&client, &name).await.unwrap();
+    let store = DynamoStore::new(client, name);
+    load_seed(&repo_path("seed.toml")).install(&store, &store, &store).await.unwrap();
+    let config = test_config("https://issuer", SigningAlgorithm::ES256);
+    let keys = KeySet::generate(SigningAlgorithm::ES256).unwrap();
+    let wiring =
+        SigningWiring::with_system_clock(config, keys, Stores::all(Arc::new(store.clone())));
+    requests.take();
+    (store, requests, wiring)
+}
+
+/// With cutoffs kept in copies, a verification is still one BatchGetItem, and it reads one
+/// copy of each layer (never all of them), chosen afresh each time.
+#[tokio::test]
+async fn a_verification_is_one_batch_get_reading_one_copy_of_each_cutoff() {
+    use token_service::store::{CUTOFF_COPIES, RevocationStore, layer};
+    let (store, requests, wiring) = recorded_wiring().await;
+    let service = wiring.token_service();
+    let client = service
+        .authenticator()
+        .authenticate(&PresentedClient::secret(CC_CLIENT.0, CC_CLIENT.1))
+        .await
+        .unwrap();
+    let params = TokenParams { grant_type: Some("client_credentials"), ..Default::default() };
+    let access = service.issue(&client, &params).await.unwrap().access_token;
+    let now = token_service::clock::Clock::now(&SystemClock);
+    store.raise_cutoff(&layer::tenant("/acme"), 1, now + 600, now).await.unwrap();
+    let verifier = wiring.verifier();
+    requests.take();
+
+    let mut copies_read = BTreeSet::new();
+    for _ in 0..32 {
+        verifier.verify(&access).await.unwrap();
+        let sent = requests.take();
+        let operations: Vec<&str> = sent.iter().map(|(op, _)| op.as_str()).collect();
+        assert_eq!(operations, ["BatchGetItem"], "one round trip per verification");
+        let keys = sent[0].1["RequestItems"][store.table_name()]["Keys"].as_array().unwrap();
+        let cutoffs: Vec<&str> = keys
+            .iter()
+            .filter_map(|key| key["pk"]["S"].as_str())
+            .filter(|pk| pk.starts_with("CUTOFF"))
+            .collect();
+        let tenant_copies: Vec<&&str> =
+            cutoffs.iter().filter(|pk| pk.ends_with("#TENANT#/acme")).collect();
+        assert_eq!(tenant_copies.len(), 1, "one copy of the tenant's cutoff: {cutoffs:?}");
+        copies_read.insert(tenant_copies[0].to_string());
+        let layers = cutoffs.len();
+        assert!(layers < 8, "one key per layer, not one per copy: {cutoffs:?}");
+    }
+    assert!(copies_read.len() > 1, "the copy is chosen at random: {copies_read:?}");
+    assert!(copies_read.len() <= CUTOFF_COPIES);
+}
+
+/// `upgrade_table` fans a cutoff an older stage wrote (one item, the first copy's key) out into
+/// every copy, so a verification reading any copy sees it; a second run writes nothing.
+#[tokio::test]
+async fn upgrading_fans_a_single_cutoff_out_into_every_copy() {
+    use token_service::domain::{ClientId, Subject, TenantPath, TokenId};
+    use token_service::store::{CutoffCopy, RevocationStore, TokenRef, layer};
+    let store = dynamo::fresh_store().await;
+    let now = token_service::clock::Clock::now(&SystemClock);
+    let cut = layer::tenant("/old");
+    let mut item = token_service::store::dynamodb::cutoff_key(&cut, CutoffCopy::FIRST);
+    item.insert("not_before".to_owned(), AttributeValue::N((now - 5).to_string()));
+    item.insert("ttl".to_owned(), AttributeValue::N((now + 600).to_string()));
+    let put = store.sdk_client().put_item().table_name(store.table_name()).set_item(Some(item));
+    put.send().await.unwrap();
+    let (id, client, tenant) =
+        (TokenId::generate(), ClientId::parse("app").unwrap(), TenantPath::parse("/old").unwrap());
+    let token = TokenRef {
+        id: &id,
+        grant: None,
+        tenant: &tenant,
+        client_id: &client,
+        subject: Subject::Client(&client),
+    };
+    let last = CutoffCopy::new(token_service::store::CUTOFF_COPIES - 1).unwrap();
+    let state = store.revocation_state_through(&token, last, now).await.unwrap();
+    assert_eq!(state.not_before, None, "before the upgrade only the first copy holds it");
+
+    let summary = store.upgrade_table(now).await.unwrap();
+    assert_eq!(summary.cutoff_copies, token_service::store::CUTOFF_COPIES as u64 - 1);
+    for copy in CutoffCopy::all() {
+        let state = store.revocation_state_through(&token, copy, now).await.unwrap();
+        assert_eq!(state.not_before, Some(now - 5), "copy {copy:?}");
+    }
+    assert_eq!(store.upgrade_table(now).await.unwrap().cutoff_copies, 0, "nothing left to copy");
+}
+
 /// Refresh tokens (and client secrets and passwords) are never stored: the whole table holds
 /// only the refresh tokens' digests.
 #[tokio::test]
@@ -916,7 +1014,7 @@ async fn batch_revocation_is_one_write_and_its_record_expires_after_every_covere
         .into_iter()
         .filter(|operation| !matches!(operation.as_str(), "GetItem" | "BatchGetItem" | "Query"))
         .collect();
-    assert_eq!(writes, ["UpdateItem"], "one conditional write for twenty tokens");
+    assert_eq!(writes, ["TransactWriteItems"], "one transaction (every copy) for twenty tokens");
 
     let cutoff = store
         .sdk_client()
@@ -940,7 +1038,7 @@ async fn batch_revocation_is_one_write_and_its_record_expires_after_every_covere
 #[tokio::test]
 async fn batch_revocation_writes_the_cutoff_before_counting_and_answers_503_on_failures() {
     use integration_tests::flows::{admin_token, batch, error_of, is_active, service_token};
-    for (failing, revoked) in [(&["Query"][..], true), (&["UpdateItem"][..], false)] {
+    for (failing, revoked) in [(&["Query"][..], true), (&["TransactWriteItems"][..], false)] {
         let (stores, faults) = seeded_store_behind(failing).await;
         let server =
             TestServer::start_on(SigningAlgorithm::ES256, Arc::new(SystemClock), stores).await;
@@ -1203,6 +1301,7 @@ async fn upgrading_a_first_stage_table_lists_and_counts_its_records_once() {
             grants: 1,
             user_ids_completed: 1,
             user_ids_removed: 1,
+            cutoff_copies: 0,
             skipped: Vec::new(),
         }
     );

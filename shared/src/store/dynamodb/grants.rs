@@ -18,8 +18,8 @@ use crate::domain::{
     SecretDigest, TenantPath, User, UserId, Username,
 };
 use crate::store::{
-    CutoffGuard, GrantStore, IssuedToken, Page, PageRequest, Reissue, Rotation, SessionPosition,
-    StoreError, Successor, list_key,
+    CutoffCopy, CutoffGuard, GrantStore, IssuedToken, Page, PageRequest, Reissue, Rotation,
+    SessionPosition, StoreError, Successor, list_key,
 };
 
 pub(super) fn grant_key(id: &GrantId) -> Item {
@@ -224,7 +224,9 @@ impl DynamoStore {
             .map(|layer| {
                 let check = ConditionCheck::builder()
                     .table_name(&self.table)
-                    .set_key(Some(cutoff_key(layer)))
+                    // Every copy holds the cutoff, so any one decides; a random one keeps the
+                    // refreshes of a busy tenant off a single item.
+                    .set_key(Some(cutoff_key(layer, CutoffCopy::random())))
                     .condition_expression(
                         "attribute_not_exists(pk) OR not_before <= :created OR #ttl <= :now",
                     )

@@ -21,6 +21,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 
+pub use self::revocations::cutoff_key;
 pub use self::upgrade::UpgradeSummary;
 
 use self::table::{LIST_PK, LIST_SK, LISTED_INDEX, PK, SK, TTL};
