@@ -291,6 +291,28 @@ fn the_admin_function_shares_the_token_functions_cache_ttl_and_hash_settings() {
     );
 }
 
+/// Every function reads the issuance index shard count from one stack parameter whose default
+/// is the code's: a count must read the shards the token function wrote.
+#[test]
+fn every_function_shares_the_issuance_index_shard_count() {
+    let template = template();
+    let global = &template["Globals"]["Function"]["Environment"]["Variables"];
+    let shards = tagged(&global["ISSUANCE_INDEX_SHARDS"]);
+    assert_eq!(shards, ("Ref".to_owned(), "IssuanceIndexShards".to_owned()));
+    for (name, resource) in template["Resources"].as_mapping().unwrap() {
+        if resource["Type"].as_str() == Some("AWS::Serverless::Function") {
+            let own = &resource["Properties"]["Environment"]["Variables"]["ISSUANCE_INDEX_SHARDS"];
+            assert!(own.is_null(), "{name:?} must not override ISSUANCE_INDEX_SHARDS");
+        }
+    }
+    let parameter = &template["Parameters"]["IssuanceIndexShards"];
+    let default = token_service::store::dynamodb::IssuanceShards::DEFAULT.get();
+    assert_eq!(parameter["Default"].as_u64(), Some(u64::from(default)));
+    assert_eq!(parameter["MinValue"].as_u64(), Some(1));
+    let max = token_service::store::dynamodb::IssuanceShards::MAX;
+    assert_eq!(parameter["MaxValue"].as_u64(), Some(u64::from(max)));
+}
+
 /// The login defence's settings reach the token and admin functions from stack parameters whose
 /// defaults are the code's, so a stack deployed with defaults behaves as documented.
 #[test]

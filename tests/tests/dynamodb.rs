@@ -781,6 +781,155 @@ async fn upgrading_fans_a_single_cutoff_out_into_every_copy() {
     assert_eq!(store.upgrade_table(now).await.unwrap().cutoff_copies, 0, "nothing left to copy");
 }
 
+/// Adds up the items every Query read (`ScannedCount`, what DynamoDB bills a query for, filter
+/// or not) and counts the queries.
+#[derive(Clone, Debug, Default)]
+struct Scanned(Arc<std::sync::Mutex<(u64, u64)>>);
+
+impl aws_sdk_dynamodb::config::Intercept for Scanned {
+    fn name(&self) -> &'static str {
+        "Scanned"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::AfterDeserializationInterceptorContextRef<
+            '_,
+        >,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _config: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let Ok(output) = context.output_or_error() else { return Ok(()) };
+        if let Some(query) =
+            output.downcast_ref::<aws_sdk_dynamodb::operation::query::QueryOutput>()
+        {
+            let mut totals = self.0.lock().unwrap();
+            totals.0 += u64::try_from(query.scanned_count).unwrap();
+            totals.1 += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A count narrowed by client or by user reads (and is billed for) only the entries it counts,
+/// through an index keyed by them, not the whole tenant's entries through a filter.
+#[tokio::test]
+async fn a_narrowed_count_reads_only_its_own_entries() {
+    use token_service::domain::{ClientId, GrantId, TenantPath, TokenId, UserId};
+    use token_service::store::{IssuanceFilter, IssuanceLog, IssuedToken, SubjectId, TokenKind};
+    let scanned = Scanned::default();
+    let sdk_config =
+        setup::aws_config_with_timeouts(Duration::from_secs(10), Duration::from_secs(30)).await;
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk_config).interceptor(scanned.clone()).build(),
+    );
+    let name = format!("narrowed-{}", TokenId::generate());
+    table::create_table(&client, &name).await.unwrap();
+    let store = Arc::new(DynamoStore::new(client, name).with_page_size(100));
+    let now = token_service::clock::Clock::now(&SystemClock);
+    let (acme, eu) = (TenantPath::parse("/acme").unwrap(), TenantPath::parse("/acme/eu").unwrap());
+    let alice = UserId::generate();
+    let token = |tenant: &TenantPath, client: &str, subject: Option<&UserId>| IssuedToken {
+        id: TokenId::generate(),
+        kind: TokenKind::Access,
+        tenant: tenant.clone(),
+        client_id: ClientId::parse(client).unwrap(),
+        subject: subject.map_or(client.to_owned(), |user| user.to_string()),
+        grant: subject.map(|_| GrantId::generate()),
+        issued_at: now - 10,
+        expires_at: now + 600,
+    };
+    // 150 machine tokens of `busy`, 40 of alice's through `app`, 600 of other clients.
+    let mut log = Vec::new();
+    log.extend((0..150).map(|_| token(&acme, "busy", None)));
+    log.extend((0..40).map(|_| token(&eu, "app", Some(&alice))));
+    log.extend((0..600).map(|i| token(&acme, &format!("other-{}", i % 30), None)));
+    let writes: Vec<_> = log
+        .chunks(100)
+        .map(|chunk| {
+            let (store, chunk) = (store.clone(), chunk.to_vec());
+            tokio::spawn(async move {
+                for entry in &chunk {
+                    store.record_issued(entry).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for write in writes {
+        write.await.unwrap();
+    }
+    let count = async |client: Option<&str>, subject: Option<SubjectId>| {
+        *scanned.0.lock().unwrap() = (0, 0);
+        let filter = IssuanceFilter {
+            tenant: acme.clone(),
+            client_id: client.map(|c| ClientId::parse(c).unwrap()),
+            subject,
+        };
+        let counted = store.live_issued(&filter, now).await.unwrap().len();
+        let (read, queries) = *scanned.0.lock().unwrap();
+        (counted, read, queries)
+    };
+
+    let (counted, read, _) = count(Some("busy"), None).await;
+    assert_eq!((counted, read), (150, 150), "by client: its own entries only");
+    let busy = SubjectId::Client(ClientId::parse("busy").unwrap());
+    let (counted, read, _) = count(None, Some(busy)).await;
+    assert_eq!((counted, read), (150, 150), "a client as subject: through the client index");
+    let (counted, read, queries) =
+        count(None, Some(SubjectId::User { tenant: eu.clone(), id: alice.clone() })).await;
+    assert_eq!((counted, read, queries), (40, 40, 1), "by user: one partition, its entries");
+    let (counted, read, _) =
+        count(Some("app"), Some(SubjectId::User { tenant: eu, id: alice })).await;
+    assert_eq!((counted, read), (40, 40));
+    let (counted, read, _) = count(None, None).await;
+    assert_eq!((counted, read), (790, 790), "the whole tenant reads everything, as it counts it");
+}
+
+/// `ISSUANCE_INDEX_SHARDS` spreads the writes; a count reads at least the eight shards every
+/// older writer used, so lowering the setting loses nothing written under the default, and a
+/// count over a higher setting finds what that setting wrote.
+#[tokio::test]
+async fn counts_read_every_shard_the_writers_used() {
+    use token_service::domain::{ClientId, TenantPath, TokenId};
+    use token_service::store::dynamodb::IssuanceShards;
+    use token_service::store::{IssuanceFilter, IssuanceLog, IssuedToken, TokenKind};
+    let base = dynamo::fresh_store().await;
+    let with = |shards| {
+        DynamoStore::new(base.sdk_client().clone(), base.table_name())
+            .with_issuance_shards(IssuanceShards::new(shards).unwrap())
+    };
+    let (four, eight, thirty_two) = (with(4), with(8), with(32));
+    let now = token_service::clock::Clock::now(&SystemClock);
+    let entry = || IssuedToken {
+        id: TokenId::generate(),
+        kind: TokenKind::Access,
+        tenant: TenantPath::parse("/acme").unwrap(),
+        client_id: ClientId::parse("busy").unwrap(),
+        subject: "busy".into(),
+        grant: None,
+        issued_at: now - 10,
+        expires_at: now + 600,
+    };
+    for store in [&eight, &four, &thirty_two] {
+        for _ in 0..40 {
+            store.record_issued(&entry()).await.unwrap();
+        }
+    }
+    for client in [None, Some(ClientId::parse("busy").unwrap())] {
+        let filter = IssuanceFilter {
+            tenant: TenantPath::parse("/acme").unwrap(),
+            client_id: client,
+            subject: None,
+        };
+        let count =
+            async |store: &DynamoStore| store.live_issued(&filter, now).await.unwrap().len();
+        assert_eq!(count(&thirty_two).await, 120, "{filter:?}: every shard written");
+        let under_eight = count(&four).await;
+        assert!(under_eight >= 80, "{filter:?}: the default's and the lower setting's entries");
+        assert!(under_eight < 120, "{filter:?}: shards 8 to 31 are past what eight read");
+    }
+}
+
 /// Refresh tokens (and client secrets and passwords) are never stored: the whole table holds
 /// only the refresh tokens' digests.
 #[tokio::test]

@@ -260,7 +260,7 @@ impl GrantStore for DynamoStore {
         let user_index = items.len();
         items.extend(user_check);
         for token in issued {
-            items.push(put(issued_item(token), None, &self.table)?);
+            items.push(put(issued_item(token, self.issuance_shards), None, &self.table)?);
         }
         let source_index = items.len();
         if let Some((key, read)) = login {
@@ -320,7 +320,7 @@ impl GrantStore for DynamoStore {
         // recorded their refreshes.
         items.push(record_refresh);
         for token in issued {
-            items.push(put(issued_item(token), None, &self.table)?);
+            items.push(put(issued_item(token, self.issuance_shards), None, &self.table)?);
         }
         let Err(e) = self.transact(items).await else {
             return Ok(Rotation::Rotated);
@@ -372,7 +372,7 @@ impl GrantStore for DynamoStore {
         items.extend(self.cutoff_checks(guard, now)?);
         items.push(self.record_refresh(&used.grant_id, new_device, now)?);
         for token in issued {
-            items.push(put(issued_item(token), None, &self.table)?);
+            items.push(put(issued_item(token, self.issuance_shards), None, &self.table)?);
         }
         // Concurrent reissues of one token all touch it and its grant: they conflict, and each
         // retries after a random pause until it goes through.

@@ -18,6 +18,14 @@ pub const TTL: &str = "ttl";
 pub const ISSUED_INDEX: &str = "issued_by_tenant";
 pub const ISSUED_PK: &str = "issued_pk";
 pub const ISSUED_SK: &str = "issued_sk";
+/// A count narrowed by client reads only that client's entries: partition
+/// `<client id>#<shard>`, sort `issued_sk`.
+pub const ISSUED_BY_CLIENT: &str = "issued_by_client";
+pub const ISSUED_CLIENT_PK: &str = "issued_client_pk";
+/// A count narrowed by a user reads only that user's entries, sparse (tokens whose subject is
+/// their client lack the key): partition `USER#<tenant>#<user id>`, sort `issued_sk`.
+pub const ISSUED_BY_SUBJECT: &str = "issued_by_subject";
+pub const ISSUED_SUBJECT_PK: &str = "issued_subject_pk";
 /// The admin lists' index, sparse (only listed items carry its keys): partition
 /// `CLIENTS#<root>`, `USERS#<root>`, `TENANTS#<root>` or `SESSIONS#<tenant>#<user id>`, sort
 /// the [`crate::store::list_key`] of the item.
@@ -61,6 +69,15 @@ pub async fn create_keys_and_index(client: &DynamoClient, name: &str) -> Result<
         .projection(Projection::builder().projection_type(ProjectionType::All).build())
         .build()
         .map_err(build_error)?;
+    let narrowed = |name: &str, partition: &str| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(partition, KeyType::Hash)?)
+            .key_schema(key(ISSUED_SK, KeyType::Range)?)
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .build()
+            .map_err(build_error)
+    };
     let listed = GlobalSecondaryIndex::builder()
         .index_name(LISTED_INDEX)
         .key_schema(key(LIST_PK, KeyType::Hash)?)
@@ -79,10 +96,14 @@ pub async fn create_keys_and_index(client: &DynamoClient, name: &str) -> Result<
         .attribute_definitions(string_attribute(SK)?)
         .attribute_definitions(string_attribute(ISSUED_PK)?)
         .attribute_definitions(string_attribute(ISSUED_SK)?)
+        .attribute_definitions(string_attribute(ISSUED_CLIENT_PK)?)
+        .attribute_definitions(string_attribute(ISSUED_SUBJECT_PK)?)
         .attribute_definitions(string_attribute(LIST_PK)?)
         .attribute_definitions(string_attribute(LIST_SK)?)
         .global_secondary_indexes(index)
         .global_secondary_indexes(listed)
+        .global_secondary_indexes(narrowed(ISSUED_BY_CLIENT, ISSUED_CLIENT_PK)?)
+        .global_secondary_indexes(narrowed(ISSUED_BY_SUBJECT, ISSUED_SUBJECT_PK)?)
         .send()
         .await
         .map_err(|e| StoreError(format!("creating table {name}: {}", super::describe(&e))))?;
