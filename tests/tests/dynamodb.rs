@@ -930,6 +930,98 @@ async fn counts_read_every_shard_the_writers_used() {
     }
 }
 
+/// A table made before the narrowed-count indexes: `upgrade-table --add-indexes` creates them,
+/// and the upgrade gives the live log entries written before them their keys, so a count by
+/// client or user finds those entries too.
+#[tokio::test]
+async fn upgrading_indexes_older_log_entries_for_narrowed_counts() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    use token_service::domain::{ClientId, TenantPath, UserId};
+    use token_service::store::{IssuanceFilter, IssuanceLog, SubjectId};
+    let client = dynamo::sdk_client(&RoundTrips::default()).await;
+    let name = format!("older-{}", token_service::domain::TokenId::generate());
+    let key = |name: &str, key_type| {
+        KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().unwrap()
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let index = |name: &str, pk: &str, sk: &str| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(pk, KeyType::Hash))
+            .key_schema(key(sk, KeyType::Range))
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .build()
+            .unwrap()
+    };
+    let mut create = client
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .global_secondary_indexes(index("issued_by_tenant", "issued_pk", "issued_sk"))
+        .global_secondary_indexes(index("listed_by_tenant", "list_pk", "list_sk"));
+    for name in ["pk", "sk", "issued_pk", "issued_sk", "list_pk", "list_sk"] {
+        create = create.attribute_definitions(attribute(name));
+    }
+    create.send().await.unwrap();
+    let now = token_service::clock::Clock::now(&SystemClock);
+    let (alice, grant) = (UserId::generate(), token_service::domain::GrantId::generate());
+    // Entries as writers before the narrowed indexes wrote them: the tenant index's keys only.
+    for (client_id, subject, grant) in
+        [("busy", "busy", None), ("app", alice.as_str(), Some(grant.as_str()))]
+    {
+        let id = token_service::domain::TokenId::generate();
+        let mut item = std::collections::HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(format!("ISSUED#{id}"))),
+            ("sk".to_owned(), AttributeValue::S("ISSUED".into())),
+            ("token_id".to_owned(), AttributeValue::S(id.to_string())),
+            ("kind".to_owned(), AttributeValue::S("access".into())),
+            ("tenant".to_owned(), AttributeValue::S("/acme".into())),
+            ("client_id".to_owned(), AttributeValue::S(client_id.into())),
+            ("subject".to_owned(), AttributeValue::S(subject.into())),
+            ("issued_at".to_owned(), AttributeValue::N((now - 10).to_string())),
+            ("ttl".to_owned(), AttributeValue::N((now + 600).to_string())),
+            ("issued_pk".to_owned(), AttributeValue::S("/acme#0".into())),
+            ("issued_sk".to_owned(), AttributeValue::S(format!("/acme/#{}#{id}", now - 10))),
+        ]);
+        if let Some(grant) = grant {
+            item.insert("grant_id".to_owned(), AttributeValue::S(grant.into()));
+        }
+        client.put_item().table_name(&name).set_item(Some(item)).send().await.unwrap();
+    }
+    let store = DynamoStore::new(client.clone(), name.clone());
+    let acme = TenantPath::parse("/acme").unwrap();
+    let by_client = IssuanceFilter {
+        tenant: acme.clone(),
+        client_id: Some(ClientId::parse("busy").unwrap()),
+        subject: None,
+    };
+    let by_user = IssuanceFilter {
+        tenant: acme.clone(),
+        client_id: None,
+        subject: Some(SubjectId::User { tenant: acme, id: alice }),
+    };
+
+    let created = table::add_missing_indexes(&client, &name).await.unwrap();
+    assert_eq!(created, ["issued_by_client", "issued_by_subject"]);
+    assert_eq!(store.live_issued(&by_client, now).await.unwrap().len(), 0, "not indexed yet");
+    assert_eq!(store.upgrade_table(now).await.unwrap().issued_indexed, 2);
+    assert_eq!(store.live_issued(&by_client, now).await.unwrap().len(), 1);
+    assert_eq!(store.live_issued(&by_user, now).await.unwrap().len(), 1);
+    assert!(table::add_missing_indexes(&client, &name).await.unwrap().is_empty());
+    assert_eq!(store.upgrade_table(now).await.unwrap().issued_indexed, 0, "a second run: none");
+}
+
 /// Refresh tokens (and client secrets and passwords) are never stored: the whole table holds
 /// only the refresh tokens' digests.
 #[tokio::test]
@@ -1451,6 +1543,7 @@ async fn upgrading_a_first_stage_table_lists_and_counts_its_records_once() {
             user_ids_completed: 1,
             user_ids_removed: 1,
             cutoff_copies: 0,
+            issued_indexed: 0,
             skipped: Vec::new(),
         }
     );

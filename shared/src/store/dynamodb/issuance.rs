@@ -1,7 +1,7 @@
 //! The issuance log, and the index that counts it.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use super::table::{
     ISSUED_BY_CLIENT, ISSUED_BY_SUBJECT, ISSUED_CLIENT_PK, ISSUED_INDEX, ISSUED_PK, ISSUED_SK,
@@ -44,7 +44,7 @@ impl Default for IssuanceShards {
     }
 }
 
-fn issued_key(id: &TokenId) -> Item {
+pub(super) fn issued_key(id: &TokenId) -> Item {
     key(format!("ISSUED#{id}"), "ISSUED")
 }
 
@@ -81,10 +81,6 @@ pub(super) fn issued_item(token: &IssuedToken, shards: IssuanceShards) -> Item {
             ISSUED_PK.to_owned(),
             s(format!("{}#{}", root_tenant(&token.tenant), shard_of(&token.id, shards))),
         ),
-        (
-            ISSUED_CLIENT_PK.to_owned(),
-            s(client_partition(&token.client_id, shard_of(&token.id, shards))),
-        ),
         // The '/' after the path makes a subtree a prefix: "/a/b/" covers "/a/b/c/" but not "/a/bc/".
         (
             ISSUED_SK.to_owned(),
@@ -94,10 +90,24 @@ pub(super) fn issued_item(token: &IssuedToken, shards: IssuanceShards) -> Item {
     if let Some(grant) = &token.grant {
         item.insert("grant_id".to_owned(), s(grant.as_str()));
     }
-    if let Subject::User { tenant, id } = token.subject_ref() {
-        item.insert(ISSUED_SUBJECT_PK.to_owned(), s(subject_partition(tenant, id)));
-    }
+    item.extend(narrowed_keys(token, shards));
     item
+}
+
+/// The keys of the narrowed-count indexes: the client's, then (a user's token only) the
+/// subject's.
+pub(super) fn narrowed_keys(
+    token: &IssuedToken,
+    shards: IssuanceShards,
+) -> Vec<(String, AttributeValue)> {
+    let mut keys = vec![(
+        ISSUED_CLIENT_PK.to_owned(),
+        s(client_partition(&token.client_id, shard_of(&token.id, shards))),
+    )];
+    if let Subject::User { tenant, id } = token.subject_ref() {
+        keys.push((ISSUED_SUBJECT_PK.to_owned(), s(subject_partition(tenant, id))));
+    }
+    keys
 }
 
 /// The filter of a user's entries narrowed to one client too.
@@ -152,7 +162,7 @@ fn partition_attribute(index: &str) -> &'static str {
     }
 }
 
-fn issued_from(item: &Item) -> Result<IssuedToken, StoreError> {
+pub(super) fn issued_from(item: &Item) -> Result<IssuedToken, StoreError> {
     let f = Fields { kind: "issued token", item };
     let kind = match f.s("kind")? {
         "access" => TokenKind::Access,

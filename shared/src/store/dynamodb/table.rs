@@ -3,8 +3,9 @@
 
 use aws_sdk_dynamodb::Client as DynamoClient;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 
 use crate::error::StoreError;
@@ -108,6 +109,91 @@ pub async fn create_keys_and_index(client: &DynamoClient, name: &str) -> Result<
         .await
         .map_err(|e| StoreError(format!("creating table {name}: {}", super::describe(&e))))?;
     Ok(())
+}
+
+/// The narrowed-count indexes, for a table made before them: `(index, partition key)`.
+const NARROWED_INDEXES: [(&str, &str); 2] =
+    [(ISSUED_BY_CLIENT, ISSUED_CLIENT_PK), (ISSUED_BY_SUBJECT, ISSUED_SUBJECT_PK)];
+
+/// How long [`add_missing_indexes`] waits for one index to finish building.
+const INDEX_BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+/// Creates the narrowed-count indexes a table made before them lacks (`tokenctl upgrade-table
+/// --add-indexes`, for a table `tokenctl create-table` made; a stack's table gets them from
+/// its template). DynamoDB builds one index per UpdateTable, so each is created and waited for
+/// in turn. Returns the indexes created.
+pub async fn add_missing_indexes(
+    client: &DynamoClient,
+    name: &str,
+) -> Result<Vec<&'static str>, StoreError> {
+    let mut created = Vec::new();
+    for (index, partition) in NARROWED_INDEXES {
+        if index_status(client, name, index).await?.is_some() {
+            continue;
+        }
+        let key = |name: &str, key_type| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(key_type)
+                .build()
+                .map_err(build_error)
+        };
+        let string_attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(build_error)
+        };
+        let action = CreateGlobalSecondaryIndexAction::builder()
+            .index_name(index)
+            .key_schema(key(partition, KeyType::Hash)?)
+            .key_schema(key(ISSUED_SK, KeyType::Range)?)
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .build()
+            .map_err(build_error)?;
+        client
+            .update_table()
+            .table_name(name)
+            .attribute_definitions(string_attribute(partition)?)
+            .attribute_definitions(string_attribute(ISSUED_SK)?)
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder().create(action).build(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                StoreError(format!("adding {index} to {name}: {}", super::describe(&e)))
+            })?;
+        let started = std::time::Instant::now();
+        while index_status(client, name, index).await? != Some(IndexStatus::Active) {
+            if started.elapsed() > INDEX_BUILD_WAIT {
+                return Err(StoreError(format!("{index} on {name} is still building")));
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        }
+        created.push(index);
+    }
+    Ok(created)
+}
+
+async fn index_status(
+    client: &DynamoClient,
+    name: &str,
+    index: &str,
+) -> Result<Option<IndexStatus>, StoreError> {
+    let described = client
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| StoreError(format!("describing {name}: {}", super::describe(&e))))?;
+    let indexes = described.table.and_then(|t| t.global_secondary_indexes).unwrap_or_default();
+    Ok(indexes
+        .into_iter()
+        .find(|found| found.index_name() == Some(index))
+        // moto reports no status; a listed index without one is taken as built.
+        .map(|found| found.index_status.unwrap_or(IndexStatus::Active)))
 }
 
 async fn enable_ttl(client: &DynamoClient, name: &str) -> Result<(), StoreError> {

@@ -16,6 +16,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use super::clients::{COUNTED, client_key, client_list_keys};
 use super::grants::{grant_from, grant_key, grant_list_keys};
+use super::issuance::narrowed_keys;
 use super::revocations::{RAISES, cutoff_key};
 use super::table::{LIST_PK, LIST_SK, SK, TTL};
 use super::users::{user_id_key, user_key, user_list_keys};
@@ -38,19 +39,24 @@ pub struct UpgradeSummary {
     pub user_ids_removed: u64,
     /// Copies of live cutoffs written from the single cutoff item a table held before copies.
     pub cutoff_copies: u64,
+    /// Live issuance log entries given the keys of the narrowed-count indexes.
+    pub issued_indexed: u64,
     /// Items that could not be read, by key, with the reason: left as they are.
     pub skipped: Vec<String>,
 }
 
 /// Items needing an upgrade: uncounted or unlisted clients and users, unlisted live grants,
-/// id entries without a username, and every live cutoff's first copy (whose other copies a
+/// id entries without a username, live log entries without the narrowed-count index keys, and
+/// every live cutoff's first copy (whose other copies a
 /// table from before copies lacks; a copy already there is left alone by its condition).
 /// Everything else the scan reads is filtered out.
 const NEEDS_UPGRADE: &str = "(sk IN (:client, :user) AND \
      (attribute_not_exists(counted) OR attribute_not_exists(list_pk))) \
      OR (sk = :grant AND attribute_not_exists(list_pk) AND #ttl > :now) \
      OR (sk = :user_id AND attribute_not_exists(username)) \
-     OR (sk = :cutoff AND begins_with(pk, :first_copy) AND #ttl > :now)";
+     OR (sk = :cutoff AND begins_with(pk, :first_copy) AND #ttl > :now) \
+     OR (sk = :issued AND attribute_not_exists(issued_client_pk) AND attribute_exists(client_id) \
+         AND attribute_not_exists(spent) AND #ttl > :now)";
 
 fn build_error(e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("building an update: {e}"))
@@ -133,6 +139,7 @@ impl DynamoStore {
             (":grant".to_owned(), s("GRANT")),
             (":user_id".to_owned(), s("USERID")),
             (":cutoff".to_owned(), s("CUTOFF")),
+            (":issued".to_owned(), s("ISSUED")),
             (":first_copy".to_owned(), s("CUTOFF#")),
             (":now".to_owned(), n(now)),
         ]);
@@ -142,6 +149,14 @@ impl DynamoStore {
             let (items, next) = self.scan_page(NEEDS_UPGRADE, &values, Some(&names), start).await?;
             for item in items {
                 let kind = Fields { kind: "item", item: &item }.s(SK)?.to_owned();
+                if kind == "ISSUED" {
+                    match self.index_issued(&item).await {
+                        Ok(true) => summary.issued_indexed += 1,
+                        Ok(false) => {}
+                        Err(e) => summary.skipped.push(format!("{}: {}", key_of(&item), e.0)),
+                    }
+                    continue;
+                }
                 if kind == "CUTOFF" {
                     match self.copy_cutoff(&item, now).await {
                         Ok(written) => summary.cutoff_copies += written,
@@ -260,6 +275,29 @@ impl DynamoStore {
             }
         }
         Ok(written)
+    }
+
+    /// Gives a log entry written before the narrowed-count indexes their keys, so counts by
+    /// client or user find it: `false` when it had them by the time of the write.
+    async fn index_issued(&self, item: &Item) -> Result<bool, StoreError> {
+        let token = super::issuance::issued_from(item)?;
+        let mut keys = narrowed_keys(&token, self.issuance_shards).into_iter();
+        let Some((client_pk, client_value)) = keys.next() else { return Ok(false) };
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(super::issuance::issued_key(&token.id)))
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(#client_pk)")
+            .expression_attribute_names("#client_pk", client_pk)
+            .expression_attribute_values(":client_pk", client_value);
+        let mut expression = "SET #client_pk = :client_pk".to_owned();
+        if let Some((subject_pk, subject_value)) = keys.next() {
+            expression.push_str(", #subject_pk = :subject_pk");
+            update = update
+                .expression_attribute_names("#subject_pk", subject_pk)
+                .expression_attribute_values(":subject_pk", subject_value);
+        }
+        let update = update.update_expression(expression).build().map_err(build_error)?;
+        self.send_update(update, "UpdateItem issued index keys").await
     }
 
     /// Lists a grant among its user's sessions.
