@@ -89,7 +89,8 @@ impl BatchRevocation {
             replaced.push(if request.dry_run {
                 None
             } else {
-                // The revocation itself: one conditional write, before any counting. It is
+                // The revocation itself: one conditional write (every copy of the cutoff in one
+                // transaction), before any counting. It is
                 // audited as soon as it stands, whether or not the count then completes.
                 let expires_at = verifiable_until(cutoff + MAX_LIFETIME);
                 let replaced =
