@@ -90,8 +90,8 @@ impl BatchRevocation {
                 None
             } else {
                 // The revocation itself: one conditional write (every copy of the cutoff in one
-                // transaction), before any counting. It is
-                // audited as soon as it stands, whether or not the count then completes.
+                // transaction), before any counting. It is audited as soon as it stands,
+                // whether or not the count then completes.
                 let expires_at = verifiable_until(cutoff + MAX_LIFETIME);
                 let replaced =
                     self.stores.revocations.raise_cutoff(layer, cutoff, expires_at, now).await?;
