@@ -200,6 +200,29 @@ fn dynamodb_grants(function: &serde_yaml::Value) -> Vec<(Vec<String>, String)> {
     grants
 }
 
+/// The batch function counts through the issuance indexes, narrowed counts through their own:
+/// it may Query each of them (and not the admin lists' index), and no other index read.
+#[test]
+fn the_batch_function_may_query_every_issuance_index_and_no_other() {
+    use token_service::store::dynamodb::table::{
+        ISSUED_BY_CLIENT, ISSUED_BY_SUBJECT, ISSUED_INDEX, LISTED_INDEX,
+    };
+    let template = template();
+    let grants = dynamodb_grants(&template["Resources"]["BatchRevokeFunction"]);
+    let queried: Vec<&String> = grants
+        .iter()
+        .filter(|(actions, _)| actions.iter().any(|a| a == "dynamodb:Query"))
+        .map(|(_, resource)| resource)
+        .collect();
+    assert_eq!(queried, ["${TokenTable.Arn}/index/issued_by_*"]);
+    let pattern = queried[0].trim_start_matches("${TokenTable.Arn}/index/");
+    let prefix = pattern.trim_end_matches('*');
+    for index in [ISSUED_INDEX, ISSUED_BY_CLIENT, ISSUED_BY_SUBJECT] {
+        assert!(index.starts_with(prefix), "{index} is not covered by {pattern}");
+    }
+    assert!(!LISTED_INDEX.starts_with(prefix), "the lists are the admin function's");
+}
+
 /// The admin function changes clients, users (a user and its id index together), tenants and
 /// grants, and reads lists and sessions through Queries: those actions on the table, Query on
 /// its indexes, and never a Scan, which would read every tenant's records.
