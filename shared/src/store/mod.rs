@@ -748,3 +748,23 @@ pub mod layer {
         layers
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::{CUTOFF_COPIES, CutoffCopy};
+
+    #[test]
+    fn cutoff_copies_are_numbered_below_the_constant_and_drawn_among_all() {
+        assert!(CutoffCopy::new(CUTOFF_COPIES).is_none());
+        assert_eq!(
+            CutoffCopy::new(CUTOFF_COPIES - 1).map(CutoffCopy::index),
+            Some(CUTOFF_COPIES - 1)
+        );
+        let all: HashSet<CutoffCopy> = CutoffCopy::all().collect();
+        assert_eq!(all.len(), CUTOFF_COPIES);
+        let drawn: HashSet<CutoffCopy> = (0..400).map(|_| CutoffCopy::random()).collect();
+        assert_eq!(drawn, all, "400 draws reach every copy");
+    }
+}

@@ -244,3 +244,26 @@ impl DynamoStore {
         Ok(standing)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::{cutoff_key, pk_of};
+    use crate::domain::{ClientId, Subject, TenantPath};
+    use crate::store::{CUTOFF_COPIES, CutoffCopy, layer};
+
+    #[test]
+    fn copy_zero_keeps_the_key_older_tables_hold_and_no_two_copies_share_a_key() {
+        let (tenant, client) = (TenantPath::parse("/a/b").unwrap(), ClientId::parse("c1").unwrap());
+        let layers = layer::applying_to(&tenant, &client, Subject::Client(&client));
+        let mut keys = HashSet::new();
+        for layer in &layers {
+            assert_eq!(pk_of(&cutoff_key(layer, CutoffCopy::FIRST)), format!("CUTOFF#{layer}"));
+            for copy in CutoffCopy::all() {
+                assert!(keys.insert(pk_of(&cutoff_key(layer, copy))), "{layer} {copy:?}");
+            }
+        }
+        assert_eq!(keys.len(), layers.len() * CUTOFF_COPIES);
+    }
+}
