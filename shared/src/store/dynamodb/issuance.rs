@@ -1,4 +1,4 @@
-//! The issuance log, and the index that counts it.
+//! The issuance log, and the indexes that count it: by tenant, by client, by user.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
