@@ -141,11 +141,17 @@ enum Command {
         table: String,
     },
     /// Bring a table written before the admin plane up to date, once after deploying: lists
-    /// and counts its clients and users in their tenants, lists live grants as sessions and
-    /// completes user id entries. Scans the whole table; idempotent, safe while the service runs.
+    /// and counts its clients and users in their tenants, lists live grants as sessions,
+    /// completes user id entries, copies each cutoff into every copy and gives live issuance
+    /// log entries the narrowed-count index keys. Scans the whole table; idempotent, safe while
+    /// the service runs.
     UpgradeTable {
         #[arg(long, env = "TABLE_NAME")]
         table: String,
+        /// First create the narrowed-count indexes the table lacks (a table `create-table`
+        /// made; a stack's table gets them from its template, so never on one).
+        #[arg(long)]
+        add_indexes: bool,
     },
     /// Create a local key file if missing (what `serve` does on first run), and write its public
     /// half for the verifying functions (`make watch`).
@@ -301,17 +307,25 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             println!("table {table} created");
             Ok(())
         }
-        Command::UpgradeTable { table } => {
-            let summary = dynamo(&table).await.upgrade_table(SystemClock.now()).await?;
+        Command::UpgradeTable { table, add_indexes } => {
+            let store = dynamo(&table).await;
+            if add_indexes {
+                for index in table::add_missing_indexes(store.sdk_client(), &table).await? {
+                    println!("index {index} created on {table}");
+                }
+            }
+            let summary = store.upgrade_table(SystemClock.now()).await?;
             println!(
                 "upgraded {table}: {} clients and {} users counted and listed, {} grants listed \
                  as sessions, {} user id entries completed, {} user id entries naming no user \
-                 removed",
+                 removed, {} cutoff copies written, {} log entries indexed for narrowed counts",
                 summary.clients,
                 summary.users,
                 summary.grants,
                 summary.user_ids_completed,
-                summary.user_ids_removed
+                summary.user_ids_removed,
+                summary.cutoff_copies,
+                summary.issued_indexed
             );
             for skipped in &summary.skipped {
                 eprintln!("not upgraded (unreadable, left as is): {skipped}");

@@ -89,8 +89,9 @@ impl BatchRevocation {
             replaced.push(if request.dry_run {
                 None
             } else {
-                // The revocation itself: one conditional write, before any counting. It is
-                // audited as soon as it stands, whether or not the count then completes.
+                // The revocation itself: one conditional write (every copy of the cutoff in one
+                // transaction), before any counting. It is audited as soon as it stands,
+                // whether or not the count then completes.
                 let expires_at = verifiable_until(cutoff + MAX_LIFETIME);
                 let replaced =
                     self.stores.revocations.raise_cutoff(layer, cutoff, expires_at, now).await?;

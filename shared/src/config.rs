@@ -6,6 +6,7 @@ use crate::authorizer::RouteScopes;
 use crate::domain::{LoginDefenceSettings, ScopeSet};
 use crate::keys::SigningAlgorithm;
 use crate::password::HashParams;
+use crate::store::dynamodb::IssuanceShards;
 use crate::token_cache::TokenCacheLimits;
 
 pub const DEFAULT_AUDIENCE: &str = "api";
@@ -60,6 +61,10 @@ pub struct Config {
     /// `TOKEN_CACHE_ENTRIES` (10000; 0 turns it off) and `TOKEN_CACHE_MIB` (8): the bounds of a
     /// warm instance's cache of verified access tokens.
     pub token_cache: TokenCacheLimits,
+    /// `ISSUANCE_INDEX_SHARDS`: how many partitions the issuance indexes spread one root tenant
+    /// and one client over (default 8, 1 to 128); each takes about 1,000 issued tokens a second.
+    /// Counts read at least 8 (docs/performance.md#scaling-past-one-partition).
+    pub issuance_index_shards: IssuanceShards,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,8 +119,18 @@ impl Config {
                     .collect::<Result<_, _>>()?
             }
         };
+        let issuance_index_shards = match lookup("ISSUANCE_INDEX_SHARDS") {
+            Some(raw) => raw.parse().ok().and_then(IssuanceShards::new).ok_or_else(|| {
+                error(
+                    "ISSUANCE_INDEX_SHARDS",
+                    &format!("must be a whole number from 1 to {}", IssuanceShards::MAX),
+                )
+            })?,
+            None => IssuanceShards::DEFAULT,
+        };
         Ok(Self {
             token_cache: token_cache_limits(&lookup)?,
+            issuance_index_shards,
             login_defence: login_defence_settings(&lookup)?,
             route_scopes,
             client_cache_ttl,
@@ -284,6 +299,19 @@ mod tests {
         let bad_routes =
             config(&[("ISSUER", "https://x"), ("AUTHORIZER_ROUTE_SCOPES", r#"{"GET /a": 1}"#)]);
         assert_eq!(bad_routes.unwrap_err().name, "AUTHORIZER_ROUTE_SCOPES");
+    }
+
+    #[test]
+    fn issuance_index_shards_default_to_eight_and_stay_within_range() {
+        let default = config(&[("ISSUER", "https://x")]).unwrap();
+        assert_eq!(default.issuance_index_shards, IssuanceShards::DEFAULT);
+        assert_eq!(default.issuance_index_shards.get(), 8);
+        let set = config(&[("ISSUER", "https://x"), ("ISSUANCE_INDEX_SHARDS", "32")]).unwrap();
+        assert_eq!(set.issuance_index_shards.get(), 32);
+        for bad in ["0", "129", "-1", "eight", ""] {
+            let refused = config(&[("ISSUER", "https://x"), ("ISSUANCE_INDEX_SHARDS", bad)]);
+            assert_eq!(refused.unwrap_err().name, "ISSUANCE_INDEX_SHARDS", "{bad:?}");
+        }
     }
 
     #[test]

@@ -201,7 +201,9 @@ pub async fn stores(config: &Config) -> Result<Stores, SetupError> {
     match &config.table_name {
         Some(table) => {
             let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
-            Ok(Stores::all(Arc::new(DynamoStore::new(client, table.clone()))))
+            let store = DynamoStore::new(client, table.clone())
+                .with_issuance_shards(config.issuance_index_shards);
+            Ok(Stores::all(Arc::new(store)))
         }
         None => memory_stores(&seed_from_config(config)?).await,
     }

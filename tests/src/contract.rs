@@ -9,25 +9,40 @@ use token_service::domain::{
     GrantType, MAX_DEVICE_IDS, PreviousSecret, RefreshRecord, RefreshToken, ReplayKey, ScopeSet,
     Subject, TenantPath, TokenId, User, UserId, Username,
 };
+use token_service::store::dynamodb::{DynamoStore, cutoff_key};
+use token_service::store::memory::MemoryStore;
 use token_service::store::{
-    ClientPosition, ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
-    Page, PageRequest, ReplayStore, RevocationRecord, RevocationStore, Rotation, SubjectId,
-    TenantDeletion, TenantStore, TokenKind, TokenRef, UserPosition, UserStore, layer,
+    ClientPosition, ClientStore, CutoffCopy, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog,
+    IssuedToken, Page, PageRequest, ReplayStore, RevocationRecord, RevocationStore, Rotation,
+    SubjectId, TenantDeletion, TenantStore, TokenKind, TokenRef, UserPosition, UserStore, layer,
 };
 
+#[async_trait::async_trait]
 pub trait Store:
     TenantStore + ClientStore + UserStore + GrantStore + IssuanceLog + RevocationStore + ReplayStore
 {
+    /// Stores one copy of a cutoff alone, as no writer of the service does: how a check puts
+    /// one copy out of step with the others.
+    async fn plant_cutoff_copy(&self, layer: &str, copy: CutoffCopy, not_before: u64, ttl: u64);
 }
-impl<T> Store for T where
-    T: TenantStore
-        + ClientStore
-        + UserStore
-        + GrantStore
-        + IssuanceLog
-        + RevocationStore
-        + ReplayStore
-{
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn plant_cutoff_copy(&self, layer: &str, copy: CutoffCopy, not_before: u64, ttl: u64) {
+        MemoryStore::plant_cutoff_copy(self, layer, copy, not_before, ttl).unwrap();
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for DynamoStore {
+    async fn plant_cutoff_copy(&self, layer: &str, copy: CutoffCopy, not_before: u64, ttl: u64) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let mut item = cutoff_key(layer, copy);
+        item.insert("not_before".to_owned(), AttributeValue::N(not_before.to_string()));
+        item.insert("ttl".to_owned(), AttributeValue::N(ttl.to_string()));
+        let put = self.sdk_client().put_item().table_name(self.table_name()).set_item(Some(item));
+        put.send().await.unwrap();
+    }
 }
 
 fn tenant(path: &str) -> TenantPath {
@@ -406,6 +421,65 @@ pub async fn cutoffs_are_raised_never_lowered(store: Arc<dyn Store>) {
         "an expired cutoff is replaced"
     );
     assert_eq!(store.cutoffs(&layers, 6_000).await.unwrap(), HashMap::from([(acme, 300)]));
+}
+
+/// Every copy of a cutoff answers a verification alike: the state read through each copy
+/// carries every cutoff raised, and each raise after it.
+pub async fn a_cutoff_written_is_seen_through_every_copy(store: Arc<dyn Store>) {
+    let (id, client) = (TokenId::generate(), ClientId::parse("copied").unwrap());
+    let path = tenant("/acme/sales");
+    let subject = Subject::Client(&client);
+    let token = TokenRef { id: &id, grant: None, tenant: &path, client_id: &client, subject };
+    let through = async |copy| store.revocation_state_through(&token, copy, 100).await.unwrap();
+    for copy in CutoffCopy::all() {
+        assert_eq!(through(copy).await.not_before, None, "copy {copy:?}");
+    }
+    store.raise_cutoff(&layer::tenant("/acme"), 300, 9_000, 100).await.unwrap();
+    for copy in CutoffCopy::all() {
+        assert_eq!(through(copy).await.not_before, Some(300), "copy {copy:?}");
+    }
+    store.raise_cutoff(&layer::client(&client), 400, 9_000, 100).await.unwrap();
+    for copy in CutoffCopy::all() {
+        assert_eq!(through(copy).await.not_before, Some(400), "copy {copy:?}");
+    }
+    assert_eq!(
+        store.raise_cutoff(&layer::client(&client), 500, 9_000, 100).await.unwrap(),
+        Some(400)
+    );
+    for copy in CutoffCopy::all() {
+        assert_eq!(through(copy).await.not_before, Some(500), "copy {copy:?}");
+    }
+    // The production read picks a copy at random; whichever it picks holds the cutoff.
+    for _ in 0..4 * token_service::store::CUTOFF_COPIES {
+        assert_eq!(store.revocation_state(&token, 100).await.unwrap().not_before, Some(500));
+    }
+}
+
+/// A raise writes every copy or none: with one copy holding a later cutoff (its condition then
+/// fails), no other copy changes, and the later cutoff is reported as standing.
+pub async fn a_cutoff_raise_writes_every_copy_or_none(store: Arc<dyn Store>) {
+    let (id, client) = (TokenId::generate(), ClientId::parse("partial").unwrap());
+    let path = tenant("/acme");
+    let subject = Subject::Client(&client);
+    let token = TokenRef { id: &id, grant: None, tenant: &path, client_id: &client, subject };
+    let cut = layer::client(&client);
+    let ahead = CutoffCopy::new(token_service::store::CUTOFF_COPIES - 1).unwrap();
+    store.raise_cutoff(&cut, 200, 9_000, 100).await.unwrap();
+    store.plant_cutoff_copy(&cut, ahead, 900, 9_000).await;
+
+    assert_eq!(store.raise_cutoff(&cut, 500, 9_000, 100).await.unwrap(), Some(900), "it stands");
+    for copy in CutoffCopy::all() {
+        let expected = if copy == ahead { 900 } else { 200 };
+        let state = store.revocation_state_through(&token, copy, 100).await.unwrap();
+        assert_eq!(state.not_before, Some(expected), "copy {copy:?} unchanged");
+    }
+    assert_eq!(store.cutoffs(std::slice::from_ref(&cut), 100).await.unwrap()[&cut], 200);
+
+    assert_eq!(store.raise_cutoff(&cut, 1_000, 9_000, 100).await.unwrap(), Some(200));
+    for copy in CutoffCopy::all() {
+        let state = store.revocation_state_through(&token, copy, 100).await.unwrap();
+        assert_eq!(state.not_before, Some(1_000), "copy {copy:?}");
+    }
 }
 
 pub async fn revocation_state_takes_the_latest_cutoff_of_every_layer(store: Arc<dyn Store>) {
@@ -1114,6 +1188,8 @@ macro_rules! store_contract_tests {
             rotation_marks_the_used_refresh_token_spent_in_the_log,
             a_cutoff_over_the_grant_stops_rotation,
             cutoffs_are_raised_never_lowered,
+            a_cutoff_written_is_seen_through_every_copy,
+            a_cutoff_raise_writes_every_copy_or_none,
             revocation_state_takes_the_latest_cutoff_of_every_layer,
             subject_cutoffs_never_cross_kinds_or_tenants,
             grants_are_read_in_bulk,

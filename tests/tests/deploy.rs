@@ -200,6 +200,29 @@ fn dynamodb_grants(function: &serde_yaml::Value) -> Vec<(Vec<String>, String)> {
     grants
 }
 
+/// The batch function counts through the issuance indexes, narrowed counts through their own:
+/// it may Query each of them (and not the admin lists' index), and no other index read.
+#[test]
+fn the_batch_function_may_query_every_issuance_index_and_no_other() {
+    use token_service::store::dynamodb::table::{
+        ISSUED_BY_CLIENT, ISSUED_BY_SUBJECT, ISSUED_INDEX, LISTED_INDEX,
+    };
+    let template = template();
+    let grants = dynamodb_grants(&template["Resources"]["BatchRevokeFunction"]);
+    let queried: Vec<&String> = grants
+        .iter()
+        .filter(|(actions, _)| actions.iter().any(|a| a == "dynamodb:Query"))
+        .map(|(_, resource)| resource)
+        .collect();
+    assert_eq!(queried, ["${TokenTable.Arn}/index/issued_by_*"]);
+    let pattern = queried[0].trim_start_matches("${TokenTable.Arn}/index/");
+    let prefix = pattern.trim_end_matches('*');
+    for index in [ISSUED_INDEX, ISSUED_BY_CLIENT, ISSUED_BY_SUBJECT] {
+        assert!(index.starts_with(prefix), "{index} is not covered by {pattern}");
+    }
+    assert!(!LISTED_INDEX.starts_with(prefix), "the lists are the admin function's");
+}
+
 /// The admin function changes clients, users (a user and its id index together), tenants and
 /// grants, and reads lists and sessions through Queries: those actions on the table, Query on
 /// its indexes, and never a Scan, which would read every tenant's records.
@@ -303,6 +326,28 @@ fn the_token_cache_bound_is_a_stack_parameter_with_the_codes_default() {
         template["Parameters"]["TokenCacheEntries"]["Default"].as_u64(),
         Some(token_service::token_cache::TokenCacheLimits::default().entries as u64)
     );
+}
+
+/// Every function reads the issuance index shard count from one stack parameter whose default
+/// is the code's: a count must read the shards the token function wrote.
+#[test]
+fn every_function_shares_the_issuance_index_shard_count() {
+    let template = template();
+    let global = &template["Globals"]["Function"]["Environment"]["Variables"];
+    let shards = tagged(&global["ISSUANCE_INDEX_SHARDS"]);
+    assert_eq!(shards, ("Ref".to_owned(), "IssuanceIndexShards".to_owned()));
+    for (name, resource) in template["Resources"].as_mapping().unwrap() {
+        if resource["Type"].as_str() == Some("AWS::Serverless::Function") {
+            let own = &resource["Properties"]["Environment"]["Variables"]["ISSUANCE_INDEX_SHARDS"];
+            assert!(own.is_null(), "{name:?} must not override ISSUANCE_INDEX_SHARDS");
+        }
+    }
+    let parameter = &template["Parameters"]["IssuanceIndexShards"];
+    let default = token_service::store::dynamodb::IssuanceShards::DEFAULT.get();
+    assert_eq!(parameter["Default"].as_u64(), Some(u64::from(default)));
+    assert_eq!(parameter["MinValue"].as_u64(), Some(1));
+    let max = token_service::store::dynamodb::IssuanceShards::MAX;
+    assert_eq!(parameter["MaxValue"].as_u64(), Some(u64::from(max)));
 }
 
 /// The login defence's settings reach the token and admin functions from stack parameters whose

@@ -683,6 +683,345 @@ async fn validity_reads_are_strongly_consistent_and_never_use_an_index() {
     );
 }
 
+/// A store on a fresh seeded table whose SDK client records every request, and its services.
+async fn recorded_wiring() -> (DynamoStore, Requests, SigningWiring) {
+    let requests = Requests::default();
+    let sdk_config =
+        setup::aws_config_with_timeouts(Duration::from_secs(10), Duration::from_secs(30)).await;
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk_config).interceptor(requests.clone()).build(),
+    );
+    let name = format!("recorded-{}", token_service::domain::TokenId::generate());
+    table::create_table(&client, &name).await.unwrap();
+    let store = DynamoStore::new(client, name);
+    load_seed(&repo_path("seed.toml")).install(&store, &store, &store).await.unwrap();
+    let config = test_config("https://issuer", SigningAlgorithm::ES256);
+    let keys = KeySet::generate(SigningAlgorithm::ES256).unwrap();
+    let wiring =
+        SigningWiring::with_system_clock(config, keys, Stores::all(Arc::new(store.clone())));
+    requests.take();
+    (store, requests, wiring)
+}
+
+/// With cutoffs kept in copies, a verification is still one BatchGetItem, and it reads one
+/// copy of each layer (never all of them), chosen afresh each time.
+#[tokio::test]
+async fn a_verification_is_one_batch_get_reading_one_copy_of_each_cutoff() {
+    use token_service::store::{CUTOFF_COPIES, RevocationStore, layer};
+    let (store, requests, wiring) = recorded_wiring().await;
+    let service = wiring.token_service();
+    let client = service
+        .authenticator()
+        .authenticate(&PresentedClient::secret(CC_CLIENT.0, CC_CLIENT.1))
+        .await
+        .unwrap();
+    let params = TokenParams { grant_type: Some("client_credentials"), ..Default::default() };
+    let access = service.issue(&client, &params).await.unwrap().access_token;
+    let now = token_service::clock::Clock::now(&SystemClock);
+    store.raise_cutoff(&layer::tenant("/acme"), 1, now + 600, now).await.unwrap();
+    let verifier = wiring.verifier();
+    requests.take();
+
+    let mut copies_read = BTreeSet::new();
+    for _ in 0..32 {
+        verifier.verify(&access).await.unwrap();
+        let sent = requests.take();
+        let operations: Vec<&str> = sent.iter().map(|(op, _)| op.as_str()).collect();
+        assert_eq!(operations, ["BatchGetItem"], "one round trip per verification");
+        let keys = sent[0].1["RequestItems"][store.table_name()]["Keys"].as_array().unwrap();
+        let cutoffs: Vec<&str> = keys
+            .iter()
+            .filter_map(|key| key["pk"]["S"].as_str())
+            .filter(|pk| pk.starts_with("CUTOFF"))
+            .collect();
+        let tenant_copies: Vec<&&str> =
+            cutoffs.iter().filter(|pk| pk.ends_with("#TENANT#/acme")).collect();
+        assert_eq!(tenant_copies.len(), 1, "one copy of the tenant's cutoff: {cutoffs:?}");
+        copies_read.insert(tenant_copies[0].to_string());
+        let layers = cutoffs.len();
+        assert!(layers < 8, "one key per layer, not one per copy: {cutoffs:?}");
+    }
+    assert!(copies_read.len() > 1, "the copy is chosen at random: {copies_read:?}");
+    assert!(copies_read.len() <= CUTOFF_COPIES);
+}
+
+/// `upgrade_table` fans a cutoff an older stage wrote (one item, the first copy's key) out into
+/// every copy, so a verification reading any copy sees it; a second run writes nothing.
+#[tokio::test]
+async fn upgrading_fans_a_single_cutoff_out_into_every_copy() {
+    use token_service::domain::{ClientId, Subject, TenantPath, TokenId};
+    use token_service::store::{CutoffCopy, RevocationStore, TokenRef, layer};
+    let store = dynamo::fresh_store().await;
+    let now = token_service::clock::Clock::now(&SystemClock);
+    let cut = layer::tenant("/old");
+    let mut item = token_service::store::dynamodb::cutoff_key(&cut, CutoffCopy::FIRST);
+    item.insert("not_before".to_owned(), AttributeValue::N((now - 5).to_string()));
+    item.insert("ttl".to_owned(), AttributeValue::N((now + 600).to_string()));
+    let put = store.sdk_client().put_item().table_name(store.table_name()).set_item(Some(item));
+    put.send().await.unwrap();
+    let (id, client, tenant) =
+        (TokenId::generate(), ClientId::parse("app").unwrap(), TenantPath::parse("/old").unwrap());
+    let token = TokenRef {
+        id: &id,
+        grant: None,
+        tenant: &tenant,
+        client_id: &client,
+        subject: Subject::Client(&client),
+    };
+    let last = CutoffCopy::new(token_service::store::CUTOFF_COPIES - 1).unwrap();
+    let state = store.revocation_state_through(&token, last, now).await.unwrap();
+    assert_eq!(state.not_before, None, "before the upgrade only the first copy holds it");
+
+    let summary = store.upgrade_table(now).await.unwrap();
+    assert_eq!(summary.cutoff_copies, token_service::store::CUTOFF_COPIES as u64 - 1);
+    for copy in CutoffCopy::all() {
+        let state = store.revocation_state_through(&token, copy, now).await.unwrap();
+        assert_eq!(state.not_before, Some(now - 5), "copy {copy:?}");
+    }
+    assert_eq!(store.upgrade_table(now).await.unwrap().cutoff_copies, 0, "nothing left to copy");
+}
+
+/// Adds up the items every Query read (`ScannedCount`, what DynamoDB bills a query for, filter
+/// or not) and counts the queries.
+#[derive(Clone, Debug, Default)]
+struct Scanned(Arc<std::sync::Mutex<(u64, u64)>>);
+
+impl aws_sdk_dynamodb::config::Intercept for Scanned {
+    fn name(&self) -> &'static str {
+        "Scanned"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::AfterDeserializationInterceptorContextRef<
+            '_,
+        >,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _config: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let Ok(output) = context.output_or_error() else { return Ok(()) };
+        if let Some(query) =
+            output.downcast_ref::<aws_sdk_dynamodb::operation::query::QueryOutput>()
+        {
+            let mut totals = self.0.lock().unwrap();
+            totals.0 += u64::try_from(query.scanned_count).unwrap();
+            totals.1 += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A count narrowed by client or by user reads (and is billed for) only the entries it counts,
+/// through an index keyed by them, not the whole tenant's entries through a filter.
+#[tokio::test]
+async fn a_narrowed_count_reads_only_its_own_entries() {
+    use token_service::domain::{ClientId, GrantId, TenantPath, TokenId, UserId};
+    use token_service::store::{IssuanceFilter, IssuanceLog, IssuedToken, SubjectId, TokenKind};
+    let scanned = Scanned::default();
+    let sdk_config =
+        setup::aws_config_with_timeouts(Duration::from_secs(10), Duration::from_secs(30)).await;
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk_config).interceptor(scanned.clone()).build(),
+    );
+    let name = format!("narrowed-{}", TokenId::generate());
+    table::create_table(&client, &name).await.unwrap();
+    let store = Arc::new(DynamoStore::new(client, name).with_page_size(100));
+    let now = token_service::clock::Clock::now(&SystemClock);
+    let (acme, eu) = (TenantPath::parse("/acme").unwrap(), TenantPath::parse("/acme/eu").unwrap());
+    let alice = UserId::generate();
+    let token = |tenant: &TenantPath, client: &str, subject: Option<&UserId>| IssuedToken {
+        id: TokenId::generate(),
+        kind: TokenKind::Access,
+        tenant: tenant.clone(),
+        client_id: ClientId::parse(client).unwrap(),
+        subject: subject.map_or(client.to_owned(), |user| user.to_string()),
+        grant: subject.map(|_| GrantId::generate()),
+        issued_at: now - 10,
+        expires_at: now + 600,
+    };
+    // 150 machine tokens of `busy`, 40 of alice's through `app`, 600 of other clients.
+    let mut log = Vec::new();
+    log.extend((0..150).map(|_| token(&acme, "busy", None)));
+    log.extend((0..40).map(|_| token(&eu, "app", Some(&alice))));
+    log.extend((0..600).map(|i| token(&acme, &format!("other-{}", i % 30), None)));
+    let writes: Vec<_> = log
+        .chunks(100)
+        .map(|chunk| {
+            let (store, chunk) = (store.clone(), chunk.to_vec());
+            tokio::spawn(async move {
+                for entry in &chunk {
+                    store.record_issued(entry).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for write in writes {
+        write.await.unwrap();
+    }
+    let count = async |client: Option<&str>, subject: Option<SubjectId>| {
+        *scanned.0.lock().unwrap() = (0, 0);
+        let filter = IssuanceFilter {
+            tenant: acme.clone(),
+            client_id: client.map(|c| ClientId::parse(c).unwrap()),
+            subject,
+        };
+        let counted = store.live_issued(&filter, now).await.unwrap().len();
+        let (read, queries) = *scanned.0.lock().unwrap();
+        (counted, read, queries)
+    };
+
+    let (counted, read, _) = count(Some("busy"), None).await;
+    assert_eq!((counted, read), (150, 150), "by client: its own entries only");
+    let busy = SubjectId::Client(ClientId::parse("busy").unwrap());
+    let (counted, read, _) = count(None, Some(busy)).await;
+    assert_eq!((counted, read), (150, 150), "a client as subject: through the client index");
+    let (counted, read, queries) =
+        count(None, Some(SubjectId::User { tenant: eu.clone(), id: alice.clone() })).await;
+    assert_eq!((counted, read, queries), (40, 40, 1), "by user: one partition, its entries");
+    let (counted, read, _) =
+        count(Some("app"), Some(SubjectId::User { tenant: eu, id: alice })).await;
+    assert_eq!((counted, read), (40, 40));
+    let (counted, read, _) = count(None, None).await;
+    assert_eq!((counted, read), (790, 790), "the whole tenant reads everything, as it counts it");
+}
+
+/// `ISSUANCE_INDEX_SHARDS` spreads the writes; a count reads at least the eight shards every
+/// older writer used, so lowering the setting loses nothing written under the default, and a
+/// count over a higher setting finds what that setting wrote.
+#[tokio::test]
+async fn counts_read_every_shard_the_writers_used() {
+    use token_service::domain::{ClientId, TenantPath, TokenId};
+    use token_service::store::dynamodb::IssuanceShards;
+    use token_service::store::{IssuanceFilter, IssuanceLog, IssuedToken, TokenKind};
+    let base = dynamo::fresh_store().await;
+    let with = |shards| {
+        DynamoStore::new(base.sdk_client().clone(), base.table_name())
+            .with_issuance_shards(IssuanceShards::new(shards).unwrap())
+    };
+    let (four, eight, thirty_two) = (with(4), with(8), with(32));
+    let now = token_service::clock::Clock::now(&SystemClock);
+    let entry = || IssuedToken {
+        id: TokenId::generate(),
+        kind: TokenKind::Access,
+        tenant: TenantPath::parse("/acme").unwrap(),
+        client_id: ClientId::parse("busy").unwrap(),
+        subject: "busy".into(),
+        grant: None,
+        issued_at: now - 10,
+        expires_at: now + 600,
+    };
+    for store in [&eight, &four, &thirty_two] {
+        for _ in 0..40 {
+            store.record_issued(&entry()).await.unwrap();
+        }
+    }
+    for client in [None, Some(ClientId::parse("busy").unwrap())] {
+        let filter = IssuanceFilter {
+            tenant: TenantPath::parse("/acme").unwrap(),
+            client_id: client,
+            subject: None,
+        };
+        let count =
+            async |store: &DynamoStore| store.live_issued(&filter, now).await.unwrap().len();
+        assert_eq!(count(&thirty_two).await, 120, "{filter:?}: every shard written");
+        let under_eight = count(&four).await;
+        assert!(under_eight >= 80, "{filter:?}: the default's and the lower setting's entries");
+        assert!(under_eight < 120, "{filter:?}: shards 8 to 31 are past what eight read");
+    }
+}
+
+/// A table made before the narrowed-count indexes: `upgrade-table --add-indexes` creates them,
+/// and the upgrade gives the live log entries written before them their keys, so a count by
+/// client or user finds those entries too.
+#[tokio::test]
+async fn upgrading_indexes_older_log_entries_for_narrowed_counts() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    use token_service::domain::{ClientId, TenantPath, UserId};
+    use token_service::store::{IssuanceFilter, IssuanceLog, SubjectId};
+    let client = dynamo::sdk_client(&RoundTrips::default()).await;
+    let name = format!("older-{}", token_service::domain::TokenId::generate());
+    let key = |name: &str, key_type| {
+        KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().unwrap()
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let index = |name: &str, pk: &str, sk: &str| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(pk, KeyType::Hash))
+            .key_schema(key(sk, KeyType::Range))
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .build()
+            .unwrap()
+    };
+    let mut create = client
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .global_secondary_indexes(index("issued_by_tenant", "issued_pk", "issued_sk"))
+        .global_secondary_indexes(index("listed_by_tenant", "list_pk", "list_sk"));
+    for name in ["pk", "sk", "issued_pk", "issued_sk", "list_pk", "list_sk"] {
+        create = create.attribute_definitions(attribute(name));
+    }
+    create.send().await.unwrap();
+    let now = token_service::clock::Clock::now(&SystemClock);
+    let (alice, grant) = (UserId::generate(), token_service::domain::GrantId::generate());
+    // Entries as writers before the narrowed indexes wrote them: the tenant index's keys only.
+    for (client_id, subject, grant) in
+        [("busy", "busy", None), ("app", alice.as_str(), Some(grant.as_str()))]
+    {
+        let id = token_service::domain::TokenId::generate();
+        let mut item = std::collections::HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(format!("ISSUED#{id}"))),
+            ("sk".to_owned(), AttributeValue::S("ISSUED".into())),
+            ("token_id".to_owned(), AttributeValue::S(id.to_string())),
+            ("kind".to_owned(), AttributeValue::S("access".into())),
+            ("tenant".to_owned(), AttributeValue::S("/acme".into())),
+            ("client_id".to_owned(), AttributeValue::S(client_id.into())),
+            ("subject".to_owned(), AttributeValue::S(subject.into())),
+            ("issued_at".to_owned(), AttributeValue::N((now - 10).to_string())),
+            ("ttl".to_owned(), AttributeValue::N((now + 600).to_string())),
+            ("issued_pk".to_owned(), AttributeValue::S("/acme#0".into())),
+            ("issued_sk".to_owned(), AttributeValue::S(format!("/acme/#{}#{id}", now - 10))),
+        ]);
+        if let Some(grant) = grant {
+            item.insert("grant_id".to_owned(), AttributeValue::S(grant.into()));
+        }
+        client.put_item().table_name(&name).set_item(Some(item)).send().await.unwrap();
+    }
+    let store = DynamoStore::new(client.clone(), name.clone());
+    let acme = TenantPath::parse("/acme").unwrap();
+    let by_client = IssuanceFilter {
+        tenant: acme.clone(),
+        client_id: Some(ClientId::parse("busy").unwrap()),
+        subject: None,
+    };
+    let by_user = IssuanceFilter {
+        tenant: acme.clone(),
+        client_id: None,
+        subject: Some(SubjectId::User { tenant: acme, id: alice }),
+    };
+
+    let created = table::add_missing_indexes(&client, &name).await.unwrap();
+    assert_eq!(created, ["issued_by_client", "issued_by_subject"]);
+    assert_eq!(store.live_issued(&by_client, now).await.unwrap().len(), 0, "not indexed yet");
+    assert_eq!(store.upgrade_table(now).await.unwrap().issued_indexed, 2);
+    assert_eq!(store.live_issued(&by_client, now).await.unwrap().len(), 1);
+    assert_eq!(store.live_issued(&by_user, now).await.unwrap().len(), 1);
+    assert!(table::add_missing_indexes(&client, &name).await.unwrap().is_empty());
+    assert_eq!(store.upgrade_table(now).await.unwrap().issued_indexed, 0, "a second run: none");
+}
+
 /// Refresh tokens (and client secrets and passwords) are never stored: the whole table holds
 /// only the refresh tokens' digests.
 #[tokio::test]
@@ -916,7 +1255,7 @@ async fn batch_revocation_is_one_write_and_its_record_expires_after_every_covere
         .into_iter()
         .filter(|operation| !matches!(operation.as_str(), "GetItem" | "BatchGetItem" | "Query"))
         .collect();
-    assert_eq!(writes, ["UpdateItem"], "one conditional write for twenty tokens");
+    assert_eq!(writes, ["TransactWriteItems"], "one transaction (every copy) for twenty tokens");
 
     let cutoff = store
         .sdk_client()
@@ -940,7 +1279,7 @@ async fn batch_revocation_is_one_write_and_its_record_expires_after_every_covere
 #[tokio::test]
 async fn batch_revocation_writes_the_cutoff_before_counting_and_answers_503_on_failures() {
     use integration_tests::flows::{admin_token, batch, error_of, is_active, service_token};
-    for (failing, revoked) in [(&["Query"][..], true), (&["UpdateItem"][..], false)] {
+    for (failing, revoked) in [(&["Query"][..], true), (&["TransactWriteItems"][..], false)] {
         let (stores, faults) = seeded_store_behind(failing).await;
         let server =
             TestServer::start_on(SigningAlgorithm::ES256, Arc::new(SystemClock), stores).await;
@@ -1203,6 +1542,8 @@ async fn upgrading_a_first_stage_table_lists_and_counts_its_records_once() {
             grants: 1,
             user_ids_completed: 1,
             user_ids_removed: 1,
+            cutoff_copies: 0,
+            issued_indexed: 0,
             skipped: Vec::new(),
         }
     );

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 
 use super::{
-    ClientPosition, ClientStore, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog, IssuedToken,
-    LoginAttemptStore, Page, PageRequest, Reissue, ReplayStore, RevocationRecord, RevocationState,
-    RevocationStore, Rotation, SessionPosition, StoreError, Successor, TenantDeletion, TenantStore,
-    TokenRef, UserPosition, UserStore, list_key,
+    ClientPosition, ClientStore, CutoffCopy, CutoffGuard, GrantStore, IssuanceFilter, IssuanceLog,
+    IssuedToken, LoginAttemptStore, Page, PageRequest, Reissue, ReplayStore, RevocationRecord,
+    RevocationState, RevocationStore, Rotation, SessionPosition, StoreError, Successor,
+    TenantDeletion, TenantStore, TokenRef, UserPosition, UserStore, list_key,
 };
 use crate::domain::{
     Client, ClientId, DeviceId, FailureCount, Grant, GrantId, LoginAttempts, LoginKey,
@@ -73,8 +73,9 @@ struct State {
     refresh: HashMap<SecretDigest, RefreshRecord>,
     /// Revoked access tokens: expiry, device id.
     revoked: HashMap<TokenId, (u64, Option<String>)>,
-    /// Batch cutoffs by layer: (not_before, expires_at).
-    cutoffs: HashMap<String, (u64, u64)>,
+    /// Batch cutoffs by layer and copy: (not_before, expires_at). Kept per copy, as the table
+    /// keeps them, so the contract suite can read each copy and plant one out of step.
+    cutoffs: HashMap<(String, CutoffCopy), (u64, u64)>,
     issued: IssuanceChunks,
     /// Login-defence counters: by tenant, username digest and source (`None`: every source),
     /// with when each expires.
@@ -156,14 +157,33 @@ impl State {
         }
     }
 
+    fn cutoff_copy(&self, layer: &str, copy: CutoffCopy, now: u64) -> Option<u64> {
+        let stored = self.cutoffs.get(&(layer.to_owned(), copy));
+        stored.filter(|(_, expires_at)| *expires_at > now).map(|(nb, _)| *nb)
+    }
+
+    /// The cutoff as every reader but a verification sees it: its first copy.
     fn cutoff(&self, layer: &str, now: u64) -> Option<u64> {
-        self.cutoffs.get(layer).filter(|(_, expires_at)| *expires_at > now).map(|(nb, _)| *nb)
+        self.cutoff_copy(layer, CutoffCopy::FIRST, now)
     }
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Stores one copy of a cutoff alone, as no writer of the service does: how tests put a copy
+    /// out of step with the others to see that a raise then writes none of them.
+    pub fn plant_cutoff_copy(
+        &self,
+        layer: &str,
+        copy: CutoffCopy,
+        not_before: u64,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.state()?.cutoffs.insert((layer.to_owned(), copy), (not_before, expires_at));
+        Ok(())
     }
 
     fn state(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
@@ -567,9 +587,10 @@ impl GrantStore for MemoryStore {
 
 #[async_trait]
 impl RevocationStore for MemoryStore {
-    async fn revocation_state(
+    async fn revocation_state_through(
         &self,
         token: &TokenRef<'_>,
+        copy: CutoffCopy,
         now: u64,
     ) -> Result<RevocationState, StoreError> {
         let state = self.state()?;
@@ -577,7 +598,8 @@ impl RevocationStore for MemoryStore {
             state.revoked.get(token.id).is_some_and(|(expires_at, _)| *expires_at > now);
         let grant =
             token.grant.and_then(|id| state.grants.get(id)).filter(|g| g.expires_at > now).cloned();
-        let not_before = token.layers().iter().filter_map(|layer| state.cutoff(layer, now)).max();
+        let not_before =
+            token.layers().iter().filter_map(|layer| state.cutoff_copy(layer, copy, now)).max();
         Ok(RevocationState { token_revoked, grant, not_before })
     }
 
@@ -620,8 +642,18 @@ impl RevocationStore for MemoryStore {
     ) -> Result<Option<u64>, StoreError> {
         let mut state = self.state()?;
         let previous = state.cutoff(layer, now);
-        if previous.is_none_or(|previous| previous < not_before) {
-            state.cutoffs.insert(layer.to_owned(), (not_before, expires_at));
+        if previous.is_some_and(|previous| previous >= not_before) {
+            return Ok(previous);
+        }
+        // As the table's transaction: every copy is raised, or, when any holds a later cutoff,
+        // none is, and the latest one standing is reported.
+        let standing =
+            CutoffCopy::all().filter_map(|copy| state.cutoff_copy(layer, copy, now)).max();
+        if let Some(standing) = standing.filter(|standing| *standing >= not_before) {
+            return Ok(Some(standing));
+        }
+        for copy in CutoffCopy::all() {
+            state.cutoffs.insert((layer.to_owned(), copy), (not_before, expires_at));
         }
         Ok(previous)
     }

@@ -584,14 +584,66 @@ pub struct RevocationRecord {
     pub device_id: Option<String>,
 }
 
+/// How many copies of each cutoff a store keeps. Every write raises all of them together (one
+/// transaction), and a verification reads one, chosen at random, so a layer every token of a
+/// busy tenant or client reads is spread over this many items (DynamoDB serves one item at most
+/// 3,000 strongly consistent reads a second).
+///
+/// A constant, not a setting: a reader choosing among more copies than its writer wrote would
+/// find nothing in the copies the writer skipped and accept tokens a cutoff killed. Changing it
+/// is a table migration (docs/performance.md#scaling-past-one-partition).
+pub const CUTOFF_COPIES: usize = 8;
+
+/// One of the [`CUTOFF_COPIES`] copies of a cutoff. Copy 0 is the one a table written before
+/// copies existed holds, under the same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CutoffCopy(usize);
+
+impl CutoffCopy {
+    /// The copy older tables hold, and the one whose value [`RevocationStore::raise_cutoff`]
+    /// reports as replaced.
+    pub const FIRST: Self = Self(0);
+
+    /// `None` outside `0..CUTOFF_COPIES`.
+    pub fn new(index: usize) -> Option<Self> {
+        (index < CUTOFF_COPIES).then_some(Self(index))
+    }
+
+    pub fn all() -> impl Iterator<Item = Self> {
+        (0..CUTOFF_COPIES).map(Self)
+    }
+
+    /// A copy chosen uniformly: what a verification reads.
+    pub fn random() -> Self {
+        let draw = usize::from(u16::from_le_bytes(crate::domain::random_bytes::<2>()));
+        Self(draw % CUTOFF_COPIES)
+    }
+
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
 /// Revocation records.
 #[async_trait]
 pub trait RevocationStore: Send + Sync {
     /// Reads the token's revocation record, its grant and every cutoff layer that applies, in
-    /// one strongly consistent round trip. Expired records are absent.
+    /// one strongly consistent round trip. Expired records are absent. Each cutoff is read
+    /// through one copy chosen at random.
     async fn revocation_state(
         &self,
         token: &TokenRef<'_>,
+        now: u64,
+    ) -> Result<RevocationState, StoreError> {
+        self.revocation_state_through(token, CutoffCopy::random(), now).await
+    }
+
+    /// [`Self::revocation_state`] reading every cutoff through `copy`: what tests use to see
+    /// that each copy holds every cutoff.
+    async fn revocation_state_through(
+        &self,
+        token: &TokenRef<'_>,
+        copy: CutoffCopy,
         now: u64,
     ) -> Result<RevocationState, StoreError>;
 
@@ -615,8 +667,10 @@ pub trait RevocationStore: Send + Sync {
         now: u64,
     ) -> Result<Option<RevocationRecord>, StoreError>;
 
-    /// Raises the cutoff of `layer` to `not_before`, never lowering it (a conditional write keeps
-    /// the maximum); the record may go at `expires_at`. Returns the live cutoff it replaced.
+    /// Raises the cutoff of `layer` to `not_before` in every copy at once, or in none, never
+    /// lowering any (conditional writes keep the maximum); the records may go at `expires_at`.
+    /// Returns the live cutoff it replaced, or the later one that stands when nothing was
+    /// written.
     async fn raise_cutoff(
         &self,
         layer: &str,
@@ -692,5 +746,25 @@ pub mod layer {
         ]);
         layers.extend(tenant.lineage().skip(1).map(|path| client_tenant(client, path)));
         layers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::{CUTOFF_COPIES, CutoffCopy};
+
+    #[test]
+    fn cutoff_copies_are_numbered_below_the_constant_and_drawn_among_all() {
+        assert!(CutoffCopy::new(CUTOFF_COPIES).is_none());
+        assert_eq!(
+            CutoffCopy::new(CUTOFF_COPIES - 1).map(CutoffCopy::index),
+            Some(CUTOFF_COPIES - 1)
+        );
+        let all: HashSet<CutoffCopy> = CutoffCopy::all().collect();
+        assert_eq!(all.len(), CUTOFF_COPIES);
+        let drawn: HashSet<CutoffCopy> = (0..400).map(|_| CutoffCopy::random()).collect();
+        assert_eq!(drawn, all, "400 draws reach every copy");
     }
 }

@@ -392,7 +392,12 @@ async fn dynamodb(tokens: usize) {
     );
 }
 
-/// `tokens` live access tokens in one tenant, no grants, no cutoffs: what a count reads.
+/// The client of one token in [`NARROWED_SHARE`]: a count narrowed to it reads 1k of 100k.
+const NARROWED_CLIENT: &str = "narrow-client";
+const NARROWED_SHARE: usize = 100;
+
+/// `tokens` live access tokens in one tenant, no grants, no cutoffs: what a count reads. One in
+/// [`NARROWED_SHARE`] is of [`NARROWED_CLIENT`], the rest of one busy client.
 fn live_tokens(tokens: usize) -> Vec<IssuedToken> {
     let now = SystemClock.now();
     (0..tokens)
@@ -400,7 +405,12 @@ fn live_tokens(tokens: usize) -> Vec<IssuedToken> {
             id: TokenId::generate(),
             kind: TokenKind::Access,
             tenant: TenantPath::parse("/bench").unwrap(),
-            client_id: ClientId::parse("bench-client").unwrap(),
+            client_id: ClientId::parse(if i % NARROWED_SHARE == 0 {
+                NARROWED_CLIENT
+            } else {
+                "bench-client"
+            })
+            .unwrap(),
             subject: format!("subject-{}", i % 1_000),
             grant: None,
             issued_at: now - 10,
@@ -503,19 +513,24 @@ async fn count(tokens: usize) {
     }
     let store = DynamoStore::new(client, table);
     load(&store, &live_tokens(tokens)).await;
-    round_trips.take();
-    *read_units.0.lock().unwrap() = 0.0;
-    let (elapsed, counted) = count_with(&Stores::all(Arc::new(store))).await;
+    let stores = Stores::all(Arc::new(store));
     println!(
         "| counting live tokens in one tenant | time | DynamoDB requests | read units reported |"
     );
     println!("|---|---|---|---|");
-    println!(
-        "| dynalite, 1,000-entry pages | {} ({counted} counted) | {} | {:.0} |",
-        ms(elapsed),
-        round_trips.take(),
-        *read_units.0.lock().unwrap()
-    );
+    let narrowed =
+        format!("narrowed to one client ({NARROWED_CLIENT}, one token in {NARROWED_SHARE})");
+    for (what, client) in [("the whole tenant", None), (narrowed.as_str(), Some(NARROWED_CLIENT))] {
+        round_trips.take();
+        *read_units.0.lock().unwrap() = 0.0;
+        let (elapsed, counted) = count_narrowed(&stores, client).await;
+        println!(
+            "| dynalite, 1,000-entry pages, {what} | {} ({counted} counted) | {} | {:.0} |",
+            ms(elapsed),
+            round_trips.take(),
+            *read_units.0.lock().unwrap()
+        );
+    }
 }
 
 fn print_count(name: &str, (elapsed, counted): &(Duration, usize), requests: usize) {
@@ -529,10 +544,15 @@ async fn memory_count(store: Arc<MemoryStore>) -> (Duration, usize) {
 /// Times what a batch revocation's count does: read the live log entries, their grants and
 /// cutoff layers. (Tokens here have no grants; one cutoff layer set per subject.)
 async fn count_with(stores: &Stores) -> (Duration, usize) {
+    count_narrowed(stores, None).await
+}
+
+/// [`count_with`] narrowed to one client, when `client` names one.
+async fn count_narrowed(stores: &Stores, client: Option<&str>) -> (Duration, usize) {
     let started = Instant::now();
     let filter = token_service::store::IssuanceFilter {
         tenant: TenantPath::parse("/bench").unwrap(),
-        client_id: None,
+        client_id: client.map(|id| ClientId::parse(id).unwrap()),
         subject: None,
     };
     let now = SystemClock.now();

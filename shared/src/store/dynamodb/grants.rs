@@ -18,8 +18,8 @@ use crate::domain::{
     SecretDigest, TenantPath, User, UserId, Username,
 };
 use crate::store::{
-    CutoffGuard, GrantStore, IssuedToken, Page, PageRequest, Reissue, Rotation, SessionPosition,
-    StoreError, Successor, list_key,
+    CutoffCopy, CutoffGuard, GrantStore, IssuedToken, Page, PageRequest, Reissue, Rotation,
+    SessionPosition, StoreError, Successor, list_key,
 };
 
 pub(super) fn grant_key(id: &GrantId) -> Item {
@@ -224,7 +224,9 @@ impl DynamoStore {
             .map(|layer| {
                 let check = ConditionCheck::builder()
                     .table_name(&self.table)
-                    .set_key(Some(cutoff_key(layer)))
+                    // Every copy holds the cutoff, so any one decides; a random one keeps the
+                    // refreshes of a busy tenant off a single item.
+                    .set_key(Some(cutoff_key(layer, CutoffCopy::random())))
                     .condition_expression(
                         "attribute_not_exists(pk) OR not_before <= :created OR #ttl <= :now",
                     )
@@ -258,7 +260,7 @@ impl GrantStore for DynamoStore {
         let user_index = items.len();
         items.extend(user_check);
         for token in issued {
-            items.push(put(issued_item(token), None, &self.table)?);
+            items.push(put(issued_item(token, self.issuance_shards), None, &self.table)?);
         }
         let source_index = items.len();
         if let Some((key, read)) = login {
@@ -318,7 +320,7 @@ impl GrantStore for DynamoStore {
         // recorded their refreshes.
         items.push(record_refresh);
         for token in issued {
-            items.push(put(issued_item(token), None, &self.table)?);
+            items.push(put(issued_item(token, self.issuance_shards), None, &self.table)?);
         }
         let Err(e) = self.transact(items).await else {
             return Ok(Rotation::Rotated);
@@ -370,7 +372,7 @@ impl GrantStore for DynamoStore {
         items.extend(self.cutoff_checks(guard, now)?);
         items.push(self.record_refresh(&used.grant_id, new_device, now)?);
         for token in issued {
-            items.push(put(issued_item(token), None, &self.table)?);
+            items.push(put(issued_item(token, self.issuance_shards), None, &self.table)?);
         }
         // Concurrent reissues of one token all touch it and its grant: they conflict, and each
         // retries after a random pause until it goes through.

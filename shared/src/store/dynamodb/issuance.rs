@@ -1,26 +1,69 @@
-//! The issuance log, and the index that counts it.
+//! The issuance log, and the indexes that count it: by tenant, by client, by user.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
-use super::table::{ISSUED_INDEX, ISSUED_PK, ISSUED_SK, TTL};
+use super::table::{
+    ISSUED_BY_CLIENT, ISSUED_BY_SUBJECT, ISSUED_CLIENT_PK, ISSUED_INDEX, ISSUED_PK, ISSUED_SK,
+    ISSUED_SUBJECT_PK, TTL,
+};
 use super::{DynamoStore, Fields, Item, corrupt, failure, key, n, root_tenant, s};
-use crate::domain::{ClientId, GrantId, TenantPath, TokenId};
-use crate::store::{IssuanceFilter, IssuanceLog, IssuedToken, StoreError, TokenKind};
+use crate::domain::{ClientId, GrantId, Subject, TenantPath, TokenId};
+use crate::store::{IssuanceFilter, IssuanceLog, IssuedToken, StoreError, SubjectId, TokenKind};
 
-/// The issuance index spreads each root tenant over this many partitions, so one busy tenant
-/// does not make a hot partition; a count queries them all.
-const ISSUED_SHARDS: u32 = 8;
+/// How many partitions the issuance index spreads each root tenant (and the client index each
+/// client) over: `ISSUANCE_INDEX_SHARDS`. One index partition takes about 1,000 writes a
+/// second, so this bounds the tokens a second one tenant or one client can be issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IssuanceShards(u32);
 
-fn issued_key(id: &TokenId) -> Item {
+impl IssuanceShards {
+    /// The count before it was a setting: every table holds entries written under it.
+    pub const DEFAULT: Self = Self(8);
+    pub const MAX: u32 = 128;
+
+    /// `None` outside 1 to [`Self::MAX`].
+    pub fn new(count: u32) -> Option<Self> {
+        (1..=Self::MAX).contains(&count).then_some(Self(count))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The shards a count reads: at least the eight every older writer used, so entries written
+    /// before a lower setting are still found (a higher setting's own shards are all read).
+    fn read(self) -> u32 {
+        self.0.max(Self::DEFAULT.0)
+    }
+}
+
+impl Default for IssuanceShards {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+pub(super) fn issued_key(id: &TokenId) -> Item {
     key(format!("ISSUED#{id}"), "ISSUED")
 }
 
-fn shard_of(id: &TokenId) -> u32 {
-    id.as_str().bytes().map(u32::from).sum::<u32>() % ISSUED_SHARDS
+fn shard_of(id: &TokenId, shards: IssuanceShards) -> u32 {
+    id.as_str().bytes().map(u32::from).sum::<u32>() % shards.0
 }
 
-pub(super) fn issued_item(token: &IssuedToken) -> Item {
+/// The subject index's partition of a user: its tenant and id. Tokens whose subject is their
+/// client are not in that index (the client index finds them), so it is never hot: a user's
+/// tokens come one login or refresh at a time.
+fn subject_partition(tenant: &TenantPath, user: &str) -> String {
+    format!("USER#{tenant}#{user}")
+}
+
+fn client_partition(client: &ClientId, shard: u32) -> String {
+    format!("{client}#{shard}")
+}
+
+pub(super) fn issued_item(token: &IssuedToken, shards: IssuanceShards) -> Item {
     let mut item = issued_key(&token.id);
     let kind = match token.kind {
         TokenKind::Access => "access",
@@ -36,7 +79,7 @@ pub(super) fn issued_item(token: &IssuedToken) -> Item {
         (TTL.to_owned(), n(token.expires_at)),
         (
             ISSUED_PK.to_owned(),
-            s(format!("{}#{}", root_tenant(&token.tenant), shard_of(&token.id))),
+            s(format!("{}#{}", root_tenant(&token.tenant), shard_of(&token.id, shards))),
         ),
         // The '/' after the path makes a subtree a prefix: "/a/b/" covers "/a/b/c/" but not "/a/bc/".
         (
@@ -47,10 +90,79 @@ pub(super) fn issued_item(token: &IssuedToken) -> Item {
     if let Some(grant) = &token.grant {
         item.insert("grant_id".to_owned(), s(grant.as_str()));
     }
+    item.extend(narrowed_keys(token, shards));
     item
 }
 
-fn issued_from(item: &Item) -> Result<IssuedToken, StoreError> {
+/// The keys of the narrowed-count indexes: the client's, then (a user's token only) the
+/// subject's.
+pub(super) fn narrowed_keys(
+    token: &IssuedToken,
+    shards: IssuanceShards,
+) -> Vec<(String, AttributeValue)> {
+    let mut keys = vec![(
+        ISSUED_CLIENT_PK.to_owned(),
+        s(client_partition(&token.client_id, shard_of(&token.id, shards))),
+    )];
+    if let Subject::User { tenant, id } = token.subject_ref() {
+        keys.push((ISSUED_SUBJECT_PK.to_owned(), s(subject_partition(tenant, id))));
+    }
+    keys
+}
+
+/// The filter of a user's entries narrowed to one client too.
+const OF_CLIENT: &str = "client_id = :client";
+
+/// Where a count reads: the index, its partitions, and what its filter adds to "live".
+struct CountPlan {
+    index: &'static str,
+    partitions: Vec<String>,
+    conditions: Vec<&'static str>,
+}
+
+impl IssuanceShards {
+    /// The narrowest index holding every entry `filter` covers: a user's own partition, a
+    /// client's shards, or the root tenant's shards.
+    fn plan(self, filter: &IssuanceFilter) -> CountPlan {
+        let shards = 0..self.read();
+        match (&filter.subject, &filter.client_id) {
+            (Some(SubjectId::User { tenant, id }), client) => CountPlan {
+                index: ISSUED_BY_SUBJECT,
+                partitions: vec![subject_partition(tenant, id.as_str())],
+                conditions: client.iter().map(|_| OF_CLIENT).collect(),
+            },
+            // A client's own tokens (client credentials) are its tokens without a grant.
+            (Some(SubjectId::Client(id)), _) => CountPlan {
+                index: ISSUED_BY_CLIENT,
+                partitions: shards.map(|shard| client_partition(id, shard)).collect(),
+                conditions: vec!["attribute_not_exists(grant_id)"],
+            },
+            (None, Some(client)) => CountPlan {
+                index: ISSUED_BY_CLIENT,
+                partitions: shards.map(|shard| client_partition(client, shard)).collect(),
+                conditions: Vec::new(),
+            },
+            (None, None) => CountPlan {
+                index: ISSUED_INDEX,
+                partitions: shards
+                    .map(|shard| format!("{}#{shard}", root_tenant(&filter.tenant)))
+                    .collect(),
+                conditions: Vec::new(),
+            },
+        }
+    }
+}
+
+/// The partition key attribute of each index a count may read.
+fn partition_attribute(index: &str) -> &'static str {
+    match index {
+        ISSUED_BY_SUBJECT => ISSUED_SUBJECT_PK,
+        ISSUED_BY_CLIENT => ISSUED_CLIENT_PK,
+        _ => ISSUED_PK,
+    }
+}
+
+pub(super) fn issued_from(item: &Item) -> Result<IssuedToken, StoreError> {
     let f = Fields { kind: "issued token", item };
     let kind = match f.s("kind")? {
         "access" => TokenKind::Access,
@@ -98,7 +210,7 @@ impl IssuanceLog for DynamoStore {
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(issued_item(token)))
+            .set_item(Some(issued_item(token, self.issuance_shards)))
             .send()
             .await
             .map_err(|e| failure("PutItem issued", &e))?;
@@ -110,28 +222,24 @@ impl IssuanceLog for DynamoStore {
         filter: &IssuanceFilter,
         now: u64,
     ) -> Result<Vec<IssuedToken>, StoreError> {
+        let plan = self.issuance_shards.plan(filter);
         let mut conditions = vec!["#ttl > :now", "attribute_not_exists(spent)"];
-        if filter.client_id.is_some() {
-            conditions.push("client_id = :client");
-        }
-        if filter.subject.is_some() {
-            conditions.push("subject = :subject");
-        }
+        conditions.extend(&plan.conditions);
         let filter_expression = conditions.join(" AND ");
+        // Every index sorts by `<tenant path>/#…`, so the tenant narrows by key in each.
         let prefix = format!("{}/", filter.tenant);
         let mut live = Vec::new();
-        for shard in 0..ISSUED_SHARDS {
-            let partition = format!("{}#{shard}", root_tenant(&filter.tenant));
+        for partition in plan.partitions {
             let mut start_key = None;
             loop {
                 let mut query = self
                     .client
                     .query()
                     .table_name(&self.table)
-                    .index_name(ISSUED_INDEX)
+                    .index_name(plan.index)
                     .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
                     .filter_expression(&filter_expression)
-                    .expression_attribute_names("#pk", ISSUED_PK)
+                    .expression_attribute_names("#pk", partition_attribute(plan.index))
                     .expression_attribute_names("#sk", ISSUED_SK)
                     .expression_attribute_names("#ttl", TTL)
                     .expression_attribute_values(":pk", s(partition.clone()))
@@ -139,16 +247,15 @@ impl IssuanceLog for DynamoStore {
                     .expression_attribute_values(":now", n(now))
                     .limit(self.page_size)
                     .set_exclusive_start_key(start_key);
-                if let Some(client_id) = &filter.client_id {
+                if let Some(client_id) = &filter.client_id
+                    && plan.conditions.contains(&OF_CLIENT)
+                {
                     query = query.expression_attribute_values(":client", s(client_id.as_str()));
-                }
-                if let Some(subject) = &filter.subject {
-                    query = query.expression_attribute_values(":subject", s(subject.sub()));
                 }
                 let output = query.send().await.map_err(|e| failure("Query issued", &e))?;
                 for item in output.items() {
-                    // The filter expression matches the bare `sub`; the kind of subject (a user
-                    // of a tenant, or a client) is told apart here.
+                    // The key narrows; the filter of the kind of subject, the client of a
+                    // subject's tokens and the subtree is checked here, whatever index served.
                     let token = issued_from(item)?;
                     if filter.covers(&token) {
                         live.push(token);

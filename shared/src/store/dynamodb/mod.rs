@@ -21,6 +21,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 
+pub use self::issuance::IssuanceShards;
+pub use self::revocations::cutoff_key;
 pub use self::upgrade::UpgradeSummary;
 
 use self::table::{LIST_PK, LIST_SK, LISTED_INDEX, PK, SK, TTL};
@@ -307,11 +309,22 @@ pub struct DynamoStore {
     client: DynamoClient,
     table: String,
     page_size: i32,
+    issuance_shards: IssuanceShards,
 }
 
 impl DynamoStore {
     pub fn new(client: DynamoClient, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), page_size: DEFAULT_PAGE_SIZE }
+        Self {
+            client,
+            table: table.into(),
+            page_size: DEFAULT_PAGE_SIZE,
+            issuance_shards: IssuanceShards::DEFAULT,
+        }
+    }
+
+    /// Writers spread the issuance indexes over `shards`; counts read at least as many.
+    pub fn with_issuance_shards(self, issuance_shards: IssuanceShards) -> Self {
+        Self { issuance_shards, ..self }
     }
 
     /// Smaller pages make tests page through the log with few entries.

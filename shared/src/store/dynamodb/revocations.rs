@@ -1,21 +1,21 @@
 //! Revoked access tokens and batch cutoffs.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::grants::{grant_from, grant_key};
 use super::issuance::mark_spent;
 use super::table::TTL;
 use super::{
-    CONDITION_FAILED, CONFLICT, DynamoStore, Fields, Item, cancellation_codes, failure, key, n,
-    pk_of, put, s,
+    CONDITION_FAILED, CONFLICT, DynamoStore, Fields, Item, Outcome, TRANSACT_ATTEMPTS, back_off,
+    cancellation_codes, failure, key, n, outcome, pk_of, put, s,
 };
 use crate::domain::TokenId;
-use crate::store::{RevocationRecord, RevocationState, RevocationStore, StoreError, TokenRef};
+use crate::store::{
+    CutoffCopy, RevocationRecord, RevocationState, RevocationStore, StoreError, TokenRef,
+};
 
 /// How often a revocation is written before a conflicting transaction makes it a 503.
 const REVOKE_ATTEMPTS: u32 = 3;
@@ -24,22 +24,36 @@ fn revoked_key(id: &TokenId) -> Item {
     key(format!("REVOKED#{id}"), "REVOKED")
 }
 
-/// `layer` as named by [`crate::store::layer`]: `TENANT#/a/b`, `CLIENT#id`, `SUBJECT#USER#/a#id`, ….
-pub(super) fn cutoff_key(layer: &str) -> Item {
-    key(format!("CUTOFF#{layer}"), "CUTOFF")
+/// The key of one copy of `layer`'s cutoff, `layer` as named by [`crate::store::layer`]:
+/// `TENANT#/a/b`, `CLIENT#id`, `SUBJECT#USER#/a#id`, …. Copy 0 keeps the key tables had before
+/// copies (`CUTOFF#<layer>`); copy `i` is `CUTOFF<i>#<layer>`, its own partition key, so
+/// DynamoDB can place the copies in different partitions. The copy number comes before the
+/// first `#`, so no two keys read alike.
+pub fn cutoff_key(layer: &str, copy: CutoffCopy) -> Item {
+    match copy.index() {
+        0 => key(format!("CUTOFF#{layer}"), "CUTOFF"),
+        i => key(format!("CUTOFF{i}#{layer}"), "CUTOFF"),
+    }
 }
+
+/// Whether a raise may write over this copy: absent, earlier or expired. What keeps every copy
+/// at its maximum.
+pub(super) const RAISES: &str = "attribute_not_exists(pk) OR not_before < :nb OR #ttl <= :now";
 
 #[async_trait]
 impl RevocationStore for DynamoStore {
-    async fn revocation_state(
+    async fn revocation_state_through(
         &self,
         token: &TokenRef<'_>,
+        copy: CutoffCopy,
         now: u64,
     ) -> Result<RevocationState, StoreError> {
         let revoked_pk = pk_of(&revoked_key(token.id));
+        let cutoff_keys: Vec<Item> = token.layers().iter().map(|l| cutoff_key(l, copy)).collect();
+        let cutoff_pks: HashSet<String> = cutoff_keys.iter().map(pk_of).collect();
         let mut keys = vec![revoked_key(token.id)];
         keys.extend(token.grant.map(grant_key));
-        keys.extend(token.layers().iter().map(|l| cutoff_key(l)));
+        keys.extend(cutoff_keys);
         let found = self.batch_get(keys).await?;
         let live =
             |item: &&Item| !matches!((Fields { kind: "record", item }).expired(now), Ok(true));
@@ -53,7 +67,7 @@ impl RevocationStore for DynamoStore {
         };
         let mut not_before = None;
         for (pk, item) in &found {
-            if pk.starts_with("CUTOFF#") && live(&item) {
+            if cutoff_pks.contains(pk) && live(&item) {
                 let cutoff = Fields { kind: "cutoff", item }.n("not_before")?;
                 not_before = not_before.max(Some(cutoff));
             }
@@ -128,37 +142,35 @@ impl RevocationStore for DynamoStore {
         expires_at: u64,
         now: u64,
     ) -> Result<Option<u64>, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(cutoff_key(layer)))
-            .update_expression("SET not_before = :nb, #ttl = :ttl")
-            .condition_expression("attribute_not_exists(pk) OR not_before < :nb OR #ttl <= :now")
-            .expression_attribute_names("#ttl", TTL)
-            .expression_attribute_values(":nb", n(not_before))
-            .expression_attribute_values(":ttl", n(expires_at))
-            .expression_attribute_values(":now", n(now))
-            .return_values(ReturnValue::UpdatedOld)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                let old = output.attributes.unwrap_or_default();
-                let fields = Fields { kind: "cutoff", item: &old };
-                if old.is_empty() || fields.expired(now)? {
-                    return Ok(None);
-                }
-                fields.opt_n("not_before")
+        // A transaction returns no old values, so the first copy is read, and written only if
+        // it still holds what was read: the value reported replaced is then the one replaced.
+        for attempt in 1..=TRANSACT_ATTEMPTS {
+            let first = self.get(cutoff_key(layer, CutoffCopy::FIRST), "GetItem cutoff").await?;
+            let fields = first.as_ref().map(|item| Fields { kind: "cutoff", item });
+            let previous = match &fields {
+                Some(fields) if !fields.expired(now)? => Some(fields.n("not_before")?),
+                _ => None,
+            };
+            if let Some(previous) = previous.filter(|previous| *previous >= not_before) {
+                return Ok(Some(previous));
             }
-            // A later cutoff stands; report it.
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(self.cutoffs(&[layer.to_owned()], now).await?.remove(layer))
+            let read = match &fields {
+                Some(fields) => Some((fields.n("not_before")?, fields.opt_n(TTL)?)),
+                None => None,
+            };
+            let items = CutoffCopy::all()
+                .map(|copy| self.raise_copy(layer, copy, read, not_before, expires_at, now))
+                .collect::<Result<Vec<_>, _>>()?;
+            match outcome(self.transact(items).await)? {
+                Outcome::Done => return Ok(previous),
+                // Another copy holds a later cutoff than the first: that one stands, and no
+                // copy was written.
+                Outcome::Failed(index) if index > 0 => return self.standing(layer, now).await,
+                // The first copy changed since it was read (a concurrent raise): read it again.
+                Outcome::Failed(_) | Outcome::Conflict => back_off(attempt).await,
             }
-            Err(e) => Err(failure("UpdateItem cutoff", &e)),
         }
+        Err(StoreError(format!("raising cutoff {layer}: lost every race")))
     }
 
     async fn cutoffs(
@@ -166,7 +178,10 @@ impl RevocationStore for DynamoStore {
         layers: &[String],
         now: u64,
     ) -> Result<HashMap<String, u64>, StoreError> {
-        let found = self.batch_get_all(layers.iter().map(|l| cutoff_key(l)).collect()).await?;
+        // Every copy is written in one transaction, so the first is as good as any, and it is
+        // the one tables from before copies hold.
+        let keys = layers.iter().map(|l| cutoff_key(l, CutoffCopy::FIRST)).collect();
+        let found = self.batch_get_all(keys).await?;
         let mut cutoffs = HashMap::new();
         for (pk, item) in &found {
             let fields = Fields { kind: "cutoff", item };
@@ -177,5 +192,78 @@ impl RevocationStore for DynamoStore {
             }
         }
         Ok(cutoffs)
+    }
+}
+
+impl DynamoStore {
+    /// The write of one copy in a raise: the first only if it still holds `read` (its
+    /// `not_before` and `ttl`, or nothing), every other only if [`RAISES`] allows.
+    fn raise_copy(
+        &self,
+        layer: &str,
+        copy: CutoffCopy,
+        read: Option<(u64, Option<u64>)>,
+        not_before: u64,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(cutoff_key(layer, copy)))
+            .update_expression("SET not_before = :nb, #ttl = :ttl")
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":nb", n(not_before))
+            .expression_attribute_values(":ttl", n(expires_at));
+        update = match (copy == CutoffCopy::FIRST, read) {
+            (false, _) => {
+                update.condition_expression(RAISES).expression_attribute_values(":now", n(now))
+            }
+            (true, None) => update.condition_expression("attribute_not_exists(pk)"),
+            (true, Some((old, Some(old_ttl)))) => update
+                .condition_expression("not_before = :old AND #ttl = :old_ttl")
+                .expression_attribute_values(":old", n(old))
+                .expression_attribute_values(":old_ttl", n(old_ttl)),
+            (true, Some((old, None))) => update
+                .condition_expression("not_before = :old AND attribute_not_exists(#ttl)")
+                .expression_attribute_values(":old", n(old)),
+        };
+        let update = update.build().map_err(|e| StoreError(format!("building an update: {e}")))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// The latest live cutoff among every copy of `layer`.
+    async fn standing(&self, layer: &str, now: u64) -> Result<Option<u64>, StoreError> {
+        let found = self.batch_get(CutoffCopy::all().map(|copy| cutoff_key(layer, copy)).collect());
+        let mut standing = None;
+        for item in found.await?.values() {
+            let fields = Fields { kind: "cutoff", item };
+            if !fields.expired(now)? {
+                standing = standing.max(Some(fields.n("not_before")?));
+            }
+        }
+        Ok(standing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::{cutoff_key, pk_of};
+    use crate::domain::{ClientId, Subject, TenantPath};
+    use crate::store::{CUTOFF_COPIES, CutoffCopy, layer};
+
+    #[test]
+    fn copy_zero_keeps_the_key_older_tables_hold_and_no_two_copies_share_a_key() {
+        let (tenant, client) = (TenantPath::parse("/a/b").unwrap(), ClientId::parse("c1").unwrap());
+        let layers = layer::applying_to(&tenant, &client, Subject::Client(&client));
+        let mut keys = HashSet::new();
+        for layer in &layers {
+            assert_eq!(pk_of(&cutoff_key(layer, CutoffCopy::FIRST)), format!("CUTOFF#{layer}"));
+            for copy in CutoffCopy::all() {
+                assert!(keys.insert(pk_of(&cutoff_key(layer, copy))), "{layer} {copy:?}");
+            }
+        }
+        assert_eq!(keys.len(), layers.len() * CUTOFF_COPIES);
     }
 }

@@ -3,8 +3,9 @@
 
 use aws_sdk_dynamodb::Client as DynamoClient;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 
 use crate::error::StoreError;
@@ -18,6 +19,14 @@ pub const TTL: &str = "ttl";
 pub const ISSUED_INDEX: &str = "issued_by_tenant";
 pub const ISSUED_PK: &str = "issued_pk";
 pub const ISSUED_SK: &str = "issued_sk";
+/// A count narrowed by client reads only that client's entries: partition
+/// `<client id>#<shard>`, sort `issued_sk`.
+pub const ISSUED_BY_CLIENT: &str = "issued_by_client";
+pub const ISSUED_CLIENT_PK: &str = "issued_client_pk";
+/// A count narrowed by a user reads only that user's entries, sparse (tokens whose subject is
+/// their client lack the key): partition `USER#<tenant>#<user id>`, sort `issued_sk`.
+pub const ISSUED_BY_SUBJECT: &str = "issued_by_subject";
+pub const ISSUED_SUBJECT_PK: &str = "issued_subject_pk";
 /// The admin lists' index, sparse (only listed items carry its keys): partition
 /// `CLIENTS#<root>`, `USERS#<root>`, `TENANTS#<root>` or `SESSIONS#<tenant>#<user id>`, sort
 /// the [`crate::store::list_key`] of the item.
@@ -61,6 +70,15 @@ pub async fn create_keys_and_index(client: &DynamoClient, name: &str) -> Result<
         .projection(Projection::builder().projection_type(ProjectionType::All).build())
         .build()
         .map_err(build_error)?;
+    let narrowed = |name: &str, partition: &str| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(partition, KeyType::Hash)?)
+            .key_schema(key(ISSUED_SK, KeyType::Range)?)
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .build()
+            .map_err(build_error)
+    };
     let listed = GlobalSecondaryIndex::builder()
         .index_name(LISTED_INDEX)
         .key_schema(key(LIST_PK, KeyType::Hash)?)
@@ -79,14 +97,103 @@ pub async fn create_keys_and_index(client: &DynamoClient, name: &str) -> Result<
         .attribute_definitions(string_attribute(SK)?)
         .attribute_definitions(string_attribute(ISSUED_PK)?)
         .attribute_definitions(string_attribute(ISSUED_SK)?)
+        .attribute_definitions(string_attribute(ISSUED_CLIENT_PK)?)
+        .attribute_definitions(string_attribute(ISSUED_SUBJECT_PK)?)
         .attribute_definitions(string_attribute(LIST_PK)?)
         .attribute_definitions(string_attribute(LIST_SK)?)
         .global_secondary_indexes(index)
         .global_secondary_indexes(listed)
+        .global_secondary_indexes(narrowed(ISSUED_BY_CLIENT, ISSUED_CLIENT_PK)?)
+        .global_secondary_indexes(narrowed(ISSUED_BY_SUBJECT, ISSUED_SUBJECT_PK)?)
         .send()
         .await
         .map_err(|e| StoreError(format!("creating table {name}: {}", super::describe(&e))))?;
     Ok(())
+}
+
+/// The narrowed-count indexes, for a table made before them: `(index, partition key)`.
+const NARROWED_INDEXES: [(&str, &str); 2] =
+    [(ISSUED_BY_CLIENT, ISSUED_CLIENT_PK), (ISSUED_BY_SUBJECT, ISSUED_SUBJECT_PK)];
+
+/// How long [`add_missing_indexes`] waits for one index to finish building.
+const INDEX_BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+/// Creates the narrowed-count indexes a table made before them lacks (`tokenctl upgrade-table
+/// --add-indexes`, for a table `tokenctl create-table` made; a stack's table gets them from
+/// its template). DynamoDB builds one index per UpdateTable, so each is created and waited for
+/// in turn. Returns the indexes created.
+pub async fn add_missing_indexes(
+    client: &DynamoClient,
+    name: &str,
+) -> Result<Vec<&'static str>, StoreError> {
+    let mut created = Vec::new();
+    for (index, partition) in NARROWED_INDEXES {
+        if index_status(client, name, index).await?.is_some() {
+            continue;
+        }
+        let key = |name: &str, key_type| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(key_type)
+                .build()
+                .map_err(build_error)
+        };
+        let string_attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(build_error)
+        };
+        let action = CreateGlobalSecondaryIndexAction::builder()
+            .index_name(index)
+            .key_schema(key(partition, KeyType::Hash)?)
+            .key_schema(key(ISSUED_SK, KeyType::Range)?)
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .build()
+            .map_err(build_error)?;
+        client
+            .update_table()
+            .table_name(name)
+            .attribute_definitions(string_attribute(partition)?)
+            .attribute_definitions(string_attribute(ISSUED_SK)?)
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder().create(action).build(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                StoreError(format!("adding {index} to {name}: {}", super::describe(&e)))
+            })?;
+        let started = std::time::Instant::now();
+        while index_status(client, name, index).await? != Some(IndexStatus::Active) {
+            if started.elapsed() > INDEX_BUILD_WAIT {
+                return Err(StoreError(format!("{index} on {name} is still building")));
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        }
+        created.push(index);
+    }
+    Ok(created)
+}
+
+async fn index_status(
+    client: &DynamoClient,
+    name: &str,
+    index: &str,
+) -> Result<Option<IndexStatus>, StoreError> {
+    let described = client
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| StoreError(format!("describing {name}: {}", super::describe(&e))))?;
+    let indexes = described.table.and_then(|t| t.global_secondary_indexes).unwrap_or_default();
+    Ok(indexes
+        .into_iter()
+        .find(|found| found.index_name() == Some(index))
+        // moto reports no status; a listed index without one is taken as built.
+        .map(|found| found.index_status.unwrap_or(IndexStatus::Active)))
 }
 
 async fn enable_ttl(client: &DynamoClient, name: &str) -> Result<(), StoreError> {

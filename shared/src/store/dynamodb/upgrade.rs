@@ -1,4 +1,5 @@
-//! Bringing a table written before the admin plane up to what the current writers write:
+//! Bringing a table written before the admin plane, or before cutoffs had copies, up to what
+//! the current writers write:
 //! `tokenctl upgrade-table`, run once by an operator after deploying, with their own
 //! credentials (it scans the whole table, which no function may).
 //!
@@ -15,11 +16,13 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use super::clients::{COUNTED, client_key, client_list_keys};
 use super::grants::{grant_from, grant_key, grant_list_keys};
+use super::issuance::narrowed_keys;
+use super::revocations::{RAISES, cutoff_key};
 use super::table::{LIST_PK, LIST_SK, SK, TTL};
 use super::users::{user_id_key, user_key, user_list_keys};
 use super::{DynamoStore, Fields, Item, applied, b, failure, n, s};
 use crate::domain::{ClientId, TenantPath, UserId, Username};
-use crate::store::StoreError;
+use crate::store::{CutoffCopy, StoreError};
 
 /// What one run changed, per kind of item, and what it could not read.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -34,16 +37,26 @@ pub struct UpgradeSummary {
     pub user_ids_completed: u64,
     /// User id entries naming no user (left by a replacement racing another): deleted.
     pub user_ids_removed: u64,
+    /// Copies of live cutoffs written from the single cutoff item a table held before copies.
+    pub cutoff_copies: u64,
+    /// Live issuance log entries given the keys of the narrowed-count indexes.
+    pub issued_indexed: u64,
     /// Items that could not be read, by key, with the reason: left as they are.
     pub skipped: Vec<String>,
 }
 
 /// Items needing an upgrade: uncounted or unlisted clients and users, unlisted live grants,
-/// id entries without a username. Everything else the scan reads is filtered out.
+/// id entries without a username, live log entries without the narrowed-count index keys, and
+/// every live cutoff's first copy (whose other copies a
+/// table from before copies lacks; a copy already there is left alone by its condition).
+/// Everything else the scan reads is filtered out.
 const NEEDS_UPGRADE: &str = "(sk IN (:client, :user) AND \
      (attribute_not_exists(counted) OR attribute_not_exists(list_pk))) \
      OR (sk = :grant AND attribute_not_exists(list_pk) AND #ttl > :now) \
-     OR (sk = :user_id AND attribute_not_exists(username))";
+     OR (sk = :user_id AND attribute_not_exists(username)) \
+     OR (sk = :cutoff AND begins_with(pk, :first_copy) AND #ttl > :now) \
+     OR (sk = :issued AND attribute_not_exists(issued_client_pk) AND attribute_exists(client_id) \
+         AND attribute_not_exists(spent) AND #ttl > :now)";
 
 fn build_error(e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("building an update: {e}"))
@@ -125,6 +138,9 @@ impl DynamoStore {
             (":user".to_owned(), s("USER")),
             (":grant".to_owned(), s("GRANT")),
             (":user_id".to_owned(), s("USERID")),
+            (":cutoff".to_owned(), s("CUTOFF")),
+            (":issued".to_owned(), s("ISSUED")),
+            (":first_copy".to_owned(), s("CUTOFF#")),
             (":now".to_owned(), n(now)),
         ]);
         let names = HashMap::from([("#ttl".to_owned(), TTL.to_owned())]);
@@ -133,6 +149,21 @@ impl DynamoStore {
             let (items, next) = self.scan_page(NEEDS_UPGRADE, &values, Some(&names), start).await?;
             for item in items {
                 let kind = Fields { kind: "item", item: &item }.s(SK)?.to_owned();
+                if kind == "ISSUED" {
+                    match self.index_issued(&item).await {
+                        Ok(true) => summary.issued_indexed += 1,
+                        Ok(false) => {}
+                        Err(e) => summary.skipped.push(format!("{}: {}", key_of(&item), e.0)),
+                    }
+                    continue;
+                }
+                if kind == "CUTOFF" {
+                    match self.copy_cutoff(&item, now).await {
+                        Ok(written) => summary.cutoff_copies += written,
+                        Err(e) => summary.skipped.push(format!("{}: {}", key_of(&item), e.0)),
+                    }
+                    continue;
+                }
                 let done = match kind.as_str() {
                     "CLIENT" | "USER" => self.upgrade_member(&item, &kind).await,
                     "GRANT" => self.list_grant(&item).await,
@@ -213,6 +244,60 @@ impl DynamoStore {
         } else {
             self.send_update(update()?, "UpdateItem list keys").await
         }
+    }
+
+    /// Raises every other copy of a cutoff to its first copy's value: how many were written (a
+    /// copy already as late is left as it is). Each copy only ever rises, so this is safe
+    /// beside a raise writing all copies.
+    async fn copy_cutoff(&self, item: &Item, now: u64) -> Result<u64, StoreError> {
+        let f = Fields { kind: "cutoff", item };
+        let layer = f
+            .s("pk")?
+            .strip_prefix("CUTOFF#")
+            .ok_or_else(|| super::corrupt("cutoff", "pk"))?
+            .to_owned();
+        let (not_before, expires_at) = (f.n("not_before")?, f.n(TTL)?);
+        let mut written = 0;
+        for copy in CutoffCopy::all().skip(1) {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(cutoff_key(&layer, copy)))
+                .update_expression("SET not_before = :nb, #ttl = :ttl")
+                .condition_expression(RAISES)
+                .expression_attribute_names("#ttl", TTL)
+                .expression_attribute_values(":nb", n(not_before))
+                .expression_attribute_values(":ttl", n(expires_at))
+                .expression_attribute_values(":now", n(now))
+                .build()
+                .map_err(build_error)?;
+            if self.send_update(update, "UpdateItem cutoff copy").await? {
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Gives a log entry written before the narrowed-count indexes their keys, so counts by
+    /// client or user find it: `false` when it had them by the time of the write.
+    async fn index_issued(&self, item: &Item) -> Result<bool, StoreError> {
+        let token = super::issuance::issued_from(item)?;
+        let mut keys = narrowed_keys(&token, self.issuance_shards).into_iter();
+        let Some((client_pk, client_value)) = keys.next() else { return Ok(false) };
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(super::issuance::issued_key(&token.id)))
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(#client_pk)")
+            .expression_attribute_names("#client_pk", client_pk)
+            .expression_attribute_values(":client_pk", client_value);
+        let mut expression = "SET #client_pk = :client_pk".to_owned();
+        if let Some((subject_pk, subject_value)) = keys.next() {
+            expression.push_str(", #subject_pk = :subject_pk");
+            update = update
+                .expression_attribute_names("#subject_pk", subject_pk)
+                .expression_attribute_values(":subject_pk", subject_value);
+        }
+        let update = update.update_expression(expression).build().map_err(build_error)?;
+        self.send_update(update, "UpdateItem issued index keys").await
     }
 
     /// Lists a grant among its user's sessions.
