@@ -16,6 +16,7 @@ use token_service::keys::{KeySet, KeySetDocument, SigningAlgorithm};
 use token_service::seed::Seed;
 use token_service::setup::{self, SigningWiring};
 use token_service::token::TokenParams;
+use token_service::token_cache::TokenCacheLimits;
 
 fn claims(now: u64) -> AccessTokenClaims {
     AccessTokenClaims {
@@ -43,7 +44,9 @@ fn signing(c: &mut Criterion) {
             "https://auth.example.com".into(),
             "api".into(),
         );
-        let tokens = signer.verifier();
+        // Every signature checked: the cost of a token seen for the first time.
+        let tokens = signer.verifier().with_cache_limits(TokenCacheLimits { entries: 0, bytes: 1 });
+        let cached = signer.verifier();
         let claims = claims(now);
         c.bench_function(&format!("sign/{alg}"), |b| b.iter(|| signer.sign(&claims).unwrap()));
 
@@ -63,6 +66,9 @@ fn signing(c: &mut Criterion) {
         let token = signer.sign(&claims).unwrap();
         c.bench_function(&format!("verify/{alg}"), |b| {
             b.iter(|| tokens.verify(&token, now).unwrap())
+        });
+        c.bench_function(&format!("verify_cached/{alg}"), |b| {
+            b.iter(|| cached.verify(&token, now).unwrap())
         });
     }
 }
