@@ -6,6 +6,7 @@ use crate::authorizer::RouteScopes;
 use crate::domain::{LoginDefenceSettings, ScopeSet};
 use crate::keys::SigningAlgorithm;
 use crate::password::HashParams;
+use crate::store::CutoffReadCopies;
 use crate::store::dynamodb::IssuanceShards;
 use crate::token_cache::TokenCacheLimits;
 
@@ -65,6 +66,9 @@ pub struct Config {
     /// and one client over (default 8, 1 to 128); each takes about 1,000 issued tokens a second.
     /// Counts read at least 8 (docs/performance.md#scaling-past-one-partition).
     pub issuance_index_shards: IssuanceShards,
+    /// `CUTOFF_READ_COPIES`: how many of each cutoff's copies verifications choose among (default
+    /// all 8). 1 while a table from before copies is upgraded, as docs/deployment.md says.
+    pub cutoff_read_copies: CutoffReadCopies,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +132,17 @@ impl Config {
             })?,
             None => IssuanceShards::DEFAULT,
         };
+        let cutoff_read_copies = match lookup("CUTOFF_READ_COPIES") {
+            Some(raw) => raw.parse().ok().and_then(CutoffReadCopies::new).ok_or_else(|| {
+                error(
+                    "CUTOFF_READ_COPIES",
+                    &format!("must be a whole number from 1 to {}", CutoffReadCopies::ALL.get()),
+                )
+            })?,
+            None => CutoffReadCopies::ALL,
+        };
         Ok(Self {
+            cutoff_read_copies,
             token_cache: token_cache_limits(&lookup)?,
             issuance_index_shards,
             login_defence: login_defence_settings(&lookup)?,
@@ -190,7 +204,8 @@ pub fn login_defence_settings(
     })
 }
 
-/// The verified-token cache's bounds: up to a million entries, 1 to 256 MiB.
+/// The verified-token cache's bounds: up to a million entries, 1 to 64 MiB (a quarter of a
+/// 256 MB function).
 fn token_cache_limits(
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<TokenCacheLimits, ConfigError> {
@@ -205,7 +220,7 @@ fn token_cache_limits(
     };
     Ok(TokenCacheLimits {
         entries: number("TOKEN_CACHE_ENTRIES", defaults.entries, 0..=1_000_000)?,
-        bytes: number("TOKEN_CACHE_MIB", defaults.bytes >> 20, 1..=256)? << 20,
+        bytes: number("TOKEN_CACHE_MIB", defaults.bytes >> 20, 1..=64)? << 20,
     })
 }
 
@@ -286,6 +301,9 @@ mod tests {
             ("LOGIN_MAX_WAIT", "86401"),
             ("TOKEN_CACHE_ENTRIES", "1000001"),
             ("TOKEN_CACHE_MIB", "0"),
+            ("TOKEN_CACHE_MIB", "65"),
+            ("CUTOFF_READ_COPIES", "0"),
+            ("CUTOFF_READ_COPIES", "9"),
         ] {
             let bad = config(&[("ISSUER", "https://x"), (name, value)]);
             assert_eq!(bad.unwrap_err().name, name);

@@ -202,7 +202,8 @@ pub async fn stores(config: &Config) -> Result<Stores, SetupError> {
         Some(table) => {
             let client = aws_sdk_dynamodb::Client::new(&aws_config().await);
             let store = DynamoStore::new(client, table.clone())
-                .with_issuance_shards(config.issuance_index_shards);
+                .with_issuance_shards(config.issuance_index_shards)
+                .with_cutoff_read_copies(config.cutoff_read_copies);
             Ok(Stores::all(Arc::new(store)))
         }
         None => memory_stores(&seed_from_config(config)?).await,

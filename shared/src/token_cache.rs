@@ -6,7 +6,6 @@
 //! a revocation takes effect on the next request whether or not the token is cached.
 
 use std::mem::size_of;
-use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::digest::{SHA256, digest};
@@ -63,9 +62,10 @@ pub struct VerifiedTokenCache {
 
 impl VerifiedTokenCache {
     pub fn new(limits: TokenCacheLimits) -> Self {
-        let entries = NonZeroUsize::new(limits.entries).map(|capacity| {
-            Arc::new(Mutex::new(Entries { lru: LruCache::new(capacity), bytes: 0 }))
-        });
+        // Unbounded to the LRU itself, which would size its map for the whole entry bound at
+        // once; `insert` keeps both bounds.
+        let entries = (limits.entries > 0)
+            .then(|| Arc::new(Mutex::new(Entries { lru: LruCache::unbounded(), bytes: 0 })));
         Self { limits, entries }
     }
 
@@ -89,13 +89,12 @@ impl VerifiedTokenCache {
         }
         let Some(mut entries) = self.lock() else { return };
         entries.remove(&token);
-        while entries.bytes + weight > self.limits.bytes {
+        while entries.bytes + weight > self.limits.bytes || entries.lru.len() >= self.limits.entries
+        {
             let Some((_, evicted)) = entries.lru.pop_lru() else { break };
             entries.bytes -= evicted.weight;
         }
-        if let Some((_, evicted)) = entries.lru.push(token, Entry { claims, weight }) {
-            entries.bytes -= evicted.weight;
-        }
+        entries.lru.put(token, Entry { claims, weight });
         entries.bytes += weight;
     }
 

@@ -21,8 +21,8 @@ use token_service::store::{
 pub trait Store:
     TenantStore + ClientStore + UserStore + GrantStore + IssuanceLog + RevocationStore + ReplayStore
 {
-    /// Stores one copy of a cutoff alone, as no writer of the service does: how a check puts
-    /// one copy out of step with the others.
+    /// Stores one copy of a cutoff alone, as only a function from before copies (or a lost race)
+    /// leaves it: how a check puts one copy out of step with the others.
     async fn plant_cutoff_copy(&self, layer: &str, copy: CutoffCopy, not_before: u64, ttl: u64);
 }
 
@@ -455,30 +455,40 @@ pub async fn a_cutoff_written_is_seen_through_every_copy(store: Arc<dyn Store>) 
     }
 }
 
-/// A raise writes every copy or none: with one copy holding a later cutoff (its condition then
-/// fails), no other copy changes, and the later cutoff is reported as standing.
-pub async fn a_cutoff_raise_writes_every_copy_or_none(store: Arc<dyn Store>) {
+/// A raise leaves every copy at the latest cutoff any copy held or the new one, whichever is
+/// later, lowering none, and reports the latest that stood before: a copy left ahead of the
+/// others (by a lost race) or alone (by a function from before copies, which wrote copy 0 only)
+/// is repaired by the next raise of its layer, even one that changes nothing else.
+pub async fn a_raise_brings_every_copy_to_the_latest_cutoff_and_lowers_none(store: Arc<dyn Store>) {
     let (id, client) = (TokenId::generate(), ClientId::parse("partial").unwrap());
     let path = tenant("/acme");
     let subject = Subject::Client(&client);
     let token = TokenRef { id: &id, grant: None, tenant: &path, client_id: &client, subject };
+    let every_copy = async |expected: u64, why: &str| {
+        for copy in CutoffCopy::all() {
+            let state = store.revocation_state_through(&token, copy, 100).await.unwrap();
+            assert_eq!(state.not_before, Some(expected), "copy {copy:?}: {why}");
+        }
+    };
     let cut = layer::client(&client);
     let ahead = CutoffCopy::new(token_service::store::CUTOFF_COPIES - 1).unwrap();
     store.raise_cutoff(&cut, 200, 9_000, 100).await.unwrap();
     store.plant_cutoff_copy(&cut, ahead, 900, 9_000).await;
 
     assert_eq!(store.raise_cutoff(&cut, 500, 9_000, 100).await.unwrap(), Some(900), "it stands");
-    for copy in CutoffCopy::all() {
-        let expected = if copy == ahead { 900 } else { 200 };
-        let state = store.revocation_state_through(&token, copy, 100).await.unwrap();
-        assert_eq!(state.not_before, Some(expected), "copy {copy:?} unchanged");
-    }
-    assert_eq!(store.cutoffs(std::slice::from_ref(&cut), 100).await.unwrap()[&cut], 200);
+    every_copy(900, "the later cutoff, everywhere").await;
+    assert_eq!(store.cutoffs(std::slice::from_ref(&cut), 100).await.unwrap()[&cut], 900);
+    assert_eq!(store.raise_cutoff(&cut, 1_000, 9_000, 100).await.unwrap(), Some(900));
+    every_copy(1_000, "raised").await;
 
-    assert_eq!(store.raise_cutoff(&cut, 1_000, 9_000, 100).await.unwrap(), Some(200));
+    // What a function from before copies leaves: copy 0 alone.
+    let user = layer::subject(Subject::Client(&client));
+    assert_ne!(user, cut);
+    store.plant_cutoff_copy(&user, CutoffCopy::FIRST, 1_500, 9_000).await;
+    assert_eq!(store.raise_cutoff(&user, 1_200, 9_000, 100).await.unwrap(), Some(1_500));
     for copy in CutoffCopy::all() {
         let state = store.revocation_state_through(&token, copy, 100).await.unwrap();
-        assert_eq!(state.not_before, Some(1_000), "copy {copy:?}");
+        assert_eq!(state.not_before, Some(1_500), "copy {copy:?} repaired");
     }
 }
 
@@ -1189,7 +1199,7 @@ macro_rules! store_contract_tests {
             a_cutoff_over_the_grant_stops_rotation,
             cutoffs_are_raised_never_lowered,
             a_cutoff_written_is_seen_through_every_copy,
-            a_cutoff_raise_writes_every_copy_or_none,
+            a_raise_brings_every_copy_to_the_latest_cutoff_and_lowers_none,
             revocation_state_takes_the_latest_cutoff_of_every_layer,
             subject_cutoffs_never_cross_kinds_or_tenants,
             grants_are_read_in_bulk,

@@ -328,6 +328,21 @@ fn the_token_cache_bound_is_a_stack_parameter_with_the_codes_default() {
     );
 }
 
+/// Verifications read cutoffs through as many copies as the stack's `CutoffReadCopies` says, by
+/// default all the code writes, never more.
+#[test]
+fn verifications_read_as_many_cutoff_copies_as_the_stack_says_and_never_more_than_written() {
+    use token_service::store::CutoffReadCopies;
+    let template = template();
+    let global = &template["Globals"]["Function"]["Environment"]["Variables"]["CUTOFF_READ_COPIES"];
+    assert_eq!(tagged(global), ("Ref".to_owned(), "CutoffReadCopies".to_owned()));
+    let parameter = &template["Parameters"]["CutoffReadCopies"];
+    let all = CutoffReadCopies::ALL.get() as u64;
+    assert_eq!(parameter["Default"].as_u64(), Some(all));
+    assert_eq!(parameter["MaxValue"].as_u64(), Some(all));
+    assert_eq!(parameter["MinValue"].as_u64(), Some(1));
+}
+
 /// Every function reads the issuance index shard count from one stack parameter whose default
 /// is the code's: a count must read the shards the token function wrote.
 #[test]

@@ -745,6 +745,75 @@ async fn a_verification_is_one_batch_get_reading_one_copy_of_each_cutoff() {
     assert!(copies_read.len() <= CUTOFF_COPIES);
 }
 
+/// A raise is one transaction over the copies: when DynamoDB fails it, no copy was written and
+/// the raise reports the failure, never a cutoff half in place.
+#[tokio::test]
+async fn a_raise_whose_transaction_fails_writes_no_copy() {
+    use token_service::store::{CutoffCopy, RevocationStore, layer};
+    let store = dynamo::fresh_store().await;
+    let sdk_config = setup::aws_config().await;
+    let faults = dynamo::faulty_endpoint(&["TransactWriteItems"]).await;
+    let config =
+        aws_sdk_dynamodb::config::Builder::from(&sdk_config).endpoint_url(&faults.url).build();
+    let proxied = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), store.table_name());
+    let cut = layer::tenant("/acme");
+    let copies = async || {
+        let mut held = Vec::new();
+        for copy in CutoffCopy::all() {
+            let key = token_service::store::dynamodb::cutoff_key(&cut, copy);
+            let got = store.sdk_client().get_item().table_name(store.table_name());
+            let item = got.set_key(Some(key)).consistent_read(true).send().await.unwrap().item;
+            held.push(item.and_then(|item| item.get("not_before").cloned()));
+        }
+        held
+    };
+    faults.fail(true);
+    assert!(proxied.raise_cutoff(&cut, 500, 9_000, 100).await.is_err(), "the failure is reported");
+    assert!(copies().await.iter().all(Option::is_none), "no copy written");
+    faults.fail(false);
+    assert_eq!(proxied.raise_cutoff(&cut, 500, 9_000, 100).await.unwrap(), None);
+    let every = AttributeValue::N("500".into());
+    assert!(copies().await.iter().all(|held| held.as_ref() == Some(&every)), "every copy");
+}
+
+/// While a table from before copies is upgraded, older functions write a cutoff's copy 0 alone:
+/// verifications told to read one copy (`CUTOFF_READ_COPIES=1`) always see it, where reading
+/// among all eight would miss it seven times in eight.
+#[tokio::test]
+async fn reading_one_copy_sees_every_cutoff_an_older_function_wrote() {
+    use token_service::domain::{ClientId, Subject, TenantPath, TokenId};
+    use token_service::store::{CutoffCopy, CutoffReadCopies, RevocationStore, TokenRef, layer};
+    let store = dynamo::fresh_store().await;
+    let mut old_style =
+        token_service::store::dynamodb::cutoff_key(&layer::tenant("/acme"), CutoffCopy::FIRST);
+    old_style.insert("not_before".into(), AttributeValue::N("500".into()));
+    old_style.insert("ttl".into(), AttributeValue::N("9000".into()));
+    let put =
+        store.sdk_client().put_item().table_name(store.table_name()).set_item(Some(old_style));
+    put.send().await.unwrap();
+    let (id, client, path) =
+        (TokenId::generate(), ClientId::parse("c").unwrap(), TenantPath::parse("/acme").unwrap());
+    let token = TokenRef {
+        id: &id,
+        grant: None,
+        tenant: &path,
+        client_id: &client,
+        subject: Subject::Client(&client),
+    };
+    let seen = async |store: &DynamoStore| {
+        let mut seen = 0;
+        for _ in 0..40 {
+            seen += usize::from(
+                store.revocation_state(&token, 100).await.unwrap().not_before == Some(500),
+            );
+        }
+        seen
+    };
+    let upgrading = store.clone().with_cutoff_read_copies(CutoffReadCopies::new(1).unwrap());
+    assert_eq!(seen(&upgrading).await, 40, "copy 0 read every time");
+    assert!(seen(&store).await < 40, "reading among every copy misses copy 0 alone");
+}
+
 /// `upgrade_table` fans a cutoff an older stage wrote (one item, the first copy's key) out into
 /// every copy, so a verification reading any copy sees it; a second run writes nothing.
 #[tokio::test]
@@ -1020,6 +1089,24 @@ async fn upgrading_indexes_older_log_entries_for_narrowed_counts() {
     assert_eq!(store.live_issued(&by_user, now).await.unwrap().len(), 1);
     assert!(table::add_missing_indexes(&client, &name).await.unwrap().is_empty());
     assert_eq!(store.upgrade_table(now).await.unwrap().issued_indexed, 0, "a second run: none");
+}
+
+/// `upgrade-table --add-indexes` refuses a table that belongs to a CloudFormation stack: the
+/// stack's own update adds those indexes, and would fail if they were already there.
+#[tokio::test]
+async fn adding_indexes_refuses_a_stacks_table() {
+    let store = dynamo::fresh_store().await;
+    let client = store.sdk_client();
+    let described = client.describe_table().table_name(store.table_name()).send().await.unwrap();
+    let arn = described.table.and_then(|table| table.table_arn).unwrap();
+    let tag = aws_sdk_dynamodb::types::Tag::builder()
+        .key("aws:cloudformation:stack-name")
+        .value("tokens")
+        .build()
+        .unwrap();
+    client.tag_resource().resource_arn(arn).tags(tag).send().await.unwrap();
+    let refused = table::add_missing_indexes(client, store.table_name()).await.unwrap_err();
+    assert!(refused.to_string().contains("belongs to the stack tokens"), "{refused}");
 }
 
 /// Refresh tokens (and client secrets and passwords) are never stored: the whole table holds

@@ -173,8 +173,8 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Stores one copy of a cutoff alone, as no writer of the service does: how tests put a copy
-    /// out of step with the others to see that a raise then writes none of them.
+    /// Stores one copy of a cutoff alone, as only a function from before copies does: how tests
+    /// put a copy out of step with the others to see that a raise brings them all level.
     pub fn plant_cutoff_copy(
         &self,
         layer: &str,
@@ -641,21 +641,20 @@ impl RevocationStore for MemoryStore {
         now: u64,
     ) -> Result<Option<u64>, StoreError> {
         let mut state = self.state()?;
-        let previous = state.cutoff(layer, now);
-        if previous.is_some_and(|previous| previous >= not_before) {
-            return Ok(previous);
-        }
-        // As the table's transaction: every copy is raised, or, when any holds a later cutoff,
-        // none is, and the latest one standing is reported.
+        // As the table's raise: every copy ends at the latest cutoff any copy held or the new
+        // one, whichever is later, and the latest that stood before is reported.
         let standing =
             CutoffCopy::all().filter_map(|copy| state.cutoff_copy(layer, copy, now)).max();
-        if let Some(standing) = standing.filter(|standing| *standing >= not_before) {
-            return Ok(Some(standing));
-        }
+        let target = standing.map_or(not_before, |standing| standing.max(not_before));
         for copy in CutoffCopy::all() {
-            state.cutoffs.insert((layer.to_owned(), copy), (not_before, expires_at));
+            let entry = state.cutoffs.entry((layer.to_owned(), copy)).or_insert((0, 0));
+            if entry.1 <= now || entry.0 < target {
+                *entry = (target, entry.1.max(expires_at));
+            } else {
+                entry.1 = entry.1.max(expires_at);
+            }
         }
-        Ok(previous)
+        Ok(standing)
     }
 
     async fn cutoffs(

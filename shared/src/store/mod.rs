@@ -613,14 +613,33 @@ impl CutoffCopy {
         (0..CUTOFF_COPIES).map(Self)
     }
 
-    /// A copy chosen uniformly: what a verification reads.
-    pub fn random() -> Self {
-        let draw = usize::from(u16::from_le_bytes(crate::domain::random_bytes::<2>()));
-        Self(draw % CUTOFF_COPIES)
-    }
-
     pub fn index(self) -> usize {
         self.0
+    }
+}
+
+/// How many copies verifications choose among: all of them, or, while a table from before
+/// copies is upgraded, only the first, the one older functions still write alone
+/// (`CUTOFF_READ_COPIES`; docs/deployment.md). Every raise writes every copy whatever this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CutoffReadCopies(usize);
+
+impl CutoffReadCopies {
+    pub const ALL: Self = Self(CUTOFF_COPIES);
+
+    /// `None` outside `1..=CUTOFF_COPIES`: more would choose copies no raise writes.
+    pub fn new(copies: usize) -> Option<Self> {
+        (1..=CUTOFF_COPIES).contains(&copies).then_some(Self(copies))
+    }
+
+    pub fn get(self) -> usize {
+        self.0
+    }
+
+    /// A copy chosen uniformly among those read.
+    pub fn draw(self) -> CutoffCopy {
+        let draw = usize::from(u16::from_le_bytes(crate::domain::random_bytes::<2>()));
+        CutoffCopy(draw % self.0)
     }
 }
 
@@ -635,7 +654,7 @@ pub trait RevocationStore: Send + Sync {
         token: &TokenRef<'_>,
         now: u64,
     ) -> Result<RevocationState, StoreError> {
-        self.revocation_state_through(token, CutoffCopy::random(), now).await
+        self.revocation_state_through(token, CutoffReadCopies::ALL.draw(), now).await
     }
 
     /// [`Self::revocation_state`] reading every cutoff through `copy`: what tests use to see
@@ -753,7 +772,7 @@ pub mod layer {
 mod tests {
     use std::collections::HashSet;
 
-    use super::{CUTOFF_COPIES, CutoffCopy};
+    use super::{CUTOFF_COPIES, CutoffCopy, CutoffReadCopies};
 
     #[test]
     fn cutoff_copies_are_numbered_below_the_constant_and_drawn_among_all() {
@@ -764,7 +783,14 @@ mod tests {
         );
         let all: HashSet<CutoffCopy> = CutoffCopy::all().collect();
         assert_eq!(all.len(), CUTOFF_COPIES);
-        let drawn: HashSet<CutoffCopy> = (0..400).map(|_| CutoffCopy::random()).collect();
+        let drawn: HashSet<CutoffCopy> = (0..400).map(|_| CutoffReadCopies::ALL.draw()).collect();
         assert_eq!(drawn, all, "400 draws reach every copy");
+        let first_only = CutoffReadCopies::new(1).unwrap();
+        assert!(
+            (0..100).all(|_| first_only.draw() == CutoffCopy::FIRST),
+            "an upgrade reads copy 0"
+        );
+        assert!(CutoffReadCopies::new(0).is_none());
+        assert!(CutoffReadCopies::new(CUTOFF_COPIES + 1).is_none(), "no copy a raise skips");
     }
 }

@@ -18,8 +18,8 @@ use crate::domain::{
     SecretDigest, TenantPath, User, UserId, Username,
 };
 use crate::store::{
-    CutoffCopy, CutoffGuard, GrantStore, IssuedToken, Page, PageRequest, Reissue, Rotation,
-    SessionPosition, StoreError, Successor, list_key,
+    CutoffGuard, GrantStore, IssuedToken, Page, PageRequest, Reissue, Rotation, SessionPosition,
+    StoreError, Successor, list_key,
 };
 
 pub(super) fn grant_key(id: &GrantId) -> Item {
@@ -226,7 +226,7 @@ impl DynamoStore {
                     .table_name(&self.table)
                     // Every copy holds the cutoff, so any one decides; a random one keeps the
                     // refreshes of a busy tenant off a single item.
-                    .set_key(Some(cutoff_key(layer, CutoffCopy::random())))
+                    .set_key(Some(cutoff_key(layer, self.cutoff_read_copies.draw())))
                     .condition_expression(
                         "attribute_not_exists(pk) OR not_before <= :created OR #ttl <= :now",
                     )

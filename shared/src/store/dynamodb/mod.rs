@@ -26,7 +26,7 @@ pub use self::revocations::cutoff_key;
 pub use self::upgrade::UpgradeSummary;
 
 use self::table::{LIST_PK, LIST_SK, LISTED_INDEX, PK, SK, TTL};
-use super::StoreError;
+use super::{CutoffReadCopies, StoreError};
 use crate::domain::{ScopeSet, TenantPath};
 
 type Item = HashMap<String, AttributeValue>;
@@ -310,6 +310,7 @@ pub struct DynamoStore {
     table: String,
     page_size: i32,
     issuance_shards: IssuanceShards,
+    cutoff_read_copies: CutoffReadCopies,
 }
 
 impl DynamoStore {
@@ -319,12 +320,18 @@ impl DynamoStore {
             table: table.into(),
             page_size: DEFAULT_PAGE_SIZE,
             issuance_shards: IssuanceShards::DEFAULT,
+            cutoff_read_copies: CutoffReadCopies::ALL,
         }
     }
 
     /// Writers spread the issuance indexes over `shards`; counts read at least as many.
     pub fn with_issuance_shards(self, issuance_shards: IssuanceShards) -> Self {
         Self { issuance_shards, ..self }
+    }
+
+    /// Verifications and refreshes read cutoffs through one of the first `copies` copies.
+    pub fn with_cutoff_read_copies(self, cutoff_read_copies: CutoffReadCopies) -> Self {
+        Self { cutoff_read_copies, ..self }
     }
 
     /// Smaller pages make tests page through the log with few entries.

@@ -42,6 +42,14 @@ pub(super) const RAISES: &str = "attribute_not_exists(pk) OR not_before < :nb OR
 
 #[async_trait]
 impl RevocationStore for DynamoStore {
+    async fn revocation_state(
+        &self,
+        token: &TokenRef<'_>,
+        now: u64,
+    ) -> Result<RevocationState, StoreError> {
+        self.revocation_state_through(token, self.cutoff_read_copies.draw(), now).await
+    }
+
     async fn revocation_state_through(
         &self,
         token: &TokenRef<'_>,
@@ -142,31 +150,47 @@ impl RevocationStore for DynamoStore {
         expires_at: u64,
         now: u64,
     ) -> Result<Option<u64>, StoreError> {
-        // A transaction returns no old values, so the first copy is read, and written only if
-        // it still holds what was read: the value reported replaced is then the one replaced.
+        // Every copy is read, then each copy below the latest cutoff any copy holds (or the new
+        // one, if later) is written in one transaction, on condition that it still holds what
+        // was read. So a raise also repairs copies an older function left behind (it wrote copy
+        // 0 alone), and a concurrent raise makes it read again rather than lower a copy.
         for attempt in 1..=TRANSACT_ATTEMPTS {
-            let first = self.get(cutoff_key(layer, CutoffCopy::FIRST), "GetItem cutoff").await?;
-            let fields = first.as_ref().map(|item| Fields { kind: "cutoff", item });
-            let previous = match &fields {
-                Some(fields) if !fields.expired(now)? => Some(fields.n("not_before")?),
-                _ => None,
+            let held = self.cutoff_copies(layer).await?;
+            let live = |(value, ttl): &(u64, Option<u64>)| {
+                ttl.is_none_or(|ttl| ttl > now).then_some(*value)
             };
-            if let Some(previous) = previous.filter(|previous| *previous >= not_before) {
-                return Ok(Some(previous));
-            }
-            let read = match &fields {
-                Some(fields) => Some((fields.n("not_before")?, fields.opt_n(TTL)?)),
-                None => None,
+            let standing = held.iter().flatten().filter_map(live).max();
+            let (target, ttl) = match standing {
+                Some(standing) if standing >= not_before => {
+                    // Kept as long as any copy holding it is, and at least as long as asked.
+                    let longest = held
+                        .iter()
+                        .flatten()
+                        .filter(|(value, ttl)| {
+                            *value == standing && ttl.is_none_or(|ttl| ttl > now)
+                        })
+                        .map(|(_, ttl)| ttl.unwrap_or(expires_at))
+                        .max();
+                    (standing, longest.unwrap_or(expires_at).max(expires_at))
+                }
+                _ => (not_before, expires_at),
             };
             let items = CutoffCopy::all()
-                .map(|copy| self.raise_copy(layer, copy, read, not_before, expires_at, now))
+                .zip(&held)
+                .filter(|(_, read)| {
+                    // A copy is left alone only if it already holds the target at least as long.
+                    !read.is_some_and(|(value, held_ttl)| {
+                        value == target && held_ttl.is_none_or(|held| held > now && held >= ttl)
+                    })
+                })
+                .map(|(copy, read)| self.raise_copy(layer, copy, *read, target, ttl))
                 .collect::<Result<Vec<_>, _>>()?;
+            if items.is_empty() {
+                return Ok(standing);
+            }
             match outcome(self.transact(items).await)? {
-                Outcome::Done => return Ok(previous),
-                // Another copy holds a later cutoff than the first: that one stands, and no
-                // copy was written.
-                Outcome::Failed(index) if index > 0 => return self.standing(layer, now).await,
-                // The first copy changed since it was read (a concurrent raise): read it again.
+                Outcome::Done => return Ok(standing),
+                // A copy changed since it was read (a concurrent raise): read them again.
                 Outcome::Failed(_) | Outcome::Conflict => back_off(attempt).await,
             }
         }
@@ -196,52 +220,54 @@ impl RevocationStore for DynamoStore {
 }
 
 impl DynamoStore {
-    /// The write of one copy in a raise: the first only if it still holds `read` (its
-    /// `not_before` and `ttl`, or nothing), every other only if [`RAISES`] allows.
+    /// What each copy of `layer`'s cutoff holds, expired or not (its `not_before` and `ttl`),
+    /// in copy order, read in one strongly consistent round trip.
+    async fn cutoff_copies(
+        &self,
+        layer: &str,
+    ) -> Result<Vec<Option<(u64, Option<u64>)>>, StoreError> {
+        let mut found =
+            self.batch_get(CutoffCopy::all().map(|copy| cutoff_key(layer, copy)).collect()).await?;
+        CutoffCopy::all()
+            .map(|copy| {
+                let Some(item) = found.remove(&pk_of(&cutoff_key(layer, copy))) else {
+                    return Ok(None);
+                };
+                let fields = Fields { kind: "cutoff", item: &item };
+                Ok(Some((fields.n("not_before")?, fields.opt_n(TTL)?)))
+            })
+            .collect()
+    }
+
+    /// The write of one copy in a raise: to `not_before` until `ttl`, if it still holds `read`
+    /// (its `not_before` and `ttl`, or nothing).
     fn raise_copy(
         &self,
         layer: &str,
         copy: CutoffCopy,
         read: Option<(u64, Option<u64>)>,
         not_before: u64,
-        expires_at: u64,
-        now: u64,
+        ttl: u64,
     ) -> Result<TransactWriteItem, StoreError> {
-        let mut update = Update::builder()
+        let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(cutoff_key(layer, copy)))
             .update_expression("SET not_before = :nb, #ttl = :ttl")
             .expression_attribute_names("#ttl", TTL)
             .expression_attribute_values(":nb", n(not_before))
-            .expression_attribute_values(":ttl", n(expires_at));
-        update = match (copy == CutoffCopy::FIRST, read) {
-            (false, _) => {
-                update.condition_expression(RAISES).expression_attribute_values(":now", n(now))
-            }
-            (true, None) => update.condition_expression("attribute_not_exists(pk)"),
-            (true, Some((old, Some(old_ttl)))) => update
+            .expression_attribute_values(":ttl", n(ttl));
+        let update = match read {
+            None => update.condition_expression("attribute_not_exists(pk)"),
+            Some((old, Some(old_ttl))) => update
                 .condition_expression("not_before = :old AND #ttl = :old_ttl")
                 .expression_attribute_values(":old", n(old))
                 .expression_attribute_values(":old_ttl", n(old_ttl)),
-            (true, Some((old, None))) => update
+            Some((old, None)) => update
                 .condition_expression("not_before = :old AND attribute_not_exists(#ttl)")
                 .expression_attribute_values(":old", n(old)),
         };
         let update = update.build().map_err(|e| StoreError(format!("building an update: {e}")))?;
         Ok(TransactWriteItem::builder().update(update).build())
-    }
-
-    /// The latest live cutoff among every copy of `layer`.
-    async fn standing(&self, layer: &str, now: u64) -> Result<Option<u64>, StoreError> {
-        let found = self.batch_get(CutoffCopy::all().map(|copy| cutoff_key(layer, copy)).collect());
-        let mut standing = None;
-        for item in found.await?.values() {
-            let fields = Fields { kind: "cutoff", item };
-            if !fields.expired(now)? {
-                standing = standing.max(Some(fields.n("not_before")?));
-            }
-        }
-        Ok(standing)
     }
 }
 

@@ -126,10 +126,18 @@ pub async fn add_missing_indexes(
     client: &DynamoClient,
     name: &str,
 ) -> Result<Vec<&'static str>, StoreError> {
+    refuse_stack_tables(client, name).await?;
     let mut created = Vec::new();
     for (index, partition) in NARROWED_INDEXES {
-        if index_status(client, name, index).await?.is_some() {
-            continue;
+        match index_status(client, name, index).await? {
+            Some(IndexStatus::Active) => continue,
+            // Left building by an interrupted run: DynamoDB builds one index at a time, so the
+            // next can only be added once this one is done.
+            Some(_) => {
+                wait_until_active(client, name, index).await?;
+                continue;
+            }
+            None => {}
         }
         let key = |name: &str, key_type| {
             KeySchemaElement::builder()
@@ -165,16 +173,51 @@ pub async fn add_missing_indexes(
             .map_err(|e| {
                 StoreError(format!("adding {index} to {name}: {}", super::describe(&e)))
             })?;
-        let started = std::time::Instant::now();
-        while index_status(client, name, index).await? != Some(IndexStatus::Active) {
-            if started.elapsed() > INDEX_BUILD_WAIT {
-                return Err(StoreError(format!("{index} on {name} is still building")));
-            }
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-        }
+        wait_until_active(client, name, index).await?;
         created.push(index);
     }
     Ok(created)
+}
+
+async fn wait_until_active(
+    client: &DynamoClient,
+    name: &str,
+    index: &str,
+) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    while index_status(client, name, index).await? != Some(IndexStatus::Active) {
+        if started.elapsed() > INDEX_BUILD_WAIT {
+            return Err(StoreError(format!("{index} on {name} is still building")));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
+    Ok(())
+}
+
+/// A table CloudFormation made is changed only through its stack: an index added behind the
+/// stack's back makes the stack's next update, which adds the same index, fail.
+async fn refuse_stack_tables(client: &DynamoClient, name: &str) -> Result<(), StoreError> {
+    let described = client
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| StoreError(format!("describing {name}: {}", super::describe(&e))))?;
+    let Some(arn) = described.table.and_then(|table| table.table_arn) else {
+        return Ok(());
+    };
+    let tags =
+        client.list_tags_of_resource().resource_arn(arn).send().await.map_err(|e| {
+            StoreError(format!("listing the tags of {name}: {}", super::describe(&e)))
+        })?;
+    if let Some(stack) = tags.tags().iter().find(|tag| tag.key() == "aws:cloudformation:stack-name")
+    {
+        return Err(StoreError(format!(
+            "{name} belongs to the stack {}: add its indexes by deploying the template",
+            stack.value()
+        )));
+    }
+    Ok(())
 }
 
 async fn index_status(
