@@ -122,6 +122,27 @@ pub async fn revoke(
     post_as(server, "/oauth2/revoke", client, form).await
 }
 
+/// Self revocation with `Authorization: <scheme> <token>` and, if given, a DPoP proof: the
+/// status, and the error code unless it is a 200.
+pub async fn revoke_self_as(
+    server: &TestServer,
+    scheme: &str,
+    token: &str,
+    proof: Option<String>,
+) -> (u16, String) {
+    let authorization = format!("{scheme} {token}");
+    let mut request =
+        server.http.post(server.url("/oauth2/revoke")).header("authorization", authorization);
+    if let Some(proof) = proof {
+        request = request.header("dpop", proof);
+    }
+    let response = request.send().await.unwrap();
+    match response.status().as_u16() {
+        200 => (200, String::new()),
+        _ => error_of(response).await,
+    }
+}
+
 /// Self revocation with `Authorization: Bearer`.
 pub fn revoke_self(server: &TestServer, bearer: &str) -> reqwest::RequestBuilder {
     server

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use integration_tests::flows::{error_of, introspect};
+use integration_tests::flows::{error_of, introspect, revoke_self_as};
 use integration_tests::forgery::claims_of;
 use integration_tests::jose::{ClientKey, b64_json, proof_claims};
 use integration_tests::{
@@ -287,18 +287,7 @@ async fn a_bound_token_revokes_itself_only_as_dpop_with_a_proof_by_its_key(backe
     let body: Value = f.token_with(Some(&f.proof())).await.json().await.unwrap();
     let token = body["access_token"].as_str().unwrap();
     let revoke_url = f.server.url("/oauth2/revoke");
-    let revoke = async |scheme: &str, proof: Option<String>| {
-        let mut request =
-            f.server.http.post(&revoke_url).header("authorization", format!("{scheme} {token}"));
-        if let Some(proof) = proof {
-            request = request.header("dpop", proof);
-        }
-        let response = request.send().await.unwrap();
-        match response.status().as_u16() {
-            200 => (200, String::new()),
-            _ => error_of(response).await,
-        }
-    };
+    let revoke = async |scheme: &str, proof| revoke_self_as(&f.server, scheme, token, proof).await;
     let thief = ClientKey::generate(Algorithm::ES256);
     let refused = [
         ("as Bearer", revoke("Bearer", None).await, (401, "invalid_token".to_owned())),

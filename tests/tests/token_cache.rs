@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use integration_tests::flows::{admin_token, batch_count, error_of, introspect, is_active, revoke};
+use integration_tests::flows::{
+    admin_token, batch_count, error_of, introspect, is_active, revoke, revoke_self_as,
+};
 use integration_tests::forgery::{at_jwt_header, attacker_key, claims_of, forgeries, signed};
 use integration_tests::jose::ClientKey;
 use integration_tests::{
@@ -137,18 +139,7 @@ async fn a_cached_bound_token_still_needs_a_fresh_proof_by_its_key(backend: Back
     cached(&server, &clock, &token).await;
 
     let revoke_url = server.url("/oauth2/revoke");
-    let revoke_with = async |proof: Option<String>| {
-        let mut request =
-            server.http.post(&revoke_url).header("authorization", format!("DPoP {token}"));
-        if let Some(proof) = proof {
-            request = request.header("dpop", proof);
-        }
-        let response = request.send().await.unwrap();
-        match response.status().as_u16() {
-            200 => (200, String::new()),
-            _ => error_of(response).await,
-        }
-    };
+    let revoke_with = async |proof| revoke_self_as(&server, "DPoP", &token, proof).await;
     let thief = ClientKey::generate(Algorithm::ES256);
     let rejected = (401, "invalid_dpop_proof".to_owned());
     assert_eq!(revoke_with(None).await, rejected, "no proof");

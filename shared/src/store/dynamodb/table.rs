@@ -38,6 +38,18 @@ fn build_error(e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("building a table request: {e}"))
 }
 
+fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement, StoreError> {
+    KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().map_err(build_error)
+}
+
+fn string_attribute(name: &str) -> Result<AttributeDefinition, StoreError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(build_error)
+}
+
 /// Creates the table (on-demand, with the issuance index) and turns TTL on.
 pub async fn create_table(client: &DynamoClient, name: &str) -> Result<(), StoreError> {
     create_keys_and_index(client, name).await?;
@@ -48,20 +60,6 @@ pub async fn create_table(client: &DynamoClient, name: &str) -> Result<(), Store
 /// `UpdateTimeToLive` (dynalite, for the counting benchmark) can hold. Every read compares
 /// `ttl` itself, so the service behaves the same on it.
 pub async fn create_keys_and_index(client: &DynamoClient, name: &str) -> Result<(), StoreError> {
-    let key = |name: &str, key_type| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(key_type)
-            .build()
-            .map_err(build_error)
-    };
-    let string_attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(build_error)
-    };
     let index = GlobalSecondaryIndex::builder()
         .index_name(ISSUED_INDEX)
         .key_schema(key(ISSUED_PK, KeyType::Hash)?)
@@ -139,20 +137,6 @@ pub async fn add_missing_indexes(
             }
             None => {}
         }
-        let key = |name: &str, key_type| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(key_type)
-                .build()
-                .map_err(build_error)
-        };
-        let string_attribute = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(build_error)
-        };
         let action = CreateGlobalSecondaryIndexAction::builder()
             .index_name(index)
             .key_schema(key(partition, KeyType::Hash)?)
