@@ -71,17 +71,27 @@ base="http://127.0.0.1:$port"
 basic="Basic $(printf 'demo-client:demo-secret-for-localhost-only-0123456789' | base64 -w0)"
 token=$(curl -s -H "Authorization: $basic" -d grant_type=client_credentials "$base/oauth2/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 threads=2
-load() { # path body [wrk script [Authorization, "" for none]]: sets rps, p50, p99, non2xx
-  local report
+# The server's CPU time so far (user + system), in clock ticks.
+server_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+load() { # path body [wrk script [Authorization, "" for none]]: sets rps, p50, p99, non2xx, cpu
+  local report before
+  before=$(server_ticks)
   report=$(PATH_TO_HIT="$1" BODY="$2" AUTH="${4-$basic}" WRK_THREADS=$threads \
     wrk -t$threads -c64 -d"${seconds}s" --latency -s "${3:-bench/post.lua}" "$base")
   rps=$(echo "$report" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$report" | awk '$1=="50%" {print $2}')
   p99=$(echo "$report" | awk '$1=="99%" {print $2}')
   non2xx=$(echo "$report" | awk '/Non-2xx/ {print $5}')
+  # wrk shares the two cores, and a script that builds each request (one_time.lua) takes more
+  # of them than a fixed one: the server's own CPU per request compares routes whatever wrk costs.
+  cpu=$(echo "$report" | awk -v ticks=$(($(server_ticks) - before)) -v hz="$(getconf CLK_TCK)" \
+    '/requests in/ {printf "%.0f µs", ticks / hz * 1e6 / $1}')
 }
-row() { echo "| $1 | ${rps} | ${p50} | ${p99} | ${non2xx:-0} |"; }
-versus_secret() { awk -v a="$rps" -v b="$secret_rps" 'BEGIN { if (b > 0) printf "%.2f× the secret row", a / b; else print "no secret row to compare" }'; }
+row() { echo "| $1 | ${rps} | ${p50} | ${p99} | ${non2xx:-0} | ${cpu} |"; }
+versus() { # rps of a row to compare with, its name
+  awk -v a="$rps" -v b="$1" -v name="$2" 'BEGIN { if (b > 0) printf "%.2f× %s", a / b, name; else printf "no %s to compare", name }'
+}
+versus_secret() { versus "$secret_rps" "the secret row"; }
 load /oauth2/token "grant_type=client_credentials"
 secret_row=$(row "POST /oauth2/token client_credentials (ES256)") secret_rps=$rps
 load /oauth2/introspect "token=$token"
@@ -103,18 +113,28 @@ signed_row=$(row "POST /oauth2/token client_credentials, private_key_jwt (ES256 
 rm -f "$work/assertions"
 .venv/bin/python bench/one_time_jwts.py dpop --htu "$base/oauth2/token" --count "$one_time" --out "$work/proofs"
 ONE_TIME_FILE=$work/proofs ONE_TIME_HEADER=DPoP load /oauth2/token "grant_type=client_credentials" bench/one_time.lua
+bound_rps=$rps bound_cpu=$cpu
 bound_row=$(row "POST /oauth2/token client_credentials, secret and DPoP proof (ES256; $(versus_secret))")
+# The same wrk script and proofs in a header the server ignores: client_credentials without DPoP,
+# with the load generator costing what it costs in the DPoP row.
+ONE_TIME_FILE=$work/proofs ONE_TIME_HEADER=X-Not-Dpop load /oauth2/token "grant_type=client_credentials" bench/one_time.lua
+unbound_row=$(row "POST /oauth2/token client_credentials, secret, the DPoP row's wrk script (proofs in a header the server ignores)")
+unbound_rps=$rps unbound_cpu=$cpu rps=$bound_rps
+dpop_ratio="With DPoP, client_credentials runs at $(versus "$secret_rps" "the secret row") and at $(versus "$unbound_rps" "the same wrk script without DPoP"); the server spends $bound_cpu of CPU per request with DPoP, $unbound_cpu without."
 {
   echo "## HTTP, local server, in-memory store, keep-alive, 64 connections, wrk on the same 2 cores (${seconds} s each)"
   echo
-  echo "| route | requests/s | p50 | p99 | non-2xx |"
-  echo "|---|---|---|---|---|"
+  echo "| route | requests/s | p50 | p99 | non-2xx | server CPU per request |"
+  echo "|---|---|---|---|---|---|"
   echo "$secret_row"
   echo "$signed_row"
   echo "$bound_row"
+  echo "$unbound_row"
   echo "$introspect_row"
   echo "$revoke_row"
   echo "$password_row"
+  echo
+  echo "$dpop_ratio"
   echo
   echo "Peak resident memory of the local server after these runs: $memory (before the private_key_jwt"
   echo "and DPoP rows; after them, holding their one-time jti records: $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$server/status))."

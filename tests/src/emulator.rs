@@ -391,13 +391,16 @@ async fn serve_connection(
         } else {
             (404, String::new(), Vec::new())
         };
-        let head = format!(
+        // Head and body in one write, as one segment: a body arriving after its head leaves the
+        // runtime client's connection busy when it next polls, and it would open a new one for
+        // every invocation, which the Runtime API never makes it do.
+        let mut response = format!(
             "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{headers}content-length: {}\r\n\r\n",
             response_body.len()
-        );
-        if stream.write_all(head.as_bytes()).await.is_err()
-            || stream.write_all(&response_body).await.is_err()
-        {
+        )
+        .into_bytes();
+        response.extend_from_slice(&response_body);
+        if stream.write_all(&response).await.is_err() {
             return;
         }
     }
