@@ -157,18 +157,24 @@ echo "== cold starts"
   echo
 } >>"$out"
 
-echo "== jitter entropy (aws-lc built with it, for comparison)"
-AWS_LC_SYS_NO_JITTER_ENTROPY=0 CARGO_TARGET_DIR=target/jitter-entropy \
-  cargo build --release --locked -p token -p keys >/dev/null 2>&1
-{
-  echo "## Cold start with aws-lc's jitter entropy built in (\`AWS_LC_SYS_NO_JITTER_ENTROPY=0\`)"
-  echo
-  echo "The same measurement, bootstraps built in \`target/jitter-entropy\`; compare with the table above."
-  echo
-  CARGO_TARGET_DIR=target/jitter-entropy tests/aws-local.sh target/release/bench coldstart release 20 token keys \
-    2>/dev/null | grep -v '^moto server'
-  echo
-} >>"$out"
+# BENCH_JITTER=0 skips this section: it builds two bootstraps again in a target directory of
+# their own, a quarter of an hour on two cores.
+if [ "${BENCH_JITTER:-1}" != 0 ]; then
+  echo "== jitter entropy (aws-lc built with it, for comparison)"
+  AWS_LC_SYS_NO_JITTER_ENTROPY=0 CARGO_TARGET_DIR=target/jitter-entropy \
+    cargo build --release --locked -p token -p keys >/dev/null 2>&1
+  {
+    echo "## Cold start with aws-lc's jitter entropy built in (\`AWS_LC_SYS_NO_JITTER_ENTROPY=0\`)"
+    echo
+    echo "The same measurement, bootstraps built in \`target/jitter-entropy\`; compare with the table above."
+    echo
+    CARGO_TARGET_DIR=target/jitter-entropy tests/aws-local.sh target/release/bench coldstart release 20 token keys \
+      2>/dev/null | grep -v '^moto server'
+    echo
+  } >>"$out"
+else
+  printf '%s\n\n' "BENCH_JITTER=0: this run left out the cold start with aws-lc's jitter entropy built in." >>"$out"
+fi
 
 echo "== memory under load"
 {
@@ -177,6 +183,17 @@ echo "== memory under load"
   echo "One request at a time, as Lambda sends them, on a seeded table on moto; VmHWM of the process."
   echo
   tests/aws-local.sh target/release/bench memory release "${BENCH_INVOCATIONS:-2000}" 2>/dev/null | grep -v '^moto server'
+  echo
+} >>"$out"
+
+echo "== the authorizer with and without its verified-token cache"
+{
+  echo "## The authorizer's CPU per invocation, verified-token cache off and on"
+  echo
+  echo "Under the Runtime API emulator on a seeded table on moto, one request at a time; the process's"
+  echo "user + system time divided by its invocations. Off and on alternate, three processes each."
+  echo
+  tests/aws-local.sh target/release/bench authorizer release "${BENCH_INVOCATIONS:-2000}" 2>/dev/null | grep -v '^moto server'
   echo
 } >>"$out"
 
