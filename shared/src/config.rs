@@ -63,11 +63,12 @@ pub struct Config {
     /// warm instance's cache of verified access tokens.
     pub token_cache: TokenCacheLimits,
     /// `ISSUANCE_INDEX_SHARDS`: how many partitions the issuance indexes spread one root tenant
-    /// and one client over (default 8, 1 to 128); each takes about 1,000 issued tokens a second.
+    /// and one client over (default 32, 1 to 128); each takes about 1,000 issued tokens a second.
     /// Counts read at least 8 (docs/performance.md#scaling-past-one-partition).
     pub issuance_index_shards: IssuanceShards,
     /// `CUTOFF_READ_COPIES`: how many of each cutoff's copies verifications choose among (default
-    /// all 8). 1 while a table from before copies is upgraded, as docs/deployment.md says.
+    /// all 16). Fewer while a table from before copies, or with fewer, is upgraded, as
+    /// docs/deployment.md says.
     pub cutoff_read_copies: CutoffReadCopies,
 }
 
@@ -303,7 +304,7 @@ mod tests {
             ("TOKEN_CACHE_MIB", "0"),
             ("TOKEN_CACHE_MIB", "65"),
             ("CUTOFF_READ_COPIES", "0"),
-            ("CUTOFF_READ_COPIES", "9"),
+            ("CUTOFF_READ_COPIES", "17"),
         ] {
             let bad = config(&[("ISSUER", "https://x"), (name, value)]);
             assert_eq!(bad.unwrap_err().name, name);
@@ -320,12 +321,12 @@ mod tests {
     }
 
     #[test]
-    fn issuance_index_shards_default_to_eight_and_stay_within_range() {
+    fn issuance_index_shards_default_to_thirty_two_and_stay_within_range() {
         let default = config(&[("ISSUER", "https://x")]).unwrap();
         assert_eq!(default.issuance_index_shards, IssuanceShards::DEFAULT);
-        assert_eq!(default.issuance_index_shards.get(), 8);
-        let set = config(&[("ISSUER", "https://x"), ("ISSUANCE_INDEX_SHARDS", "32")]).unwrap();
-        assert_eq!(set.issuance_index_shards.get(), 32);
+        assert_eq!(default.issuance_index_shards.get(), 32);
+        let set = config(&[("ISSUER", "https://x"), ("ISSUANCE_INDEX_SHARDS", "8")]).unwrap();
+        assert_eq!(set.issuance_index_shards.get(), 8);
         for bad in ["0", "129", "-1", "eight", ""] {
             let refused = config(&[("ISSUER", "https://x"), ("ISSUANCE_INDEX_SHARDS", bad)]);
             assert_eq!(refused.unwrap_err().name, "ISSUANCE_INDEX_SHARDS", "{bad:?}");
