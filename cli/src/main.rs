@@ -8,7 +8,8 @@ use token_service::admin::AdminService;
 use token_service::api::{JWKS_PATH, TOKEN_PATH};
 use token_service::clock::{Clock, SystemClock};
 use token_service::config::{
-    Config, ConfigError, client_cache_ttl, login_defence_settings, password_hash_params,
+    Config, ConfigError, client_cache_ttl, cutoff_read_copies, issuance_index_shards,
+    login_defence_settings, password_hash_params,
 };
 use token_service::domain::{
     DEFAULT_REFRESH_ABSOLUTE_LIFETIME, DEFAULT_REFRESH_IDLE_LIFETIME, GrantType,
@@ -282,7 +283,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             };
             let (client, secret) = admin::new_client(&spec)?;
             match &target.table {
-                Some(table) => admin::put_new_client(&dynamo(table).await, &client).await?,
+                Some(table) => admin::put_new_client(&dynamo(table).await?, &client).await?,
                 None => admin::append_client(&target.seed, &passwords()?, &client)?,
             }
             println!("client {id} added to {}", target.describe());
@@ -296,19 +297,19 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             let password = password.trim_end_matches(['\r', '\n']);
             let user = admin::new_user(&passwords()?, &tenant, &username, password)?;
             match &target.table {
-                Some(table) => admin::put_new_user(&dynamo(table).await, &user).await?,
+                Some(table) => admin::put_new_user(&dynamo(table).await?, &user).await?,
                 None => admin::append_user(&target.seed, &passwords()?, &user)?,
             }
             println!("user {username} ({}) added to {tenant} in {}", user.id, target.describe());
             Ok(())
         }
         Command::CreateTable { table } => {
-            table::create_table(dynamo(&table).await.sdk_client(), &table).await?;
+            table::create_table(dynamo(&table).await?.sdk_client(), &table).await?;
             println!("table {table} created");
             Ok(())
         }
         Command::UpgradeTable { table, add_indexes } => {
-            let store = dynamo(&table).await;
+            let store = dynamo(&table).await?;
             if add_indexes {
                 for index in table::add_missing_indexes(store.sdk_client(), &table).await? {
                     println!("index {index} created on {table}");
@@ -403,7 +404,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::ImportSeed { table, seed, replace, allow_plaintext } => {
             let loaded = Seed::load(&seed, &passwords()?)?;
-            let store = dynamo(&table).await;
+            let store = dynamo(&table).await?;
             let options = ImportOptions { replace, allow_plaintext };
             let imported = admin::import_seed(&loaded, &store, &store, &store, options).await?;
             println!(
@@ -422,7 +423,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
 /// An admin operation on a table, as the operator; the service's answer printed as JSON.
 async fn manage_table(manage: Manage) -> Result<(), Box<dyn std::error::Error>> {
     let (table, operation) = manage.operation(&mut std::io::stdin().lock())?;
-    let stores = Stores::all(Arc::new(dynamo(&table).await));
+    let stores = Stores::all(Arc::new(dynamo(&table).await?));
     let env = |name: &str| std::env::var(name).ok();
     let (ttl, login_defence) = (client_cache_ttl(&env)?, login_defence_settings(&env)?);
     let clock = Arc::new(SystemClock);
@@ -447,8 +448,13 @@ impl Target {
     }
 }
 
-async fn dynamo(table: &str) -> DynamoStore {
-    DynamoStore::new(aws_sdk_dynamodb::Client::new(&setup::aws_config().await), table)
+/// The table as the stack's functions see it: `ISSUANCE_INDEX_SHARDS` and `CUTOFF_READ_COPIES`
+/// from the environment, so entries this tool writes land in shards the functions count.
+async fn dynamo(table: &str) -> Result<DynamoStore, ConfigError> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    Ok(DynamoStore::new(aws_sdk_dynamodb::Client::new(&setup::aws_config().await), table)
+        .with_issuance_shards(issuance_index_shards(&lookup)?)
+        .with_cutoff_read_copies(cutoff_read_copies(&lookup)?))
 }
 
 /// Password hashing at the configured parameters (`ARGON2_*`, OWASP's by default).

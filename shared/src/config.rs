@@ -124,24 +124,8 @@ impl Config {
                     .collect::<Result<_, _>>()?
             }
         };
-        let issuance_index_shards = match lookup("ISSUANCE_INDEX_SHARDS") {
-            Some(raw) => raw.parse().ok().and_then(IssuanceShards::new).ok_or_else(|| {
-                error(
-                    "ISSUANCE_INDEX_SHARDS",
-                    &format!("must be a whole number from 1 to {}", IssuanceShards::MAX),
-                )
-            })?,
-            None => IssuanceShards::DEFAULT,
-        };
-        let cutoff_read_copies = match lookup("CUTOFF_READ_COPIES") {
-            Some(raw) => raw.parse().ok().and_then(CutoffReadCopies::new).ok_or_else(|| {
-                error(
-                    "CUTOFF_READ_COPIES",
-                    &format!("must be a whole number from 1 to {}", CutoffReadCopies::ALL.get()),
-                )
-            })?,
-            None => CutoffReadCopies::ALL,
-        };
+        let issuance_index_shards = issuance_index_shards(&lookup)?;
+        let cutoff_read_copies = cutoff_read_copies(&lookup)?;
         Ok(Self {
             cutoff_read_copies,
             token_cache: token_cache_limits(&lookup)?,
@@ -223,6 +207,33 @@ fn token_cache_limits(
         entries: number("TOKEN_CACHE_ENTRIES", defaults.entries, 0..=1_000_000)?,
         bytes: number("TOKEN_CACHE_MIB", defaults.bytes >> 20, 1..=64)? << 20,
     })
+}
+
+/// `ISSUANCE_INDEX_SHARDS`, which `tokenctl` reads too: a tool that writes or counts log entries
+/// must use the shards the stack's functions use.
+pub fn issuance_index_shards(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<IssuanceShards, ConfigError> {
+    match lookup("ISSUANCE_INDEX_SHARDS") {
+        Some(raw) => raw.parse().ok().and_then(IssuanceShards::new).ok_or_else(|| ConfigError {
+            name: "ISSUANCE_INDEX_SHARDS",
+            reason: format!("must be a whole number from 1 to {}", IssuanceShards::MAX),
+        }),
+        None => Ok(IssuanceShards::DEFAULT),
+    }
+}
+
+/// `CUTOFF_READ_COPIES`, which `tokenctl` reads too.
+pub fn cutoff_read_copies(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<CutoffReadCopies, ConfigError> {
+    match lookup("CUTOFF_READ_COPIES") {
+        Some(raw) => raw.parse().ok().and_then(CutoffReadCopies::new).ok_or_else(|| ConfigError {
+            name: "CUTOFF_READ_COPIES",
+            reason: format!("must be a whole number from 1 to {}", CutoffReadCopies::ALL.get()),
+        }),
+        None => Ok(CutoffReadCopies::ALL),
+    }
 }
 
 /// `CLIENT_CACHE_TTL`, which the admin plane reads too: how long a disabled client's tokens

@@ -438,6 +438,33 @@ async fn upgrade_table_upgrades_a_first_stage_table_once_and_says_what_it_did() 
     assert_eq!(integration_tests::dynamo::tenant_members(&store, "/old").await, Some(3));
 }
 
+/// `tokenctl` works on a table with the stack's `ISSUANCE_INDEX_SHARDS` and `CUTOFF_READ_COPIES`,
+/// as the functions do: log entries an upgrade gives client keys land in shards the functions
+/// count. A value the functions would refuse, it refuses too, before touching the table.
+#[tokio::test]
+async fn tokenctl_takes_the_stacks_shard_and_copy_settings_from_the_environment() {
+    let store = integration_tests::dynamo::fresh_store().await;
+    let table = store.table_name().to_owned();
+    for (name, value) in [("ISSUANCE_INDEX_SHARDS", "0"), ("CUTOFF_READ_COPIES", "17")] {
+        let output = std::process::Command::new(binary("tokenctl", "debug"))
+            .args(["upgrade-table", "--table", &table])
+            .env_remove("TABLE_NAME")
+            .env(name, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains(name), "{name}={value}: {stderr}");
+    }
+    let printed = std::process::Command::new(binary("tokenctl", "debug"))
+        .args(["upgrade-table", "--table", &table])
+        .env_remove("TABLE_NAME")
+        .env("ISSUANCE_INDEX_SHARDS", "8")
+        .env("CUTOFF_READ_COPIES", "1")
+        .output()
+        .unwrap();
+    assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+}
+
 /// `tokenctl users unlock` clears a username's login-defence counters on the table, from every
 /// source.
 #[tokio::test]
