@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::emulator::binary;
 use integration_tests::{event_from_form, repo_path, router_from_seed};
 use token_service::api;
@@ -443,26 +444,64 @@ async fn upgrade_table_upgrades_a_first_stage_table_once_and_says_what_it_did() 
 /// count. A value the functions would refuse, it refuses too, before touching the table.
 #[tokio::test]
 async fn tokenctl_takes_the_stacks_shard_and_copy_settings_from_the_environment() {
+    use token_service::clock::Clock;
+    use token_service::domain::{TenantPath, TokenId};
+    use token_service::store::dynamodb::{DynamoStore, IssuanceShards};
+    use token_service::store::{IssuanceFilter, IssuanceLog, IssuedToken, TokenKind};
     let store = integration_tests::dynamo::fresh_store().await;
     let table = store.table_name().to_owned();
-    for (name, value) in [("ISSUANCE_INDEX_SHARDS", "0"), ("CUTOFF_READ_COPIES", "17")] {
-        let output = std::process::Command::new(binary("tokenctl", "debug"))
+    let upgrade = |env: &[(&str, &str)]| {
+        std::process::Command::new(binary("tokenctl", "debug"))
             .args(["upgrade-table", "--table", &table])
             .env_remove("TABLE_NAME")
-            .env(name, value)
+            .envs(env.iter().copied())
             .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success() && stderr.contains(name), "{name}={value}: {stderr}");
+            .unwrap()
+    };
+    for (name, value) in [("ISSUANCE_INDEX_SHARDS", "0"), ("CUTOFF_READ_COPIES", "17")] {
+        let refused = upgrade(&[(name, value)]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && stderr.contains(name), "{name}={value}: {stderr}");
     }
-    let printed = std::process::Command::new(binary("tokenctl", "debug"))
-        .args(["upgrade-table", "--table", &table])
-        .env_remove("TABLE_NAME")
-        .env("ISSUANCE_INDEX_SHARDS", "8")
-        .env("CUTOFF_READ_COPIES", "1")
-        .output()
-        .unwrap();
-    assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+
+    // A stack on 8 shards, and entries written before the client index: without their keys.
+    let eight = DynamoStore::new(store.sdk_client().clone(), &table)
+        .with_issuance_shards(IssuanceShards::new(8).unwrap());
+    let now = SystemClock.now();
+    let entries = 16;
+    for _ in 0..entries {
+        let id = TokenId::generate();
+        let entry = IssuedToken {
+            id: id.clone(),
+            kind: TokenKind::Access,
+            tenant: TenantPath::parse("/acme").unwrap(),
+            client_id: ClientId::parse("busy").unwrap(),
+            subject: "busy".into(),
+            grant: None,
+            issued_at: now - 10,
+            expires_at: now + 600,
+        };
+        eight.record_issued(&entry).await.unwrap();
+        store
+            .sdk_client()
+            .update_item()
+            .table_name(&table)
+            .key("pk", AttributeValue::S(format!("ISSUED#{id}")))
+            .key("sk", AttributeValue::S("ISSUED".into()))
+            .update_expression("REMOVE issued_client_pk")
+            .send()
+            .await
+            .unwrap();
+    }
+    let upgraded = upgrade(&[("ISSUANCE_INDEX_SHARDS", "8"), ("CUTOFF_READ_COPIES", "1")]);
+    assert!(upgraded.status.success(), "{}", String::from_utf8_lossy(&upgraded.stderr));
+    let by_client = IssuanceFilter {
+        tenant: TenantPath::parse("/acme").unwrap(),
+        client_id: Some(ClientId::parse("busy").unwrap()),
+        subject: None,
+    };
+    // On the default 32 shards, each entry would land past shard 7 three times in four.
+    assert_eq!(eight.live_issued(&by_client, now).await.unwrap().len(), entries);
 }
 
 /// `tokenctl users unlock` clears a username's login-defence counters on the table, from every
